@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Host-wide syscall statistics, aggregated in the kernel.
+ *
+ * sys_enter stamps the thread's task storage with the start time and syscall
+ * number; sys_exit turns that into one update of a per-CPU hash row keyed by
+ * (process, exec, syscall) and, on failure, of an errno row. Nothing is
+ * streamed: user space reads the maps when it reports.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "syscalls.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define NR_EXIT 60
+#define NR_EXIT_GROUP 231
+#define MAX_ERRNO 4095
+
+struct syscall_inflight {
+	__u64 start_ns;
+	__u32 nr;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct syscall_inflight);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MAX_SYSCALL_ROWS);
+	__type(key, struct syscall_key);
+	__type(value, struct syscall_stats);
+} syscall_rows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MAX_SYSCALL_ERROR_ROWS);
+	__type(key, struct syscall_error_key);
+	__type(value, __u64);
+} syscall_errors SEC(".maps");
+
+/* The initial value of a new row (too large for the BPF stack). */
+const struct syscall_stats empty_stats = {};
+
+static __always_inline __u32 latency_bucket(__u64 v)
+{
+	__u32 k = 0;
+	__u64 x = v;
+
+	if (v <= 1)
+		return 0;
+	if (x >> 32) { x >>= 32; k += 32; }
+	if (x >> 16) { x >>= 16; k += 16; }
+	if (x >> 8) { x >>= 8; k += 8; }
+	if (x >> 4) { x >>= 4; k += 4; }
+	if (x >> 2) { x >>= 2; k += 2; }
+	if (x >> 1) { k += 1; }
+
+	__u64 m = v << (63 - k);
+	__u32 idx;
+
+	if (m == (1ULL << 63)) {
+		idx = 4 * k;
+	} else {
+		idx = 4 * k + 1;
+		idx += m > QUARTER_OCTAVE_T1;
+		idx += m > QUARTER_OCTAVE_T2;
+		idx += m > QUARTER_OCTAVE_T3;
+	}
+	return idx < LATENCY_BUCKETS ? idx : LATENCY_BUCKETS - 1;
+}
+
+static __always_inline struct syscall_stats *row_for(struct syscall_key *key, struct task_struct *task)
+{
+	struct syscall_stats *row = bpf_map_lookup_elem(&syscall_rows, key);
+
+	if (row)
+		return row;
+	/* Another CPU may insert the same key first: EEXIST is fine, look again. */
+	bpf_map_update_elem(&syscall_rows, key, &empty_stats, BPF_NOEXIST);
+	row = bpf_map_lookup_elem(&syscall_rows, key);
+	if (!row) {
+		count_loss(LOSS_SYSCALL_STATS_FULL);
+		return 0;
+	}
+	bpf_probe_read_kernel(row->comm, sizeof(row->comm), task->group_leader->comm);
+	return row;
+}
+
+static __always_inline int on_sys_enter(long id)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (!is_traced(task))
+		return 0;
+	if (id == NR_EXIT || id == NR_EXIT_GROUP) {
+		/* These never return: count the call now, untimed. */
+		struct syscall_key key = {
+			.tgid = task->tgid,
+			.nr = id,
+			.exec_id = task->group_leader->self_exec_id,
+		};
+		struct syscall_stats *row = row_for(&key, task);
+
+		if (row)
+			row->count += 1;
+		return 0;
+	}
+
+	struct syscall_inflight *f =
+		bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!f) {
+		count_loss(LOSS_TASK_STORAGE);
+		return 0;
+	}
+	f->nr = id;
+	f->start_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+static __always_inline int on_sys_exit(long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct syscall_inflight *f = bpf_task_storage_get(&inflight, task, 0, 0);
+
+	if (!f || !f->start_ns)
+		return 0;
+
+	__u64 latency = bpf_ktime_get_ns() - f->start_ns;
+	struct syscall_key key = {
+		.tgid = task->tgid,
+		.nr = f->nr,
+		.exec_id = task->group_leader->self_exec_id,
+	};
+
+	f->start_ns = 0;
+	struct syscall_stats *row = row_for(&key, task);
+	if (!row)
+		return 0;
+
+	row->count += 1;
+	row->total_ns += latency;
+	if (latency > row->max_ns)
+		row->max_ns = latency;
+	__u32 bucket = latency_bucket(latency);
+	if (bucket < LATENCY_BUCKETS)
+		row->latency[bucket] += 1;
+
+	if (ret < 0 && ret >= -MAX_ERRNO) {
+		struct syscall_error_key ekey = {
+			.tgid = key.tgid,
+			.nr = key.nr,
+			.exec_id = key.exec_id,
+			.err = -ret,
+		};
+		__u64 one = 1, *n;
+
+		row->errors += 1;
+		n = bpf_map_lookup_elem(&syscall_errors, &ekey);
+		if (n) {
+			*n += 1;
+		} else if (bpf_map_update_elem(&syscall_errors, &ekey, &one, BPF_NOEXIST)) {
+			/* Lost a race with another CPU's insert, or the map is full. */
+			n = bpf_map_lookup_elem(&syscall_errors, &ekey);
+			if (n)
+				*n += 1;
+			else
+				count_loss(LOSS_SYSCALL_ERRORS_FULL);
+		}
+	}
+	return 0;
+}
+
+DEFINE_TRACE_HANDLERS(sys_enter, on_sys_enter(id), struct pt_regs *regs, long id)
+DEFINE_TRACE_HANDLERS(sys_exit, on_sys_exit(ret), struct pt_regs *regs, long ret)

@@ -1,0 +1,43 @@
+//! goroscope's BPF side: the programs' skeletons, loading and attaching them
+//! with what the kernel allows, and reading what they collect.
+
+#[allow(clippy::all, missing_docs, unsafe_op_in_unsafe_fn)]
+mod skel {
+    pub mod syscalls {
+        include!(concat!(env!("OUT_DIR"), "/syscalls.skel.rs"));
+    }
+    pub mod process {
+        include!(concat!(env!("OUT_DIR"), "/process.skel.rs"));
+    }
+    pub mod files {
+        include!(concat!(env!("OUT_DIR"), "/files.skel.rs"));
+    }
+    pub mod probe {
+        include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));
+    }
+}
+
+pub mod attach;
+pub mod error;
+pub mod events;
+pub mod filter;
+mod libbpf_log;
+pub mod losses;
+mod pod;
+pub mod privileges;
+pub mod syscalls;
+pub mod tracefs;
+
+pub use attach::{choose_attach_mode, probe_program, AttachMode, ProgramKind};
+pub use error::BpfError;
+pub use events::{EventCollector, EventObjects, EventOptions, EventStream, RawEvent};
+pub use filter::ProcessFilter;
+pub use losses::Losses;
+pub use privileges::Privileges;
+pub use syscalls::SyscallCollector;
+
+/// Prepares libbpf for goroscope: its messages are captured for error
+/// reports instead of being printed. Call once at start.
+pub fn init() {
+    libbpf_log::install();
+}

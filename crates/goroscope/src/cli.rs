@@ -1,0 +1,140 @@
+//! The command line as typed: parsed by clap, then validated into settings
+//! (settings.rs) before anything touches the kernel.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use goroscope_model::EventKind;
+
+/// goroscope: see inside a Linux host and the Go services on it, with eBPF,
+/// without rebuilding, restarting or instrumenting anything.
+#[derive(Debug, Parser)]
+#[command(name = "goroscope", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check what this kernel and machine allow, and self-test every collector.
+    Doctor(DoctorArgs),
+    /// Stream process and file events (exec, exit, fork, open) as they happen.
+    Trace(TraceArgs),
+    /// Count syscalls per process with errors and latency percentiles.
+    Syscalls(SyscallsArgs),
+}
+
+/// `goroscope doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Table)]
+    pub format: DoctorFormat,
+}
+
+/// Output formats of `doctor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorFormat {
+    /// A readable table.
+    Table,
+    /// One JSON object.
+    Json,
+}
+
+/// Which processes to look at, shared by the tracing commands.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Only this process (repeat for several). Default: the whole host.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Only processes with this name (as in /proc/PID/comm; first 15 bytes).
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+    /// Stop after this long (e.g. 10s, 1m30s, 500ms). Default: until Ctrl-C.
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// `goroscope trace`.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    /// Which processes, and for how long.
+    pub target: TargetArgs,
+    /// Which events, comma-separated.
+    #[arg(long, value_name = "KINDS", value_delimiter = ',', value_parser = parse_event_kind,
+          default_value = "exec,exit,fork,open")]
+    pub events: Vec<EventKind>,
+    /// Include command lines in exec events (off by default: arguments can hold secrets).
+    #[arg(long)]
+    pub args: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = StreamFormat::Text)]
+    pub format: StreamFormat,
+}
+
+/// `goroscope syscalls`.
+#[derive(Debug, Args)]
+pub struct SyscallsArgs {
+    #[command(flatten)]
+    /// Which processes, and for how long.
+    pub target: TargetArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = StreamFormat::Text)]
+    pub format: StreamFormat,
+}
+
+/// Output formats of `trace` and `syscalls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StreamFormat {
+    /// Readable lines or a table.
+    Text,
+    /// JSON: one object per line (trace) or one array (syscalls).
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}; write it like 10s, 1m30s or 500ms"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_event_kind(text: &str) -> Result<EventKind, String> {
+    EventKind::from_name(text).ok_or_else(|| {
+        let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+        format!("unknown event kind; known kinds: {}", known.join(", "))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_or_explain() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("ten").unwrap_err().contains("like 10s"));
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn event_kinds_parse_or_list_the_known_ones() {
+        assert_eq!(parse_event_kind("open"), Ok(EventKind::Open));
+        assert!(parse_event_kind("clone")
+            .unwrap_err()
+            .contains("exec, exit, fork, open"));
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,367 @@
+//! `goroscope doctor`: what this kernel and machine allow, and a self-test of
+//! every collector (load, attach, observe a known action, count losses).
+
+use std::mem::MaybeUninit;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use goroscope_bpf::tracefs::{self, Tracefs};
+use goroscope_bpf::{
+    probe_program, AttachMode, EventCollector, EventObjects, EventOptions, Losses, Privileges,
+    ProcessFilter, ProgramKind, SyscallCollector,
+};
+use goroscope_model::{syscall_names::SYS_GETPPID, EventDetail, EventKind};
+use libbpf_rs::MapType;
+use serde::Serialize;
+
+use super::PROC_ROOT;
+use crate::cli::{DoctorArgs, DoctorFormat};
+use crate::output::doctor::{write_json, write_table};
+
+/// One line of the report.
+#[derive(Debug, Serialize)]
+pub struct Check {
+    /// The section: "host", "kernel", "attach" or "collector".
+    pub group: &'static str,
+    /// What was checked.
+    pub name: String,
+    /// Whether it works.
+    pub ok: bool,
+    /// What was found, or why not.
+    pub detail: String,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct DoctorReport {
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// How collectors attach here, if they can.
+    pub attach_mode: Option<String>,
+    /// True when the syscalls, process and files collectors all work.
+    pub core_collectors_ok: bool,
+    /// Data lost in the kernel during the self-tests.
+    pub kernel_losses: u64,
+    /// Events dropped by the user-side queue during the self-tests.
+    pub queue_drops: u64,
+}
+
+impl DoctorReport {
+    fn push(
+        &mut self,
+        group: &'static str,
+        name: impl Into<String>,
+        result: Result<String, String>,
+    ) {
+        let (ok, detail) = match result {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        self.checks.push(Check {
+            group,
+            name: name.into(),
+            ok,
+            detail,
+        });
+    }
+}
+
+/// Runs the command.
+pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
+    goroscope_bpf::init();
+    let mut report = DoctorReport {
+        checks: Vec::new(),
+        attach_mode: None,
+        core_collectors_ok: false,
+        kernel_losses: 0,
+        queue_drops: 0,
+    };
+    let privileges = Privileges::of_self(Path::new(PROC_ROOT));
+    let can_trace = privileges.is_some_and(|p| p.can_trace());
+    report.push(
+        "host",
+        "privileges",
+        match privileges {
+            Some(p) if p.can_trace() => Ok(format!(
+                "CAP_BPF {}, CAP_PERFMON {}, CAP_SYS_ADMIN {}",
+                yes(p.bpf),
+                yes(p.perfmon),
+                yes(p.sys_admin)
+            )),
+            Some(p) => Err(format!("missing {}", p.missing().join(" and "))),
+            None => Err("cannot read /proc/self/status".into()),
+        },
+    );
+    report.push(
+        "host",
+        "kernel",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .map_err(|e| e.to_string()),
+    );
+    kernel_checks(&mut report);
+
+    let mut attach_ok = Vec::new();
+    for kind in ProgramKind::ALL {
+        let result = probe_program(kind).map(|()| format!("works; {}", kind.used_for()));
+        attach_ok.push((kind, result.is_ok()));
+        report.push(
+            "attach",
+            kind.name(),
+            result.map_err(|e| format!("{e}; used for: {}", kind.used_for())),
+        );
+    }
+    let works = |k| attach_ok.iter().any(|&(kind, ok)| kind == k && ok);
+    let mode = if works(ProgramKind::TpBtf) {
+        Some(AttachMode::TpBtf)
+    } else if works(ProgramKind::RawTp) {
+        Some(AttachMode::RawTp)
+    } else {
+        None
+    };
+    report.attach_mode = mode.map(|m| m.to_string());
+
+    match mode {
+        Some(mode) => {
+            let mut losses = Losses::default();
+            let mut drops = 0;
+            let syscalls = self_test_syscalls(mode, &mut losses);
+            let process = self_test_process(mode, &mut losses, &mut drops);
+            let files = self_test_files(mode, &mut losses, &mut drops);
+            report.core_collectors_ok = syscalls.is_ok() && process.is_ok() && files.is_ok();
+            report.push("collector", "syscalls", syscalls);
+            report.push("collector", "process", process);
+            report.push("collector", "files", files);
+            report.kernel_losses = losses.total();
+            report.queue_drops = drops;
+        }
+        None => {
+            for name in ["syscalls", "process", "files"] {
+                report.push(
+                    "collector",
+                    name,
+                    Err("skipped: neither tp_btf nor raw_tp can attach".into()),
+                );
+            }
+        }
+    }
+
+    let mut out = std::io::stdout().lock();
+    let written = match args.format {
+        DoctorFormat::Table => write_table(&mut out, &report),
+        DoctorFormat::Json => write_json(&mut out, &report),
+    };
+    if let Err(err) = written {
+        if !super::is_broken_pipe(&err) {
+            return Err(err.into());
+        }
+    }
+    if !can_trace {
+        crate::settings::require_privileges(Path::new(PROC_ROOT))?;
+    }
+    if !report.core_collectors_ok {
+        anyhow::bail!(
+            "the core collectors (syscalls, process, files) cannot all run here; see the FAIL lines above"
+        );
+    }
+    Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn kernel_checks(report: &mut DoctorReport) {
+    let btf = Path::new("/sys/kernel/btf/vmlinux");
+    report.push(
+        "kernel",
+        "BTF",
+        if btf.exists() {
+            Ok(format!(
+                "{} present: CO-RE and tp_btf possible",
+                btf.display()
+            ))
+        } else {
+            Err(format!(
+                "{} missing: the kernel was built without CONFIG_DEBUG_INFO_BTF",
+                btf.display()
+            ))
+        },
+    );
+    for (name, map_type) in [
+        ("ring buffer", MapType::RingBuf),
+        ("task storage", MapType::TaskStorage),
+        ("per-CPU hash", MapType::PercpuHash),
+    ] {
+        let result = match map_type.is_supported() {
+            Ok(true) => Ok("supported".to_string()),
+            Ok(false) => Err("not supported by this kernel".to_string()),
+            Err(e) => Err(format!("cannot tell: {e}")),
+        };
+        report.push("kernel", name, result);
+    }
+    report.push(
+        "kernel",
+        "tracefs",
+        match tracefs::ensure_mounted() {
+            Tracefs::Mounted(p) => Ok(format!("mounted at {}", p.display())),
+            Tracefs::MountedNow(p) => Ok(format!(
+                "was not mounted; goroscope mounted it at {}",
+                p.display()
+            )),
+            Tracefs::Unavailable(why) => Err(why),
+        },
+    );
+}
+
+fn self_filter() -> ProcessFilter {
+    ProcessFilter {
+        pids: vec![std::process::id()],
+        comm: None,
+        include_self: true,
+    }
+}
+
+/// Makes `n` getppid calls and checks the collector counted them all.
+fn self_test_syscalls(mode: AttachMode, losses: &mut Losses) -> Result<String, String> {
+    const CALLS: u64 = 100;
+    let mut storage = MaybeUninit::uninit();
+    let collector = SyscallCollector::start(&mut storage, mode, &self_filter())
+        .map_err(|e| format!("{e:#}"))?;
+    for _ in 0..CALLS {
+        // SAFETY: getppid takes no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_getppid) };
+    }
+    let rows = collector.rows().map_err(|e| e.to_string())?;
+    losses.add(&collector.losses().map_err(|e| e.to_string())?);
+    let seen: u64 = rows
+        .iter()
+        .filter(|r| r.pid == std::process::id() && r.syscall_nr == SYS_GETPPID)
+        .map(|r| r.count)
+        .sum();
+    if seen >= CALLS {
+        Ok(format!(
+            "works via {mode}: counted {seen} of {CALLS} getppid calls"
+        ))
+    } else {
+        Err(format!(
+            "attached via {mode} but counted {seen} of {CALLS} getppid calls"
+        ))
+    }
+}
+
+/// Starts a child (this binary, `--version`) and checks its fork, exec and exit arrive.
+fn self_test_process(
+    mode: AttachMode,
+    losses: &mut Losses,
+    drops: &mut u64,
+) -> Result<String, String> {
+    let mut objects = EventObjects::default();
+    let options = EventOptions {
+        kinds: vec![EventKind::Exec, EventKind::Exit, EventKind::Fork],
+        capture_args: false,
+        filter: ProcessFilter {
+            include_self: true,
+            ..ProcessFilter::default()
+        },
+    };
+    let collector =
+        EventCollector::start(&mut objects, mode, &options).map_err(|e| format!("{e:#}"))?;
+    let mut stream = collector.stream().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    let status = Command::new(&exe)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("starting {}: {e}", exe.display()))?;
+    let _ = status;
+    // The child is gone; its pid is in the events we look for.
+    let (mut fork, mut exec, mut exit) = (None, false, false);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && !(fork.is_some() && exec && exit) {
+        let Some(raw) = stream
+            .next(Duration::from_millis(100))
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        let Ok(event) = raw.decode() else { continue };
+        match event.detail {
+            EventDetail::Fork { child_pid } if event.header.pid == std::process::id() => {
+                fork = Some(child_pid)
+            }
+            EventDetail::Exec { .. } if Some(event.header.pid) == fork => exec = true,
+            EventDetail::Exit { status, .. } if Some(event.header.pid) == fork => {
+                exit = status.exit_code == 0
+            }
+            _ => {}
+        }
+    }
+    let _ = stream.finish();
+    *drops += stream.queue_drops();
+    losses.add(&collector.losses().map_err(|e| e.to_string())?);
+    match (fork, exec, exit) {
+        (Some(pid), true, true) => Ok(format!("works via {mode}: saw fork, exec and exit of child {pid}")),
+        _ => Err(format!(
+            "attached via {mode} but saw fork: {}, exec: {exec}, exit: {exit} of a child it started",
+            fork.is_some()
+        )),
+    }
+}
+
+/// Opens a path that does not exist a few times and checks every open arrives.
+fn self_test_files(
+    mode: AttachMode,
+    losses: &mut Losses,
+    drops: &mut u64,
+) -> Result<String, String> {
+    const OPENS: usize = 5;
+    let mut objects = EventObjects::default();
+    let options = EventOptions {
+        kinds: vec![EventKind::Open],
+        capture_args: false,
+        filter: self_filter(),
+    };
+    let collector =
+        EventCollector::start(&mut objects, mode, &options).map_err(|e| format!("{e:#}"))?;
+    let mut stream = collector.stream().map_err(|e| e.to_string())?;
+    let path =
+        std::env::temp_dir().join(format!("goroscope-doctor-{}-missing", std::process::id()));
+    for _ in 0..OPENS {
+        let _ = std::fs::File::open(&path);
+    }
+    let wanted = path.as_os_str().as_encoded_bytes();
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && seen < OPENS {
+        let Some(raw) = stream
+            .next(Duration::from_millis(100))
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        if let Ok(event) = raw.decode() {
+            if matches!(event.detail, EventDetail::Open { path, ret, .. } if path == wanted && ret == -2)
+            {
+                seen += 1;
+            }
+        }
+    }
+    let _ = stream.finish();
+    *drops += stream.queue_drops();
+    losses.add(&collector.losses().map_err(|e| e.to_string())?);
+    if seen == OPENS {
+        Ok(format!(
+            "works via {mode}: saw {seen} of {OPENS} opens, with path and ENOENT"
+        ))
+    } else {
+        Err(format!(
+            "attached via {mode} but saw {seen} of {OPENS} opens"
+        ))
+    }
+}

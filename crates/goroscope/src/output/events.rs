@@ -1,0 +1,228 @@
+//! Streams events as readable lines or JSON lines. One writer is reused for
+//! the whole run, so printing an event does not allocate (exec arguments,
+//! which must be split, excepted).
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+
+use goroscope_model::{
+    errno_name, signal_name, syscall_name, write_open_flags, Event, EventDetail,
+};
+use serde::Serialize;
+
+use crate::cli::StreamFormat;
+use crate::clock::{write_time_of_day, WallClock};
+
+use super::HumanNs;
+
+/// Writes events in one format.
+pub struct EventWriter {
+    format: StreamFormat,
+    clock: WallClock,
+    flags: String,
+}
+
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+#[derive(Serialize)]
+struct JsonEvent<'a> {
+    ts_ns: u64,
+    event: &'static str,
+    pid: u32,
+    tid: u32,
+    comm: Cow<'a, str>,
+    cgroup_id: u64,
+    #[serde(flatten)]
+    detail: JsonDetail<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonDetail<'a> {
+    Exec {
+        ppid: u32,
+        filename: Cow<'a, str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        args: Option<Vec<Cow<'a, str>>>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        args_truncated: bool,
+    },
+    Exit {
+        ppid: u32,
+        exit_code: i32,
+        signal: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signal_name: Option<&'static str>,
+        core_dumped: bool,
+        lifetime_ns: u64,
+    },
+    Fork {
+        child_pid: u32,
+    },
+    Open {
+        path: Cow<'a, str>,
+        flags: &'a str,
+        flags_raw: u64,
+        mode: u32,
+        dirfd: i32,
+        syscall: &'static str,
+        ret: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'static str>,
+    },
+}
+
+fn split_args(args: &[u8]) -> Vec<Cow<'_, str>> {
+    args.split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(text)
+        .collect()
+}
+
+impl EventWriter {
+    /// A writer for `format`, converting timestamps with `clock`.
+    pub fn new(format: StreamFormat, clock: WallClock) -> Self {
+        Self {
+            format,
+            clock,
+            flags: String::with_capacity(64),
+        }
+    }
+
+    /// Writes one event.
+    pub fn write(&mut self, out: &mut impl Write, event: &Event<'_>) -> io::Result<()> {
+        if let EventDetail::Open { flags, .. } = event.detail {
+            self.flags.clear();
+            // Writing into a String cannot fail.
+            let _ = write_open_flags(flags as u32, &mut self.flags);
+        }
+        match self.format {
+            StreamFormat::Json => self.write_json(out, event),
+            StreamFormat::Text => self.write_text(out, event),
+        }
+    }
+
+    fn write_json(&self, out: &mut impl Write, event: &Event<'_>) -> io::Result<()> {
+        let h = &event.header;
+        let detail = match event.detail {
+            EventDetail::Exec {
+                ppid,
+                filename,
+                args,
+                args_truncated,
+            } => JsonDetail::Exec {
+                ppid,
+                filename: text(filename),
+                args: args.map(split_args),
+                args_truncated,
+            },
+            EventDetail::Exit {
+                ppid,
+                status,
+                lifetime_ns,
+            } => JsonDetail::Exit {
+                ppid,
+                exit_code: status.exit_code,
+                signal: status.signal,
+                signal_name: signal_name(status.signal),
+                core_dumped: status.core_dumped,
+                lifetime_ns,
+            },
+            EventDetail::Fork { child_pid } => JsonDetail::Fork { child_pid },
+            EventDetail::Open {
+                syscall_nr,
+                dirfd,
+                path,
+                flags,
+                mode,
+                ret,
+            } => JsonDetail::Open {
+                path: text(path),
+                flags: &self.flags,
+                flags_raw: flags,
+                mode,
+                dirfd,
+                syscall: syscall_name(syscall_nr).unwrap_or("open"),
+                ret,
+                error: errno_of(ret),
+            },
+        };
+        let json = JsonEvent {
+            ts_ns: self.clock.to_unix_ns(h.ts_ns),
+            event: event.kind().name(),
+            pid: h.pid,
+            tid: h.tid,
+            comm: text(h.comm),
+            cgroup_id: h.cgroup_id,
+            detail,
+        };
+        serde_json::to_writer(&mut *out, &json)?;
+        out.write_all(b"\n")
+    }
+
+    fn write_text(&self, out: &mut impl Write, event: &Event<'_>) -> io::Result<()> {
+        let h = &event.header;
+        write_time_of_day(out, self.clock.to_unix_ns(h.ts_ns))?;
+        write!(
+            out,
+            " {:<5} {:>7} {:>7} {:<16} ",
+            event.kind().name(),
+            h.pid,
+            h.tid,
+            text(h.comm)
+        )?;
+        match event.detail {
+            EventDetail::Exec {
+                ppid,
+                filename,
+                args,
+                args_truncated,
+            } => {
+                write!(out, "{} ppid={ppid}", text(filename))?;
+                if let Some(args) = args {
+                    write!(out, " args={:?}", split_args(args))?;
+                    if args_truncated {
+                        write!(out, "…")?;
+                    }
+                }
+            }
+            EventDetail::Exit {
+                ppid,
+                status,
+                lifetime_ns,
+            } => {
+                match signal_name(status.signal) {
+                    Some(sig) => write!(out, "killed by {sig}")?,
+                    None if status.signal != 0 => {
+                        write!(out, "killed by signal {}", status.signal)?
+                    }
+                    None => write!(out, "code={}", status.exit_code)?,
+                }
+                if status.core_dumped {
+                    write!(out, " (core dumped)")?;
+                }
+                write!(out, " lived={} ppid={ppid}", HumanNs(lifetime_ns))?;
+            }
+            EventDetail::Fork { child_pid } => write!(out, "child={child_pid}")?,
+            EventDetail::Open { path, ret, .. } => {
+                write!(out, "{} {} ", text(path), self.flags)?;
+                match errno_of(ret) {
+                    Some(e) => write!(out, "-> {e}")?,
+                    None if ret < 0 => write!(out, "-> error {}", -ret)?,
+                    None => write!(out, "-> fd {ret}")?,
+                }
+            }
+        }
+        out.write_all(b"\n")
+    }
+}
+
+fn errno_of(ret: i64) -> Option<&'static str> {
+    if ret < 0 {
+        u32::try_from(-ret).ok().and_then(errno_name)
+    } else {
+        None
+    }
+}
