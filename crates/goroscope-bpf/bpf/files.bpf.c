@@ -34,10 +34,11 @@ struct {
 	__type(value, struct open_args);
 } open_inflight SEC(".maps");
 
+/* Shared by every event object: user space creates one and reuses its fd. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 * 1024 * 1024);
-} file_events SEC(".maps");
+	__uint(max_entries, 8 * 1024 * 1024);
+} events SEC(".maps");
 
 /* Referenced so that the skeleton generates its Rust type. */
 struct open_event _open_event = {};
@@ -82,7 +83,7 @@ static __always_inline int on_sys_exit(long ret)
 	__u32 nr = a->nr;
 	a->nr = 0;
 
-	struct open_event *e = bpf_ringbuf_reserve(&file_events, sizeof(*e), 0);
+	struct open_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_loss(LOSS_RINGBUF_OPEN);
 		return 0;
@@ -103,7 +104,7 @@ static __always_inline int on_sys_exit(long ret)
 	}
 	long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)a->path);
 	e->path_len = n > 0 ? n - 1 : 0;
-	bpf_ringbuf_submit(e, ringbuf_submit_flags(&file_events));
+	bpf_ringbuf_submit(e, ringbuf_submit_flags(&events));
 	return 0;
 }
 

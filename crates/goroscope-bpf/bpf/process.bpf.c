@@ -18,10 +18,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by user space: copy the command line into exec events (it can hold secrets). */
 const volatile bool capture_args = false;
 
+/* Shared by every event object: user space creates one and reuses its fd. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 * 1024 * 1024);
-} process_events SEC(".maps");
+	__uint(max_entries, 8 * 1024 * 1024);
+} events SEC(".maps");
 
 /* Referenced so that the skeleton generates their Rust types. */
 struct exec_event _exec_event = {};
@@ -34,7 +35,7 @@ static __always_inline int on_exec(struct task_struct *p, struct linux_binprm *b
 
 	if (!is_traced(task))
 		return 0;
-	struct exec_event *e = bpf_ringbuf_reserve(&process_events, sizeof(*e), 0);
+	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_loss(LOSS_RINGBUF_EXEC);
 		return 0;
@@ -62,7 +63,7 @@ static __always_inline int on_exec(struct task_struct *p, struct linux_binprm *b
 		if (len > 0 && bpf_probe_read_user(e->args, len, (void *)start) == 0)
 			e->args_len = len;
 	}
-	bpf_ringbuf_submit(e, ringbuf_submit_flags(&process_events));
+	bpf_ringbuf_submit(e, ringbuf_submit_flags(&events));
 	return 0;
 }
 
@@ -76,7 +77,7 @@ static __always_inline int on_exit(struct task_struct *p)
 		return 0;
 	if (!is_traced(task))
 		return 0;
-	struct exit_event *e = bpf_ringbuf_reserve(&process_events, sizeof(*e), 0);
+	struct exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_loss(LOSS_RINGBUF_EXIT);
 		return 0;
@@ -85,7 +86,7 @@ static __always_inline int on_exit(struct task_struct *p)
 	e->ppid = task->real_parent->tgid;
 	e->wait_status = (sig->flags & SIGNAL_GROUP_EXIT) ? sig->group_exit_code : task->exit_code;
 	e->lifetime_ns = bpf_ktime_get_ns() - task->group_leader->start_time;
-	bpf_ringbuf_submit(e, ringbuf_submit_flags(&process_events));
+	bpf_ringbuf_submit(e, ringbuf_submit_flags(&events));
 	return 0;
 }
 
@@ -98,7 +99,7 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 		return 0;
 	if (!is_traced(task))
 		return 0;
-	struct fork_event *e = bpf_ringbuf_reserve(&process_events, sizeof(*e), 0);
+	struct fork_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_loss(LOSS_RINGBUF_FORK);
 		return 0;
@@ -106,7 +107,7 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 	fill_header(&e->hdr, task, EVENT_FORK);
 	e->child_pid = child_tgid;
 	e->_pad = 0;
-	bpf_ringbuf_submit(e, ringbuf_submit_flags(&process_events));
+	bpf_ringbuf_submit(e, ringbuf_submit_flags(&events));
 	return 0;
 }
 

@@ -32,9 +32,13 @@ struct {
 	__type(value, struct syscall_inflight);
 } inflight SEC(".maps");
 
+/*
+ * Preallocated: allocating rows on demand fails in bursts (a new process
+ * makes dozens of new rows within microseconds) and would lose counts. User
+ * space sizes it to the machine's CPU count before load.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, MAX_SYSCALL_ROWS);
 	__type(key, struct syscall_key);
 	__type(value, struct syscall_stats);
@@ -42,7 +46,6 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, MAX_SYSCALL_ERROR_ROWS);
 	__type(key, struct syscall_error_key);
 	__type(value, __u64);

@@ -1,5 +1,5 @@
 //! The event stream: process lifecycle (bpf/process.bpf.c) and file opens
-//! (bpf/files.bpf.c) arrive through ring buffers, which a named reader thread
+//! (bpf/files.bpf.c) arrive through one shared ring buffer, which a named reader thread
 //! copies into a bounded queue without allocating. A full queue drops the
 //! record and counts it; nothing is lost silently.
 
@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use goroscope_model::{until_nul, Event, EventDetail, EventHeader, EventKind, ExitStatus};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapHandle, OpenObject, RingBufferBuilder};
+use std::os::fd::AsFd;
+
+use libbpf_rs::{Link, MapHandle, MapType, OpenObject, RingBufferBuilder};
 
 use crate::attach::AttachMode;
 use crate::error::BpfError;
@@ -37,6 +39,9 @@ const fn max(a: usize, b: usize) -> usize {
         b
     }
 }
+
+/// The ring buffer every event object writes to (bpf/*.bpf.c declare the same size).
+const RING_BYTES: u32 = 8 * 1024 * 1024;
 
 /// How many records the user-side queue holds before it drops.
 const QUEUE_CAPACITY: usize = 4096;
@@ -79,6 +84,7 @@ pub struct EventOptions {
 
 /// The attached event programs. Dropping it detaches them.
 pub struct EventCollector<'obj> {
+    ring: MapHandle,
     process: Option<ProcessSkel<'obj>>,
     files: Option<FilesSkel<'obj>>,
     _links: Vec<Link>,
@@ -101,6 +107,28 @@ impl<'obj> EventCollector<'obj> {
         let wants = |k: EventKind| options.kinds.contains(&k);
         let btf = mode == AttachMode::TpBtf;
         let mut links = Vec::new();
+        // One ring for all objects keeps events from different objects in order.
+        let ring = MapHandle::create(
+            MapType::RingBuf,
+            Some("events"), // the skeletons look maps up by this name
+            0,
+            0,
+            RING_BYTES,
+            &libbpf_rs::libbpf_sys::bpf_map_create_opts {
+                sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+                ..Default::default()
+            },
+        )
+        .map_err(|source| BpfError::Map {
+            map: "events",
+            source,
+        })?;
+        let share_ring = |map: &mut libbpf_rs::OpenMapMut<'_>| {
+            map.reuse_fd(ring.as_fd()).map_err(|source| BpfError::Map {
+                map: "events",
+                source,
+            })
+        };
 
         let process = if wants(EventKind::Exec) || wants(EventKind::Exit) || wants(EventKind::Fork)
         {
@@ -126,6 +154,7 @@ impl<'obj> EventCollector<'obj> {
                 .set_autoload(!btf && wants(EventKind::Fork));
             let rodata = configure_filter!(open, OBJECT, options.filter);
             rodata.capture_args = options.capture_args;
+            share_ring(&mut open.maps.events)?;
             let skel = load(open, OBJECT, mode)?;
             fill_target_pids(&skel.maps.target_pids, &options.filter.pids)?;
             let p = &skel.progs;
@@ -170,6 +199,7 @@ impl<'obj> EventCollector<'obj> {
             p.handle__sys_enter_raw.set_autoload(!btf);
             p.handle__sys_exit_raw.set_autoload(!btf);
             configure_filter!(open, OBJECT, options.filter);
+            share_ring(&mut open.maps.events)?;
             let skel = load(open, OBJECT, mode)?;
             fill_target_pids(&skel.maps.target_pids, &options.filter.pids)?;
             let p = &skel.progs;
@@ -186,6 +216,7 @@ impl<'obj> EventCollector<'obj> {
         };
 
         Ok(Self {
+            ring,
             process,
             files,
             _links: links,
@@ -194,24 +225,11 @@ impl<'obj> EventCollector<'obj> {
 
     /// Starts the reader thread; events arrive on the returned stream.
     pub fn stream(&self) -> Result<EventStream, BpfError> {
-        let mut rings = Vec::new();
-        if let Some(skel) = &self.process {
-            rings.push(
-                MapHandle::try_from(&skel.maps.process_events).map_err(|source| BpfError::Map {
-                    map: "process_events",
-                    source,
-                })?,
-            );
-        }
-        if let Some(skel) = &self.files {
-            rings.push(
-                MapHandle::try_from(&skel.maps.file_events).map_err(|source| BpfError::Map {
-                    map: "file_events",
-                    source,
-                })?,
-            );
-        }
-        EventStream::start(rings)
+        let ring = MapHandle::try_from(&self.ring).map_err(|source| BpfError::Map {
+            map: "events",
+            source,
+        })?;
+        EventStream::start(ring)
     }
 
     /// What the kernel lost so far, all objects together.
@@ -258,7 +276,7 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    fn start(rings: Vec<MapHandle>) -> Result<Self, BpfError> {
+    fn start(ring: MapHandle) -> Result<Self, BpfError> {
         let (tx, queue) = mpsc::sync_channel(QUEUE_CAPACITY);
         let queue_drops = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -267,7 +285,7 @@ impl EventStream {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("goroscope-ringbuf".into())
-                .spawn(move || read_rings(rings, tx, &queue_drops, &stop))
+                .spawn(move || read_ring(ring, tx, &queue_drops, &stop))
                 .map_err(|source| BpfError::Thread {
                     name: "goroscope-ringbuf",
                     source,
@@ -323,17 +341,16 @@ impl Drop for EventStream {
     }
 }
 
-fn read_rings(
-    rings: Vec<MapHandle>,
+fn read_ring(
+    ring: MapHandle,
     tx: SyncSender<RawEvent>,
     queue_drops: &AtomicU64,
     stop: &AtomicBool,
 ) -> Result<(), BpfError> {
     let mut builder = RingBufferBuilder::new();
-    for ring in &rings {
-        let tx = tx.clone();
+    {
         builder
-            .add(ring, move |data: &[u8]| {
+            .add(&ring, move |data: &[u8]| {
                 // Never panic here: this runs inside libbpf's C callback.
                 let len = data.len().min(MAX_EVENT_BYTES);
                 let mut event = RawEvent {

@@ -45,6 +45,13 @@ impl<'obj> SyscallCollector<'obj> {
         open.progs.handle__sys_enter_raw.set_autoload(!btf);
         open.progs.handle__sys_exit_raw.set_autoload(!btf);
         configure_filter!(open, OBJECT, filter);
+        open.maps
+            .syscall_rows
+            .set_max_entries(row_capacity())
+            .map_err(|source| BpfError::Map {
+                map: "syscall_rows",
+                source,
+            })?;
 
         libbpf_log::clear();
         let skel = open.load().map_err(|source| BpfError::Load {
@@ -151,6 +158,17 @@ impl<'obj> SyscallCollector<'obj> {
         }
         Ok(())
     }
+}
+
+/// Kernel memory the preallocated per-CPU row map may take.
+const ROW_MEMORY_BUDGET: usize = 32 << 20;
+
+/// Rows the kernel keeps: as many as the budget allows on this machine's
+/// CPU count, between 1024 and 16384 (process, exec, syscall) rows.
+pub fn row_capacity() -> u32 {
+    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1);
+    let rows = ROW_MEMORY_BUDGET / (std::mem::size_of::<syscall_stats>() * cpus);
+    rows.clamp(1024, 16384) as u32
 }
 
 fn add_cpu_stats(row: &mut SyscallRow, stats: &syscall_stats) {
