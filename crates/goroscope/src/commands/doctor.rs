@@ -28,6 +28,8 @@ pub struct Check {
     pub name: String,
     /// Whether it works.
     pub ok: bool,
+    /// Whether goroscope needs it (a failed optional check only limits future features).
+    pub required: bool,
     /// What was found, or why not.
     pub detail: String,
 }
@@ -58,10 +60,17 @@ impl DoctorReport {
             Ok(d) => (true, d),
             Err(d) => (false, d),
         };
+        let name = name.into();
+        // Only tp_btf and raw_tp are needed today, and one of them is enough.
+        let required = group != "attach" && group != "kernel"
+            || name == "BTF"
+            || name == "ring buffer"
+            || name == "task storage";
         self.checks.push(Check {
             group,
-            name: name.into(),
+            name,
             ok,
+            required,
             detail,
         });
     }

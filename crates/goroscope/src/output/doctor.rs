@@ -12,7 +12,11 @@ pub fn write_table(out: &mut impl Write, report: &DoctorReport) -> io::Result<()
             group = check.group;
             writeln!(out, "\n{}", group.to_uppercase())?;
         }
-        let mark = if check.ok { "ok  " } else { "FAIL" };
+        let mark = match (check.ok, check.required) {
+            (true, _) => "ok  ",
+            (false, true) => "FAIL",
+            (false, false) => "no  ",
+        };
         let mut lines = check.detail.lines();
         writeln!(
             out,
