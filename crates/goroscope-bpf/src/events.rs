@@ -438,6 +438,8 @@ impl RawEvent {
                     syscall_nr: e.syscall_nr,
                     dirfd: e.dirfd,
                     path: &bytes[path_at..path_at + path_len],
+                    // The kernel read as much as fits: the path may continue.
+                    path_truncated: path_len + 1 >= e.path.len(),
                     flags: e.flags,
                     mode: e.mode,
                     ret: e.ret,

@@ -90,6 +90,8 @@ pub enum EventDetail<'a> {
         dirfd: i32,
         /// The path as passed (empty when it could not be read).
         path: &'a [u8],
+        /// The path filled the kernel's buffer and may have been cut short.
+        path_truncated: bool,
         /// The O_* flags.
         flags: u64,
         /// The mode, for O_CREAT and O_TMPFILE.

@@ -63,6 +63,8 @@ enum JsonDetail<'a> {
     },
     Open {
         path: Cow<'a, str>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        path_truncated: bool,
         flags: &'a str,
         flags_raw: u64,
         mode: u32,
@@ -135,11 +137,13 @@ impl EventWriter {
                 syscall_nr,
                 dirfd,
                 path,
+                path_truncated,
                 flags,
                 mode,
                 ret,
             } => JsonDetail::Open {
                 path: text(path),
+                path_truncated,
                 flags: &self.flags,
                 flags_raw: flags,
                 mode,
@@ -206,8 +210,14 @@ impl EventWriter {
                 write!(out, " lived={} ppid={ppid}", HumanNs(lifetime_ns))?;
             }
             EventDetail::Fork { child_pid } => write!(out, "child={child_pid}")?,
-            EventDetail::Open { path, ret, .. } => {
-                write!(out, "{} {} ", text(path), self.flags)?;
+            EventDetail::Open {
+                path,
+                path_truncated,
+                ret,
+                ..
+            } => {
+                let more = if path_truncated { "…" } else { "" };
+                write!(out, "{}{more} {} ", text(path), self.flags)?;
                 match errno_of(ret) {
                     Some(e) => write!(out, "-> {e}")?,
                     None if ret < 0 => write!(out, "-> error {}", -ret)?,
