@@ -79,7 +79,8 @@ mod tests {
             ..ProcessFilter::default()
         };
         let field = f.comm_field();
-        assert_eq!(field[14], b'e' as i8);
+        let expected: Vec<i8> = b"a-very-long-pro".iter().map(|&b| b as i8).collect();
+        assert_eq!(&field[..15], expected.as_slice());
         assert_eq!(field[15], 0);
         let short = ProcessFilter {
             comm: Some("dd".into()),
