@@ -61,11 +61,7 @@ impl DoctorReport {
             Err(d) => (false, d),
         };
         let name = name.into();
-        // Only tp_btf and raw_tp are needed today, and one of them is enough.
-        let required = group != "attach" && group != "kernel"
-            || name == "BTF"
-            || name == "ring buffer"
-            || name == "task storage";
+        let required = is_required(group, &name);
         self.checks.push(Check {
             group,
             name,
@@ -177,6 +173,17 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether goroscope cannot work without this check passing. Attach types are
+/// optional one by one (tp_btf or raw_tp is enough; the collector checks say
+/// whether one worked); of the kernel checks, per-CPU hash and tracefs are not needed.
+fn is_required(group: &str, name: &str) -> bool {
+    match group {
+        "attach" => false,
+        "kernel" => matches!(name, "BTF" | "ring buffer" | "task storage"),
+        _ => true,
+    }
+}
+
 fn yes(b: bool) -> &'static str {
     if b {
         "yes"
@@ -283,12 +290,11 @@ fn self_test_process(
         EventCollector::start(&mut objects, mode, &options).map_err(|e| format!("{e:#}"))?;
     let mut stream = collector.stream().map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
-    let status = Command::new(&exe)
+    Command::new(&exe)
         .arg("--version")
         .stdout(Stdio::null())
         .status()
         .map_err(|e| format!("starting {}: {e}", exe.display()))?;
-    let _ = status;
     // The child is gone; its pid is in the events we look for.
     let (mut fork, mut exec, mut exit) = (None, false, false);
     let deadline = Instant::now() + Duration::from_secs(3);
