@@ -11,6 +11,7 @@
 pub mod errno_names;
 pub mod event;
 pub mod exit_status;
+pub mod goroutines;
 pub mod histogram;
 pub mod open_flags;
 pub mod syscall_names;

@@ -25,6 +25,9 @@ pub enum Command {
     Trace(TraceArgs),
     /// Count syscalls per process with errors and latency percentiles.
     Syscalls(SyscallsArgs),
+    /// Goroutine health of a running Go process: states, wait reasons, leak suspects, GC and
+    /// scheduler, read from its memory without stopping or changing it.
+    Goroutines(GoroutinesArgs),
 }
 
 /// `goroscope doctor`.
@@ -85,6 +88,39 @@ pub struct SyscallsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = StreamFormat::Text)]
     pub format: StreamFormat,
+}
+
+/// `goroscope goroutines`.
+#[derive(Debug, Args)]
+pub struct GoroutinesArgs {
+    /// The Go process to read.
+    #[arg(long, value_name = "PID")]
+    pub pid: u32,
+    /// How long to watch before reporting (leak suspects need time to show). With --watch:
+    /// stop after this long (default: until Ctrl-C).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Time between snapshots; also the resolution of goroutine lifetimes.
+    #[arg(long, value_name = "I", value_parser = parse_duration, default_value = "100ms")]
+    pub interval: Duration,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = StreamFormat::Text)]
+    pub format: StreamFormat,
+    /// Keep running and print a fresh report every --report-every (JSON: one object per line).
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: time between reports.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "2s")]
+    pub report_every: Duration,
+    /// A goroutine blocked at least this long can be part of a leak suspect.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "1s")]
+    pub leak_after: Duration,
+    /// Goroutines alive at least this long count as long-lived in the lifetime summary.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "300ms")]
+    pub long_lived: Duration,
+    /// Frames unwound per blocked goroutine (0 turns stack unwinding off).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub frames: usize,
 }
 
 /// Output formats of `trace` and `syscalls`.

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Trace(args) => commands::trace::run(args),
         Command::Syscalls(args) => commands::syscalls::run(args),
+        Command::Goroutines(args) => commands::goroutines::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! One module per command; each validates, attaches, runs and reports.
 
 pub mod doctor;
+pub mod goroutines;
 pub mod syscalls;
 pub mod trace;
 

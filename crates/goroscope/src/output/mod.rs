@@ -3,6 +3,7 @@
 
 pub mod doctor;
 pub mod events;
+pub mod goroutines;
 pub mod syscalls;
 
 use std::fmt;

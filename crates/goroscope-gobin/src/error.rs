@@ -1,0 +1,98 @@
+//! Errors from reading a Go binary. Each says which file and what to do about it.
+
+use std::path::PathBuf;
+
+use crate::buildinfo::BuildInfoError;
+use crate::dwarf::DwarfError;
+use crate::pclntab::PclntabError;
+
+/// Why a Go binary could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum GobinError {
+    /// The file could not be read at all.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not an ELF file (or not one this build understands).
+    #[error("{path} is not an ELF executable ({reason})")]
+    NotElf {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The file is ELF but carries no Go build information.
+    #[error("{path} is not a Go program: it has no .go.buildinfo (built by something other than the Go toolchain?)")]
+    NotGo {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The Go build information is present but unreadable.
+    #[error("{path}: cannot read its Go build information: {source}")]
+    BuildInfo {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        #[source]
+        source: BuildInfoError,
+    },
+    /// The function table is missing or unreadable.
+    #[error("{path}: cannot read its Go function table (.gopclntab): {source}")]
+    Pclntab {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        #[source]
+        source: PclntabError,
+    },
+    /// The DWARF debug information is present but unreadable.
+    #[error("{path}: cannot read its DWARF: {source}")]
+    Dwarf {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        #[source]
+        source: DwarfError,
+    },
+    /// The binary was built for an architecture goroscope cannot read goroutines on.
+    #[error("{path} is built for {architecture}; goroscope reads Go processes on x86-64 only")]
+    UnsupportedArchitecture {
+        /// The file.
+        path: PathBuf,
+        /// What it is built for.
+        architecture: String,
+    },
+    /// The Go version is older than goroscope supports.
+    #[error("{path} was built by {version}; goroscope reads Go 1.19 and newer")]
+    UnsupportedGoVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version it was built with.
+        version: String,
+    },
+    /// Struct layouts for this Go version are known neither from DWARF nor from the tables.
+    #[error("{path} was built by {version} and has no DWARF, and goroscope has no runtime struct offsets for {version} (it knows {known}); rebuild the target without -ldflags=-w, or update goroscope")]
+    NoOffsets {
+        /// The file.
+        path: PathBuf,
+        /// The version it was built with.
+        version: String,
+        /// The versions the tables cover, e.g. `go1.19–go1.26`.
+        known: String,
+    },
+    /// A runtime global goroscope needs could not be found.
+    #[error("{path}: cannot find the Go runtime's {symbol} (the binary has no symbol table and decoding {via} did not find it)")]
+    GlobalNotFound {
+        /// The file.
+        path: PathBuf,
+        /// The global, e.g. `runtime.allgs`.
+        symbol: String,
+        /// The runtime function that was decoded to look for it.
+        via: String,
+    },
+}

@@ -1,0 +1,20 @@
+//! Reads Go binaries without running them: build information (`.go.buildinfo`), symbolization from
+//! `.gopclntab` (functions, files, lines, inlined frames), the addresses of the runtime globals
+//! goroscope reads (from `.symtab`, or by decoding runtime functions in stripped binaries) and the
+//! offsets of runtime struct fields (from DWARF, or from per-version tables for Go 1.19–1.26).
+//!
+//! Everything here is pure: it reads files and bytes, never a live process.
+
+pub mod buildinfo;
+pub mod dwarf;
+pub mod elf;
+pub mod error;
+pub mod locate;
+pub mod offsets;
+pub mod pclntab;
+pub mod symtab;
+pub mod version;
+
+pub use elf::ElfFile;
+pub use error::GobinError;
+pub use version::GoVersion;

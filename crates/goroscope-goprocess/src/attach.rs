@@ -1,0 +1,231 @@
+//! Attaching to a live Go process: read its executable (build info, function table, offsets,
+//! runtime global addresses), find its load bias, read its wait-reason names, and check that what
+//! its memory holds looks like the runtime we expect before anything is reported.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use goroscope_gobin::buildinfo::{self, BuildInfo};
+use goroscope_gobin::locate::{self, GlobalsSource, RuntimeGlobals};
+use goroscope_gobin::offsets::{OffsetSource, RuntimeOffsets};
+use goroscope_gobin::pclntab::Pclntab;
+use goroscope_gobin::{ElfFile, GoVersion, GobinError};
+
+use crate::error::AttachError;
+use crate::maps::load_bias;
+use crate::memory::{LeBytes, ProcessMemory, ReadRange};
+use crate::validate;
+
+/// Longest wait-reason name accepted from the target (they are all short phrases).
+const MAX_WAIT_REASON_LEN: u64 = 128;
+/// Most wait reasons accepted (Go 1.26 has about 45; the byte field limits it to 256).
+const MAX_WAIT_REASONS: u64 = 256;
+
+/// What goroscope learned about a target when attaching.
+#[derive(Debug, Clone)]
+pub struct TargetInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Path of its executable as /proc shows it.
+    pub executable: PathBuf,
+    /// Build information from `.go.buildinfo`.
+    pub build: BuildInfo,
+    /// The parsed Go version.
+    pub version: GoVersion,
+    /// True for position-independent executables.
+    pub position_independent: bool,
+    /// Added to linked addresses to get run-time ones.
+    pub load_bias: u64,
+    /// Where the struct offsets came from.
+    pub offsets_source: OffsetSource,
+    /// Where the global addresses came from.
+    pub globals_source: GlobalsSource,
+    /// Things that work less well for this target than usual, for the operator.
+    pub warnings: Vec<String>,
+}
+
+/// A live Go process goroscope can take snapshots of.
+pub struct GoProcess {
+    pub(crate) info: TargetInfo,
+    pub(crate) offsets: RuntimeOffsets,
+    /// Run-time (biased) addresses of the runtime globals.
+    pub(crate) globals: RuntimeGlobals,
+    pub(crate) memory: ProcessMemory,
+    pub(crate) wait_reasons: Vec<String>,
+    pub(crate) pclntab: Arc<Pclntab>,
+    pub(crate) reader: crate::snapshot::ReaderState,
+}
+
+impl GoProcess {
+    /// Attaches to process `pid`, with /proc at `proc_root`.
+    pub fn attach(proc_root: &Path, pid: u32) -> Result<GoProcess, AttachError> {
+        let process = proc_root.join(pid.to_string());
+        if !process.join("status").exists() {
+            return Err(AttachError::NoProcess { pid });
+        }
+        let exe = process.join("exe");
+        let executable = std::fs::read_link(&exe).unwrap_or_else(|_| exe.clone());
+        let bytes = std::fs::read(&exe).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => AttachError::NoProcess { pid },
+            _ => AttachError::Executable {
+                pid,
+                path: exe.display().to_string(),
+                source,
+            },
+        })?;
+        let binary = |source: GobinError| AttachError::Binary { pid, source };
+        let elf = ElfFile::from_bytes(bytes, &executable).map_err(binary)?;
+        if !elf.is_x86_64() {
+            return Err(binary(GobinError::UnsupportedArchitecture {
+                path: executable.clone(),
+                architecture: "an architecture other than x86-64".into(),
+            }));
+        }
+        let build = buildinfo::read(&elf).map_err(binary)?;
+        let version = GoVersion::parse(&build.go_version).ok_or_else(|| {
+            binary(GobinError::UnsupportedGoVersion {
+                path: executable.clone(),
+                version: build.go_version.clone(),
+            })
+        })?;
+        if !version.at_least(1, 19) {
+            return Err(binary(GobinError::UnsupportedGoVersion {
+                path: executable.clone(),
+                version: build.go_version.clone(),
+            }));
+        }
+        let offsets = RuntimeOffsets::for_binary(&elf, &version).map_err(binary)?;
+        let pclntab = Pclntab::read(&elf).map_err(binary)?;
+        let linked = locate::locate_globals(&elf, &pclntab, &offsets).map_err(binary)?;
+        let bias = load_bias(proc_root, pid, &elf).ok_or(AttachError::NoMapping { pid })?;
+        let globals = with_bias(&linked, bias);
+
+        let info = TargetInfo {
+            pid,
+            executable,
+            position_independent: elf.is_position_independent(),
+            load_bias: bias,
+            offsets_source: offsets.source,
+            globals_source: linked.source,
+            warnings: Vec::new(),
+            build,
+            version,
+        };
+        let mut memory = ProcessMemory::new(pid);
+        let wait_reasons = read_wait_reasons(&mut memory, &globals, &info)?;
+        let mut process = GoProcess {
+            info,
+            offsets,
+            globals,
+            memory,
+            wait_reasons,
+            pclntab: Arc::new(pclntab),
+            reader: crate::snapshot::ReaderState::default(),
+        };
+        validate::check_attach(&mut process)?;
+        Ok(process)
+    }
+
+    /// What was learned at attach.
+    pub fn info(&self) -> &TargetInfo {
+        &self.info
+    }
+
+    /// The target's wait-reason names, by index.
+    pub fn wait_reasons(&self) -> &[String] {
+        &self.wait_reasons
+    }
+
+    /// A symbolizer for this process's program counters.
+    pub fn symbolizer(&self) -> crate::symbolizer::ProcessSymbolizer {
+        crate::symbolizer::ProcessSymbolizer::new(Arc::clone(&self.pclntab), self.info.load_bias)
+    }
+
+    pub(crate) fn implausible(&self, what: String) -> AttachError {
+        AttachError::Implausible {
+            pid: self.info.pid,
+            version: self.info.version.to_string(),
+            what,
+        }
+    }
+}
+
+fn with_bias(globals: &RuntimeGlobals, bias: u64) -> RuntimeGlobals {
+    let add = |address: u64| address.wrapping_add(bias);
+    RuntimeGlobals {
+        allgs: add(globals.allgs),
+        allglen: add(globals.allglen),
+        sched: add(globals.sched),
+        allp: add(globals.allp),
+        memstats: globals.memstats.map(add),
+        gc_controller: globals.gc_controller.map(add),
+        wait_reason_strings: add(globals.wait_reason_strings),
+        wait_reason_count: globals.wait_reason_count,
+        source: globals.source,
+        missing: globals.missing.clone(),
+    }
+}
+
+/// Reads `runtime.waitReasonStrings` (an array of Go strings) from the live process, where PIE
+/// relocations have already been applied.
+fn read_wait_reasons(
+    memory: &mut ProcessMemory,
+    globals: &RuntimeGlobals,
+    info: &TargetInfo,
+) -> Result<Vec<String>, AttachError> {
+    let count = globals.wait_reason_count;
+    let implausible = |what: String| AttachError::Implausible {
+        pid: info.pid,
+        version: info.version.to_string(),
+        what,
+    };
+    if count == 0 || count > MAX_WAIT_REASONS {
+        return Err(implausible(format!(
+            "runtime.waitReasonStrings has {count} entries"
+        )));
+    }
+    let mut headers = vec![0u8; (count * 16) as usize];
+    memory.read_exact(globals.wait_reason_strings, &mut headers)?;
+    let mut ranges = Vec::with_capacity(count as usize);
+    let mut offset = 0usize;
+    for index in 0..count {
+        let pointer = headers.u64_at(index * 16);
+        let len = headers.u64_at(index * 16 + 8);
+        if len > MAX_WAIT_REASON_LEN || (len > 0 && pointer == 0) {
+            return Err(implausible(format!(
+                "wait reason {index} is a string of {len} bytes at {pointer:#x}"
+            )));
+        }
+        ranges.push(ReadRange {
+            address: pointer,
+            len: len as usize,
+            offset,
+        });
+        offset += len as usize;
+    }
+    let mut text = vec![0u8; offset];
+    let mut ok = vec![false; ranges.len()];
+    memory.read_ranges(&ranges, &mut text, &mut ok)?;
+    let mut names = Vec::with_capacity(ranges.len());
+    for (range, read) in ranges.iter().zip(&ok) {
+        let bytes = &text[range.offset..range.offset + range.len];
+        let valid = *read || range.len == 0;
+        match std::str::from_utf8(bytes) {
+            Ok(name) if valid && name.chars().all(|c| !c.is_control()) => {
+                names.push(name.to_string())
+            }
+            _ => {
+                return Err(implausible(format!(
+                    "wait reason {} is not readable text",
+                    names.len()
+                )))
+            }
+        }
+    }
+    if !names.iter().any(|name| name == "chan receive") {
+        return Err(implausible(
+            "runtime.waitReasonStrings has no \"chan receive\" entry".into(),
+        ));
+    }
+    Ok(names)
+}

@@ -1,0 +1,101 @@
+//! Errors from attaching to and reading a live Go process. Each names the process and says what the
+//! operator can do.
+
+use goroscope_gobin::GobinError;
+
+/// A read of the target's memory failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// The process is gone.
+    #[error("process {pid} has exited")]
+    Exited {
+        /// The process.
+        pid: u32,
+    },
+    /// The kernel refused the read.
+    #[error("permission denied reading the memory of process {pid}: run goroscope as root, or grant it CAP_SYS_PTRACE (sudo setcap cap_sys_ptrace+ep \"$(command -v goroscope)\")")]
+    PermissionDenied {
+        /// The process.
+        pid: u32,
+    },
+    /// An address that should be mapped is not.
+    #[error("process {pid}: {len} bytes at {address:#x} are not mapped")]
+    Unmapped {
+        /// The process.
+        pid: u32,
+        /// The address.
+        address: u64,
+        /// How many bytes were asked for.
+        len: usize,
+    },
+    /// Any other failure of process_vm_readv.
+    #[error("reading the memory of process {pid}: {source}")]
+    Io {
+        /// The process.
+        pid: u32,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A programming error in how the read was asked for.
+    #[error("bad memory read request: {0}")]
+    BadRequest(&'static str),
+}
+
+/// Why goroscope cannot read a process's goroutines.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// No such process.
+    #[error("no process with PID {pid} (it may have exited); check with `ps -p {pid}`")]
+    NoProcess {
+        /// The process.
+        pid: u32,
+    },
+    /// Its executable could not be opened.
+    #[error("cannot open the executable of process {pid} ({path}): {source}; run goroscope as root, or grant it CAP_SYS_PTRACE")]
+    Executable {
+        /// The process.
+        pid: u32,
+        /// The path tried.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The executable is not a Go program goroscope can read.
+    #[error("process {pid}: {source}")]
+    Binary {
+        /// The process.
+        pid: u32,
+        /// What is wrong with the binary.
+        #[source]
+        source: GobinError,
+    },
+    /// Reading its memory failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// The executable's mapping could not be found in /proc/PID/maps.
+    #[error("process {pid}: cannot find where its executable is mapped in /proc/{pid}/maps")]
+    NoMapping {
+        /// The process.
+        pid: u32,
+    },
+    /// What was read does not look like a Go runtime of the expected layout: refusing rather than
+    /// reporting garbage.
+    #[error("process {pid} ({version}): its runtime state does not look right ({what}); refusing to report garbage. The binary may use a runtime layout goroscope does not know; please report this with the output of `go version -m` on the binary")]
+    Implausible {
+        /// The process.
+        pid: u32,
+        /// Its Go version.
+        version: String,
+        /// The invariant that failed.
+        what: String,
+    },
+}
+
+impl AttachError {
+    /// True when the cause is that the process is gone.
+    pub fn is_exited(&self) -> bool {
+        matches!(self, AttachError::NoProcess { .. } | AttachError::Memory(MemoryError::Exited { .. }))
+    }
+}

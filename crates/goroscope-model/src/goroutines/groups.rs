@@ -1,0 +1,324 @@
+//! Goroutine groups across snapshots: numeric keys (pcs and indices) mapped once to symbolic keys
+//! (interned locations and names), per-group history over the window (sizes, blocked members,
+//! releases), and the groups and leak suspects of the latest snapshot. See
+//! [`health`](super::health) for the rules.
+
+use super::health_report::{GoroutineGroup, LeakSuspect};
+use super::leaks::{leak_score, reason_line, short_location, ReasonInputs, ScoreInputs};
+use super::snapshot::{GoroutineSnapshot, GoroutineState, Symbolizer};
+use super::symbols::{FxHashMap, SymbolCache, NONE};
+use std::collections::HashMap;
+
+/// All states, in the order of the per-state counters.
+pub(super) const STATES: [GoroutineState; 10] = [
+    GoroutineState::Idle,
+    GoroutineState::Runnable,
+    GoroutineState::Running,
+    GoroutineState::Syscall,
+    GoroutineState::Waiting,
+    GoroutineState::Dead,
+    GoroutineState::CopyStack,
+    GoroutineState::Preempted,
+    GoroutineState::Leaked,
+    GoroutineState::DeadExtra,
+];
+
+pub(super) fn state_index(state: GoroutineState) -> usize {
+    STATES.iter().position(|&s| s == state).unwrap_or(0)
+}
+
+/// Wait reason index of goroutines that are not waiting, in numeric keys.
+pub(super) const NOT_WAITING: u16 = u16::MAX;
+/// `seen_in` of a group never seen.
+const NEVER: u64 = u64::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct NumericKey {
+    /// `gopc`.
+    pub(super) creation_pc: u64,
+    /// `startpc`.
+    pub(super) start_pc: u64,
+    /// Interned blocking location.
+    pub(super) blocking: u32,
+    /// Wait reason index, [`NOT_WAITING`] when not waiting.
+    pub(super) wait: u16,
+}
+
+/// Interned ids: creation location, start function, blocking location, wait reason name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct GroupKey {
+    creation: u32,
+    start: u32,
+    blocking: u32,
+    wait: u32,
+}
+
+/// One symbolic group across the window.
+#[derive(Debug, Clone)]
+pub(super) struct GroupHistory {
+    key: GroupKey,
+    /// Members in the first snapshot of the window.
+    first_count: u64,
+    /// Largest size in any appearance before the current one.
+    peak_before: u64,
+    /// Members in snapshot `seen_in`.
+    count: u64,
+    seen_in: u64,
+    prev_count: u64,
+    prev_seen_in: u64,
+    stable_since_ns: u64,
+    states: [u64; STATES.len()],
+    long_blocked: u64,
+    min_long_blocked_ns: u64,
+    /// Members that had been blocked ≥ leak_after and then woke or exited.
+    pub(super) released: u64,
+}
+
+impl GroupHistory {
+    fn new(key: GroupKey) -> Self {
+        GroupHistory {
+            key,
+            first_count: 0,
+            peak_before: 0,
+            count: 0,
+            seen_in: NEVER,
+            prev_count: 0,
+            prev_seen_in: NEVER,
+            stable_since_ns: 0,
+            states: [0; STATES.len()],
+            long_blocked: 0,
+            min_long_blocked_ns: u64::MAX,
+            released: 0,
+        }
+    }
+
+    /// Counts a member blocked at least `leak_after_ns`, for `blocked_ns`.
+    pub(super) fn record_long_blocked(&mut self, blocked_ns: u64) {
+        self.long_blocked += 1;
+        self.min_long_blocked_ns = self.min_long_blocked_ns.min(blocked_ns);
+    }
+
+    /// Starts counting for snapshot `index`; returns true on the first touch in it.
+    fn touch(&mut self, index: u64) -> bool {
+        if self.seen_in == index {
+            return false;
+        }
+        if self.seen_in != NEVER {
+            self.peak_before = self.peak_before.max(self.count);
+        }
+        self.prev_count = self.count;
+        self.prev_seen_in = self.seen_in;
+        self.seen_in = index;
+        self.count = 0;
+        self.states = [0; STATES.len()];
+        self.long_blocked = 0;
+        self.min_long_blocked_ns = u64::MAX;
+        true
+    }
+}
+
+/// What [`GroupTable::report`] needs besides the groups.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReportContext {
+    /// Index of the latest snapshot.
+    pub(super) latest_index: u64,
+    /// The leak threshold.
+    pub(super) leak_after_ns: u64,
+    /// Latest minus first snapshot time.
+    pub(super) window_ns: u64,
+    /// Latest snapshot time.
+    pub(super) now_ns: u64,
+}
+
+/// All groups seen in the window.
+#[derive(Debug, Default)]
+pub(super) struct GroupTable {
+    numeric: FxHashMap<NumericKey, u32>,
+    ids: HashMap<GroupKey, u32>,
+    groups: Vec<GroupHistory>,
+    /// Groups present in the latest snapshot.
+    touched: Vec<u32>,
+}
+
+impl GroupTable {
+    /// Starts a snapshot; numeric keys are forgotten when the wait reason table changed.
+    pub(super) fn begin_snapshot(&mut self, wait_reasons_changed: bool) {
+        self.touched.clear();
+        if wait_reasons_changed {
+            self.numeric.clear();
+        }
+    }
+
+    /// The group id of a numeric key, symbolizing it the first time.
+    pub(super) fn group_of(
+        &mut self,
+        key: NumericKey,
+        snapshot: &GoroutineSnapshot,
+        symbols: &mut SymbolCache,
+        symbolizer: &dyn Symbolizer,
+    ) -> u32 {
+        if let Some(&gid) = self.numeric.get(&key) {
+            return gid;
+        }
+        let creation = symbols.creation_site(key.creation_pc, symbolizer);
+        let start = symbols.start_function(key.start_pc, symbolizer);
+        let wait = match u8::try_from(key.wait) {
+            Ok(index) => symbols.strings.intern(&snapshot.wait_reason_name(index)),
+            Err(_) => NONE,
+        };
+        let group_key = GroupKey {
+            creation,
+            start,
+            blocking: key.blocking,
+            wait,
+        };
+        let groups = &mut self.groups;
+        let gid = *self.ids.entry(group_key).or_insert_with(|| {
+            groups.push(GroupHistory::new(group_key));
+            groups.len() as u32 - 1
+        });
+        self.numeric.insert(key, gid);
+        gid
+    }
+
+    /// Counts a member of group `gid` in snapshot `index`.
+    pub(super) fn count_member(
+        &mut self,
+        gid: u32,
+        index: u64,
+        state: usize,
+    ) -> Option<&mut GroupHistory> {
+        let group = self.groups.get_mut(gid as usize)?;
+        if group.touch(index) {
+            self.touched.push(gid);
+        }
+        group.count += 1;
+        if let Some(n) = group.states.get_mut(state) {
+            *n += 1;
+        }
+        Some(group)
+    }
+
+    /// Group `gid`.
+    pub(super) fn get_mut(&mut self, gid: u32) -> Option<&mut GroupHistory> {
+        self.groups.get_mut(gid as usize)
+    }
+
+    /// Ends snapshot `index` taken at `now`: first-window sizes and stability.
+    pub(super) fn end_snapshot(&mut self, index: u64, now: u64) {
+        for &gid in &self.touched {
+            if let Some(group) = self.groups.get_mut(gid as usize) {
+                if index == 0 {
+                    group.first_count = group.count;
+                }
+                let unchanged =
+                    group.prev_seen_in.wrapping_add(1) == index && group.prev_count == group.count;
+                if !unchanged {
+                    group.stable_since_ns = now;
+                }
+            }
+        }
+    }
+
+    /// The groups of the latest snapshot and the leak suspects among them.
+    pub(super) fn report(
+        &self,
+        symbols: &SymbolCache,
+        context: &ReportContext,
+    ) -> (Vec<GoroutineGroup>, Vec<LeakSuspect>) {
+        let latest_index = context.latest_index;
+        let mut groups = Vec::new();
+        let mut suspects = Vec::new();
+        for group in self
+            .touched
+            .iter()
+            .filter_map(|&g| self.groups.get(g as usize))
+        {
+            if group.seen_in != latest_index || group.count == 0 {
+                continue;
+            }
+            let key = group.key;
+            let creation = symbols.location(key.creation);
+            let blocked_at = symbols.location(key.blocking);
+            let start_function = symbols.strings.get(key.start).to_owned();
+            let wait_reason = symbols.strings.get(key.wait).to_owned();
+            let is_suspect = key.wait != NONE
+                && group.long_blocked > 0
+                && group.count >= group.peak_before
+                && !start_function.starts_with("runtime.");
+            if is_suspect {
+                let growth = i64::try_from(group.count)
+                    .unwrap_or(i64::MAX)
+                    .saturating_sub(i64::try_from(group.first_count).unwrap_or(i64::MAX));
+                let min_blocked_ns = group.min_long_blocked_ns;
+                let leak_score = leak_score(&ScoreInputs {
+                    count: group.long_blocked,
+                    released: group.released,
+                    growth,
+                    min_blocked_ns,
+                    leak_after_ns: context.leak_after_ns,
+                    wait_reason: &wait_reason,
+                });
+                let reason = reason_line(&ReasonInputs {
+                    count: group.long_blocked,
+                    wait_reason: &wait_reason,
+                    min_blocked_ns,
+                    growth,
+                    window_ns: context.window_ns,
+                    stable_ns: context.now_ns.saturating_sub(group.stable_since_ns),
+                    created_at: &short_location(&creation.file, creation.line),
+                    blocked_at: &short_location(&blocked_at.file, blocked_at.line),
+                });
+                suspects.push(LeakSuspect {
+                    count: group.long_blocked,
+                    recently_blocked: group.count - group.long_blocked,
+                    wait_reason: wait_reason.clone(),
+                    start_function: start_function.clone(),
+                    creation: creation.clone(),
+                    blocked_at: blocked_at.clone(),
+                    min_blocked_ns,
+                    leak_score,
+                    reason,
+                    growth,
+                });
+            }
+            groups.push(GoroutineGroup {
+                count: group.count,
+                creation,
+                start_function,
+                blocked_at,
+                wait_reason,
+                by_state: sorted_counts(
+                    STATES
+                        .iter()
+                        .zip(group.states)
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(s, n)| (s.name().to_owned(), n)),
+                ),
+            });
+        }
+        groups.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.creation.cmp(&b.creation))
+                .then_with(|| a.start_function.cmp(&b.start_function))
+                .then_with(|| a.blocked_at.cmp(&b.blocked_at))
+                .then_with(|| a.wait_reason.cmp(&b.wait_reason))
+        });
+        suspects.sort_by(|a, b| {
+            b.leak_score
+                .total_cmp(&a.leak_score)
+                .then_with(|| b.count.cmp(&a.count))
+                .then_with(|| a.creation.cmp(&b.creation))
+                .then_with(|| a.blocked_at.cmp(&b.blocked_at))
+        });
+        (groups, suspects)
+    }
+}
+
+/// Collects `(name, count)` pairs, most frequent first, ties by name.
+pub(super) fn sorted_counts(items: impl Iterator<Item = (String, u64)>) -> Vec<(String, u64)> {
+    let mut counts: Vec<(String, u64)> = items.collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts
+}

@@ -1,0 +1,263 @@
+//! Symbol caching for the health model: every distinct pc is symbolized once per tracker
+//! lifetime, every distinct location and name is interned to a `u32`, and the blocking frame of a
+//! stack is chosen from cached per-location classes, so per-goroutine work is a few hash lookups
+//! on numbers.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::snapshot::{CodeLocation, Symbolizer};
+
+/// Id meaning "unknown" for interned locations and strings.
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// A small multiplicative hasher (FxHash) for numeric keys: much cheaper than SipHash, and the
+/// keys (goids, pcs, interned ids) are not attacker-chosen.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ i).wrapping_mul(SEED);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // Fold the high bits down: hashbrown uses the top 7 bits as tags and the low bits as
+        // the bucket index.
+        self.hash ^ (self.hash >> 29)
+    }
+}
+
+/// A `HashMap` using [`FxHasher`].
+pub(crate) type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// How a frame's function ranks as a blocking frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameClass {
+    /// Package `main` or a package path whose first element contains a dot.
+    User,
+    /// Not runtime-internal (e.g. `sync`, `net`, `time`).
+    Library,
+    /// `runtime.*`, `runtime/internal/*`, `internal/*`.
+    Runtime,
+}
+
+fn classify(function: &str) -> FrameClass {
+    // Type arguments may contain other packages' paths; only the part before them names the
+    // function's own package.
+    let name = function.split('[').next().unwrap_or(function);
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let package_end = name[last_slash..]
+        .find('.')
+        .map_or(name.len(), |i| last_slash + i);
+    let package = &name[..package_end];
+    let first_element = package.split('/').next().unwrap_or(package);
+    if package == "main" || first_element.contains('.') {
+        FrameClass::User
+    } else if package == "runtime"
+        || package.starts_with("runtime/internal/")
+        || first_element == "internal"
+    {
+        FrameClass::Runtime
+    } else {
+        FrameClass::Library
+    }
+}
+
+/// Interned strings, `u32` ids.
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    ids: HashMap<String, u32>,
+    values: Vec<String>,
+}
+
+impl Interner {
+    pub(crate) fn intern(&mut self, value: &str) -> u32 {
+        if let Some(&id) = self.ids.get(value) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.values.push(value.to_owned());
+        self.ids.insert(value.to_owned(), id);
+        id
+    }
+
+    /// The string for `id`, empty for [`NONE`] or an unknown id.
+    pub(crate) fn get(&self, id: u32) -> &str {
+        self.values.get(id as usize).map_or("", String::as_str)
+    }
+}
+
+/// Caches of everything symbolized so far.
+#[derive(Debug, Default)]
+pub(crate) struct SymbolCache {
+    /// Interned locations and their classes, by location id.
+    locations: Vec<CodeLocation>,
+    classes: Vec<FrameClass>,
+    location_ids: HashMap<CodeLocation, u32>,
+    /// For each return address symbolized so far: a range of `frame_ids` (innermost first).
+    pc_frames: FxHashMap<u64, (u32, u32)>,
+    frame_ids: Vec<u32>,
+    /// Start functions by `start_pc`.
+    start_functions: FxHashMap<u64, u32>,
+    /// Interned function and wait-reason names.
+    pub(crate) strings: Interner,
+}
+
+impl SymbolCache {
+    fn intern_location(&mut self, location: CodeLocation) -> u32 {
+        if let Some(&id) = self.location_ids.get(&location) {
+            return id;
+        }
+        let id = self.locations.len() as u32;
+        self.classes.push(classify(&location.function));
+        self.locations.push(location.clone());
+        self.location_ids.insert(location, id);
+        id
+    }
+
+    /// Location ids of the frames at return address `pc` (innermost inlined first).
+    fn frames_at_return(&mut self, pc: u64, symbolizer: &dyn Symbolizer) -> (u32, u32) {
+        if let Some(&range) = self.pc_frames.get(&pc) {
+            return range;
+        }
+        let start = self.frame_ids.len() as u32;
+        if pc != 0 {
+            for location in symbolizer.frames_at(pc - 1) {
+                let id = self.intern_location(location);
+                self.frame_ids.push(id);
+            }
+        }
+        let range = (start, self.frame_ids.len() as u32 - start);
+        self.pc_frames.insert(pc, range);
+        range
+    }
+
+    /// The location of a `go` statement: the innermost frame at `creation_pc - 1`.
+    pub(crate) fn creation_site(&mut self, creation_pc: u64, symbolizer: &dyn Symbolizer) -> u32 {
+        let (start, len) = self.frames_at_return(creation_pc, symbolizer);
+        if len == 0 {
+            return NONE;
+        }
+        self.frame_ids.get(start as usize).copied().unwrap_or(NONE)
+    }
+
+    /// The interned name of the function starting at `start_pc`.
+    pub(crate) fn start_function(&mut self, start_pc: u64, symbolizer: &dyn Symbolizer) -> u32 {
+        if let Some(&id) = self.start_functions.get(&start_pc) {
+            return id;
+        }
+        let id = match symbolizer.function_at(start_pc) {
+            Some(name) => self.strings.intern(&name),
+            None => NONE,
+        };
+        self.start_functions.insert(start_pc, id);
+        id
+    }
+
+    /// The blocking frame of a stack (innermost pc first): the first user-code frame walking
+    /// outwards through inlined frames, else the first frame outside the runtime, else the
+    /// innermost frame; [`NONE`] when no pc symbolizes.
+    pub(crate) fn blocking_frame(&mut self, stack: &[u64], symbolizer: &dyn Symbolizer) -> u32 {
+        let mut first_library = NONE;
+        let mut innermost = NONE;
+        for &pc in stack {
+            let (start, len) = self.frames_at_return(pc, symbolizer);
+            let range = start as usize..(start + len) as usize;
+            for &id in self.frame_ids.get(range).unwrap_or(&[]) {
+                match self.classes.get(id as usize) {
+                    Some(FrameClass::User) => return id,
+                    Some(FrameClass::Library) if first_library == NONE => first_library = id,
+                    _ => {}
+                }
+                if innermost == NONE {
+                    innermost = id;
+                }
+            }
+        }
+        if first_library != NONE {
+            first_library
+        } else {
+            innermost
+        }
+    }
+
+    /// The location for `id`, or an empty location (function `""`, line 0) for [`NONE`].
+    pub(crate) fn location(&self, id: u32) -> CodeLocation {
+        self.locations
+            .get(id as usize)
+            .cloned()
+            .unwrap_or_else(|| CodeLocation {
+                function: String::new(),
+                file: String::new(),
+                line: 0,
+            })
+    }
+}
+
+/// Hashes a value with [`FxHasher`] (for tests and key checks).
+#[cfg(test)]
+pub(crate) fn fx_hash<T: std::hash::Hash>(value: &T) -> u64 {
+    let mut hasher = FxHasher::default();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        assert_eq!(classify("main.main.func1"), FrameClass::User);
+        assert_eq!(classify("main.(*T).Run"), FrameClass::User);
+        assert_eq!(classify("github.com/a/b.(*C).Serve"), FrameClass::User);
+        assert_eq!(classify("example.com/x.F"), FrameClass::User);
+        assert_eq!(classify("gopkg.in/yaml.v3.Unmarshal"), FrameClass::User);
+        assert_eq!(classify("runtime.gopark"), FrameClass::Runtime);
+        assert_eq!(
+            classify("runtime/internal/atomic.Load"),
+            FrameClass::Runtime
+        );
+        assert_eq!(classify("internal/poll.(*FD).Read"), FrameClass::Runtime);
+        assert_eq!(classify("sync.(*WaitGroup).Wait"), FrameClass::Library);
+        assert_eq!(classify("net/http.(*conn).serve"), FrameClass::Library);
+        assert_eq!(classify("time.Sleep"), FrameClass::Library);
+        assert_eq!(classify("sync.F[github.com/x.T]"), FrameClass::Library);
+        assert_eq!(classify("maintenance.F"), FrameClass::Library);
+    }
+
+    #[test]
+    fn hasher_spreads_small_keys() {
+        assert_ne!(fx_hash(&1u64), fx_hash(&2u64));
+        assert_ne!(fx_hash(&(1u64, 2u64)), fx_hash(&(2u64, 1u64)));
+    }
+}

@@ -1,0 +1,162 @@
+//! `goroscope goroutines`: attach to one Go process, take a snapshot of its runtime every
+//! `--interval`, feed the health model, and report (once at the end, or every `--report-every`
+//! with `--watch`). Reading never stops or changes the target.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use goroscope_goprocess::{AttachError, GoProcess, MemoryError, SnapshotOptions};
+use goroscope_model::goroutines::health::{HealthSettings, HealthTracker};
+
+use crate::cli::{GoroutinesArgs, StreamFormat};
+use crate::commands::{is_broken_pipe, PROC_ROOT};
+use crate::output::goroutines::{globals_source, offsets_source, to_json, write_text, RunOutcome};
+use crate::output::HumanNs;
+use crate::run_control::RunControl;
+use crate::settings::UsageError;
+
+/// How long a one-shot report watches when no --duration is given.
+const DEFAULT_DURATION: Duration = Duration::from_secs(5);
+/// Shortest interval accepted: snapshots closer than this cost more than they tell.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Runs the command.
+pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
+    if args.interval < MIN_INTERVAL {
+        return Err(UsageError(format!(
+            "--interval {} is too short; use at least {}",
+            humantime::format_duration(args.interval),
+            humantime::format_duration(MIN_INTERVAL)
+        ))
+        .into());
+    }
+    let duration = match (args.watch, args.duration) {
+        (_, Some(duration)) => Some(duration),
+        (true, None) => None,
+        (false, None) => Some(DEFAULT_DURATION),
+    };
+    let mut process = GoProcess::attach(Path::new(PROC_ROOT), args.pid).map_err(attach_error)?;
+    let info = process.info().clone();
+    eprintln!(
+        "goroscope: attached to PID {} ({}, offsets from {}, runtime globals from {}): a snapshot every {}; Ctrl-C to stop",
+        info.pid,
+        info.build.go_version,
+        offsets_source(info.offsets_source),
+        globals_source(info.globals_source),
+        humantime::format_duration(args.interval)
+    );
+    let control = RunControl::start(duration)?;
+    let symbolizer = process.symbolizer();
+    let mut tracker = HealthTracker::new(HealthSettings {
+        leak_after_ns: args.leak_after.as_nanos() as u64,
+        long_lived_ns: args.long_lived.as_nanos() as u64,
+    });
+    let options = SnapshotOptions {
+        max_frames: args.frames,
+    };
+    let started = Instant::now();
+    let mut next_snapshot = started;
+    let mut last_report = started;
+    let mut outcome = RunOutcome {
+        exited_after_ns: None,
+    };
+    let stdout = io::stdout();
+    loop {
+        match process.snapshot(&options) {
+            Ok(snapshot) => tracker.observe(&snapshot, &symbolizer),
+            Err(MemoryError::Exited { .. }) => {
+                outcome.exited_after_ns = Some(started.elapsed().as_nanos() as u64);
+                break;
+            }
+            Err(MemoryError::PermissionDenied { pid }) => {
+                return Err(UsageError(MemoryError::PermissionDenied { pid }.to_string()).into())
+            }
+            Err(error) if !crate::settings::is_process(Path::new(PROC_ROOT), args.pid) => {
+                let _ = error;
+                outcome.exited_after_ns = Some(started.elapsed().as_nanos() as u64);
+                break;
+            }
+            Err(error) => return Err(error).context("taking a snapshot"),
+        }
+        if args.watch && last_report.elapsed() >= args.report_every {
+            last_report = Instant::now();
+            if !print(&mut stdout.lock(), args, &info, &tracker, &symbolizer, &outcome)? {
+                return Ok(());
+            }
+        }
+        // Keep to the schedule; when a snapshot overran, start the next one at once (the report's
+        // interval is the measured one, so the resolution stated stays honest).
+        next_snapshot += args.interval;
+        let now = Instant::now();
+        if next_snapshot < now {
+            next_snapshot = now;
+        }
+        while !control.should_stop() && Instant::now() < next_snapshot {
+            let wait = next_snapshot.saturating_duration_since(Instant::now());
+            std::thread::sleep(control.next_wait(wait.min(Duration::from_millis(50))));
+        }
+        if control.should_stop() {
+            break;
+        }
+    }
+    if tracker.snapshots_seen() > 0
+        && !print(&mut stdout.lock(), args, &info, &tracker, &symbolizer, &outcome)?
+    {
+        return Ok(());
+    }
+    if let Some(after) = outcome.exited_after_ns {
+        return Err(UsageError(format!(
+            "process {} exited after {}; the report covers the {} snapshots read before",
+            info.pid,
+            HumanNs(after),
+            tracker.snapshots_seen()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Prints one report; false when stdout is closed (the run should end quietly).
+fn print(
+    out: &mut dyn Write,
+    args: &GoroutinesArgs,
+    info: &goroscope_goprocess::TargetInfo,
+    tracker: &HealthTracker,
+    symbolizer: &goroscope_goprocess::ProcessSymbolizer,
+    outcome: &RunOutcome,
+) -> anyhow::Result<bool> {
+    let report = tracker.report(symbolizer);
+    let written = match args.format {
+        StreamFormat::Json => {
+            let value = to_json(info, &report, outcome);
+            let text = if args.watch {
+                serde_json::to_string(&value)
+            } else {
+                serde_json::to_string_pretty(&value)
+            }
+            .context("encoding the report")?;
+            writeln!(out, "{text}")
+        }
+        StreamFormat::Text => {
+            let result = write_text(out, info, &report, outcome);
+            if args.watch && result.is_ok() {
+                writeln!(out, "----")
+            } else {
+                result
+            }
+        }
+    }
+    .and_then(|()| out.flush());
+    match written {
+        Ok(()) => Ok(true),
+        Err(error) if is_broken_pipe(&error) => Ok(false),
+        Err(error) => Err(error).context("writing the report"),
+    }
+}
+
+/// Bad targets are the operator's to fix: exit code 2 with the reason.
+fn attach_error(error: AttachError) -> anyhow::Error {
+    UsageError(error.to_string()).into()
+}

@@ -1,0 +1,359 @@
+//! The goroutine health report as text (leak suspects first) and as JSON.
+
+use std::io::{self, Write};
+
+use goroscope_gobin::locate::GlobalsSource;
+use goroscope_gobin::offsets::OffsetSource;
+use goroscope_goprocess::TargetInfo;
+use goroscope_model::goroutines::health_report::HealthReport;
+use goroscope_model::goroutines::CodeLocation;
+use serde_json::{json, Map, Value};
+
+use super::HumanNs;
+
+/// How the run ended, for the report.
+pub struct RunOutcome {
+    /// Set when the target exited before the run was over.
+    pub exited_after_ns: Option<u64>,
+}
+
+const NS_PER_S: f64 = 1e9;
+
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / NS_PER_S
+}
+
+fn opt_seconds(ns: Option<u64>) -> Value {
+    ns.map_or(Value::Null, |ns| json!(seconds(ns)))
+}
+
+fn location_json(location: &CodeLocation) -> Value {
+    json!({"function": location.function, "file": location.file, "line": location.line})
+}
+
+fn pairs_json(pairs: &[(String, u64)]) -> Value {
+    let mut map = Map::new();
+    for (name, count) in pairs {
+        map.insert(name.clone(), json!(count));
+    }
+    Value::Object(map)
+}
+
+/// Where the offsets came from, as the report says it.
+pub fn offsets_source(source: OffsetSource) -> String {
+    match source {
+        OffsetSource::Dwarf => "dwarf".into(),
+        OffsetSource::Table { major, minor } => format!("table go{major}.{minor}"),
+    }
+}
+
+/// Where the globals came from, as the report says it.
+pub fn globals_source(source: GlobalsSource) -> &'static str {
+    match source {
+        GlobalsSource::Symtab => "symbol table",
+        GlobalsSource::Decoded => "decoded from runtime functions",
+    }
+}
+
+/// The whole report as one JSON object.
+pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -> Value {
+    let window = &report.window;
+    let suspects: Vec<Value> = report
+        .leak_suspects
+        .iter()
+        .map(|s| {
+            json!({
+                "count": s.count,
+                "recently_blocked": s.recently_blocked,
+                "wait_reason": s.wait_reason,
+                "start_function": s.start_function,
+                "creation_function": s.creation.function,
+                "creation_file": s.creation.file,
+                "creation_line": s.creation.line,
+                "blocked_at": location_json(&s.blocked_at),
+                "min_blocked_seconds": seconds(s.min_blocked_ns),
+                "leak_score": s.leak_score,
+                "growth": s.growth,
+                "reason": s.reason,
+            })
+        })
+        .collect();
+    let groups: Vec<Value> = report
+        .groups
+        .iter()
+        .map(|g| {
+            json!({
+                "count": g.count,
+                "wait_reason": g.wait_reason,
+                "start_function": g.start_function,
+                "creation": location_json(&g.creation),
+                "blocked_at": location_json(&g.blocked_at),
+                "by_state": pairs_json(&g.by_state),
+            })
+        })
+        .collect();
+    let lifetimes = &report.lifetimes;
+    let gc = &report.gc;
+    let scheduler = &report.scheduler.latest;
+    let cost = &report.read_cost;
+    json!({
+        "pid": info.pid,
+        "executable": info.executable.display().to_string(),
+        "go_version": info.build.go_version,
+        "main_module": info.build.main_path,
+        "position_independent": info.position_independent,
+        "offsets_source": offsets_source(info.offsets_source),
+        "globals_source": globals_source(info.globals_source),
+        "warnings": info.warnings,
+        "process_exited": outcome.exited_after_ns.is_some(),
+        "window": {
+            "seconds": seconds(window.last_ns.saturating_sub(window.first_ns)),
+            "snapshots": window.snapshots,
+            "interval_seconds": opt_seconds(window.interval_ns),
+        },
+        "goroutines": {
+            "total": report.goroutines_total,
+            "by_state": pairs_json(&report.by_state),
+            "by_wait_reason": pairs_json(&report.by_wait_reason),
+        },
+        "created_total": report.created_total,
+        "created_per_second": report.created_per_second,
+        "lifetimes": {
+            "ended": lifetimes.count,
+            "p50_seconds": opt_seconds(lifetimes.p50_ns),
+            "p90_seconds": opt_seconds(lifetimes.p90_ns),
+            "p99_seconds": opt_seconds(lifetimes.p99_ns),
+            "max_seconds": opt_seconds(lifetimes.max_ns),
+            "resolution_seconds": opt_seconds(lifetimes.resolution_ns),
+            "appeared": lifetimes.appeared,
+            "long_lived": lifetimes.long_lived,
+            "long_lived_share": lifetimes.long_lived_share,
+            "long_lived_threshold_seconds": seconds(lifetimes.long_lived_threshold_ns),
+        },
+        "leak_suspects": suspects,
+        "groups": groups,
+        "gc": {
+            "cycles": gc.cycles,
+            "cycles_in_window": gc.cycles_in_window,
+            "pauses_sampled": gc.pauses_sampled,
+            "pause_seconds": {
+                "p50": opt_seconds(gc.pause_p50_ns),
+                "p99": opt_seconds(gc.pause_p99_ns),
+                "max": opt_seconds(gc.pause_max_ns),
+            },
+            "pause_total_seconds": opt_seconds(gc.pause_total_ns),
+            "heap_live_bytes": gc.heap_live_bytes,
+            "heap_goal_bytes": gc.heap_goal_bytes,
+        },
+        "scheduler": {
+            "gomaxprocs": scheduler.gomaxprocs,
+            "idle_ps": scheduler.idle_ps,
+            "spinning_ms": scheduler.spinning_ms,
+            "global_runqueue": scheduler.global_runqueue,
+            "max_global_runqueue": report.scheduler.max_global_runqueue,
+            "local_runqueues": scheduler.local_runqueues,
+        },
+        "snapshots": {
+            "count": window.snapshots,
+            "read_seconds": {
+                "mean": opt_seconds(cost.mean_read_ns),
+                "p50": opt_seconds(cost.p50_read_ns),
+                "max": opt_seconds(cost.max_read_ns),
+            },
+            "dropped_records": cost.dropped_records,
+        },
+    })
+}
+
+fn short_file(file: &str) -> &str {
+    // Keep the last two path elements: enough to find the file, short enough to read.
+    let mut cut = file.len();
+    for _ in 0..2 {
+        match file[..cut].rfind('/') {
+            Some(slash) => cut = slash,
+            None => return file,
+        }
+    }
+    &file[cut + 1..]
+}
+
+fn site(location: &CodeLocation) -> String {
+    if location.function.is_empty() {
+        return "(unknown)".into();
+    }
+    format!(
+        "{} ({}:{})",
+        location.function,
+        short_file(&location.file),
+        location.line
+    )
+}
+
+/// The readable report.
+pub fn write_text(
+    out: &mut dyn Write,
+    info: &TargetInfo,
+    report: &HealthReport,
+    outcome: &RunOutcome,
+) -> io::Result<()> {
+    let window = &report.window;
+    writeln!(
+        out,
+        "PID {} · {} · {} · {} snapshots over {} (every {})",
+        info.pid,
+        info.build.go_version,
+        info.build.main_path.as_deref().unwrap_or("(unknown module)"),
+        window.snapshots,
+        HumanNs(window.last_ns.saturating_sub(window.first_ns)),
+        window
+            .interval_ns
+            .map_or("-".to_string(), |ns| HumanNs(ns).to_string()),
+    )?;
+    if let Some(after) = outcome.exited_after_ns {
+        writeln!(
+            out,
+            "!! the process exited after {}: this report covers what was read before",
+            HumanNs(after)
+        )?;
+    }
+    for warning in &info.warnings {
+        writeln!(out, "!! {warning}")?;
+    }
+
+    writeln!(out)?;
+    if report.leak_suspects.is_empty() {
+        writeln!(out, "LEAK SUSPECTS: none")?;
+    } else {
+        writeln!(out, "LEAK SUSPECTS ({})", report.leak_suspects.len())?;
+        for suspect in &report.leak_suspects {
+            writeln!(
+                out,
+                "  {:>6} × {:<20} score {:.2}  {}",
+                suspect.count, suspect.wait_reason, suspect.leak_score, suspect.reason
+            )?;
+            writeln!(out, "         created at  {}", site(&suspect.creation))?;
+            writeln!(out, "         blocked at  {}", site(&suspect.blocked_at))?;
+        }
+    }
+
+    writeln!(out)?;
+    let created_rate = report
+        .created_per_second
+        .map_or(String::new(), |rate| format!(", {rate:.0}/s now"));
+    writeln!(
+        out,
+        "GOROUTINES: {} live; {} created since start{created_rate}",
+        report.goroutines_total, report.created_total
+    )?;
+    let states: Vec<String> = report
+        .by_state
+        .iter()
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    writeln!(out, "  by state:       {}", states.join(", "))?;
+    let reasons: Vec<String> = report
+        .by_wait_reason
+        .iter()
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    if !reasons.is_empty() {
+        writeln!(out, "  by wait reason: {}", reasons.join(", "))?;
+    }
+    let lifetimes = &report.lifetimes;
+    if let (Some(p50), Some(p99), Some(max)) = (lifetimes.p50_ns, lifetimes.p99_ns, lifetimes.max_ns)
+    {
+        writeln!(
+            out,
+            "  lifetimes of {} ended goroutines: p50 {}, p99 {}, max {} (resolution {})",
+            lifetimes.count,
+            HumanNs(p50),
+            HumanNs(p99),
+            HumanNs(max),
+            lifetimes.resolution_ns.map_or("-".into(), |r| HumanNs(r).to_string())
+        )?;
+    }
+    if let Some(share) = lifetimes.long_lived_share {
+        writeln!(
+            out,
+            "  {:.1}% of the {} goroutines seen starting lived ≥ {}",
+            share * 100.0,
+            lifetimes.appeared,
+            HumanNs(lifetimes.long_lived_threshold_ns)
+        )?;
+    }
+
+    writeln!(out)?;
+    writeln!(out, "LARGEST GROUPS")?;
+    for group in report.groups.iter().take(10) {
+        let reason = if group.wait_reason.is_empty() {
+            "-"
+        } else {
+            &group.wait_reason
+        };
+        writeln!(
+            out,
+            "  {:>6} × {:<20} start {}  ·  created at {}  ·  at {}",
+            group.count,
+            reason,
+            if group.start_function.is_empty() {
+                "(unknown)"
+            } else {
+                &group.start_function
+            },
+            site(&group.creation),
+            site(&group.blocked_at)
+        )?;
+    }
+
+    writeln!(out)?;
+    let gc = &report.gc;
+    let pause = |ns: Option<u64>| ns.map_or("-".to_string(), |ns| HumanNs(ns).to_string());
+    writeln!(
+        out,
+        "GC: {} cycles ({} in window); pauses p50 {}, p99 {}, max {} (last {}); heap {} of goal {}",
+        gc.cycles,
+        gc.cycles_in_window,
+        pause(gc.pause_p50_ns),
+        pause(gc.pause_p99_ns),
+        pause(gc.pause_max_ns),
+        gc.pauses_sampled,
+        gc.heap_live_bytes.map_or("-".into(), mib),
+        gc.heap_goal_bytes.map_or("-".into(), mib),
+    )?;
+    let scheduler = &report.scheduler.latest;
+    writeln!(
+        out,
+        "SCHEDULER: GOMAXPROCS {}, idle Ps {}, spinning Ms {}, global run queue {} (max {}), local run queues {:?}",
+        scheduler.gomaxprocs,
+        scheduler.idle_ps,
+        scheduler.spinning_ms,
+        scheduler.global_runqueue,
+        report.scheduler.max_global_runqueue,
+        scheduler.local_runqueues
+    )?;
+    let cost = &report.read_cost;
+    writeln!(
+        out,
+        "READ COST: {} per snapshot (p50), max {}; {} records dropped as torn",
+        pause(cost.p50_read_ns),
+        pause(cost.max_read_ns),
+        cost.dropped_records
+    )?;
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_file;
+
+    #[test]
+    fn files_are_shortened_to_two_elements() {
+        assert_eq!(short_file("/home/x/src/app/main.go"), "app/main.go");
+        assert_eq!(short_file("main.go"), "main.go");
+        assert_eq!(short_file("a/b.go"), "a/b.go");
+    }
+}

@@ -1,0 +1,416 @@
+// Command leaky plants goroutine leaks of known, distinct sizes for goroscope's goroutine tests and
+// benchmarks, prints one JSON line once they are all blocked, and then runs until SIGTERM/SIGINT
+// (or SIGKILL). It never reads stdin.
+//
+// Each group is started by its own `go` statement and blocks in a named //go:noinline function
+// that is also the goroutine's start function. The `go` statement's line ends in a "create"
+// marker comment and the exact line the group blocks on in a "block" marker comment, each
+// followed by the kind (see the code: the marker comments there are the only text in this file
+// that uses the marker prefix). Tests find the markers by grepping this file, so keep each marked
+// statement on one line.
+//
+// The leak functions take no arguments (they use globals): `go f(x)` makes the compiler start the
+// goroutine in a generated wrapper (main.plant.func1 or main.plant.gowrap1, depending on the Go
+// release), while `go f()` starts it in f itself, which is what the tests expect.
+//
+//	kind       count  start function (= blocking function unless noted)  blocks in
+//	chan-send     37  main.leakChanSend                                  send on an unbuffered chan nobody receives
+//	chan-recv     23  main.leakChanRecv                                  receive on a chan nobody sends on
+//	select        19  main.leakSelect                                    select on two never-ready chans, no default
+//	mutex         13  main.leakMutex                                     sync.Mutex.Lock on a mutex main holds forever
+//	waitgroup     11  main.leakWaitGroup                                 WaitGroup.Wait on a WaitGroup never done
+//	net-read       7  main.leakNetRead                                   conn.Read on loopback TCP; the peer never writes
+//	sleep          5  main.leakSleep                                     time.Sleep(24h)
+//	deep           3  main.deepStart (blocks in main.deepRecurse, 40 deepRecurse frames deep)
+//	idle      -idle N main.idleWait                                      receive on one shared chan (for scale)
+//
+// The accepted (server) side of every net-read connection is held by main in a global slice with
+// no goroutine of its own; the listener is closed once all are accepted.
+//
+// Output, one line on stdout once every planted goroutine is blocked and runtime.GC() has run
+// twice (so the runtime has recorded each one's waitsince):
+//
+//	{"ready":true,"pid":123,"planted":{"chan-recv":23,...},"total":118,"churn_per_second":0,...}
+//
+// "planted" holds every kind above; "idle" is present only when -idle is above 0.
+//
+// Flags:
+//
+//	-churn N       also start N short-lived goroutines per second (each lives about 1 ms, in
+//	               main.churnOne, started from main.churnLoop); default 0
+//	-idle N        also plant N goroutines blocked on one channel receive in main.idleWait; default 0
+//	-gc-every D    run runtime.GC() every D (from main.gcLoop) so GC pause figures exist; default 0 = off
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Planted group sizes: distinct, so a group's size identifies it.
+const (
+	countChanSend  = 37
+	countChanRecv  = 23
+	countSelect    = 19
+	countMutex     = 13
+	countWaitGroup = 11
+	countNetRead   = 7
+	countSleep     = 5
+	countDeep      = 3
+
+	// deepFrames is how many main.deepRecurse frames a deep goroutine's stack holds.
+	deepFrames = 40
+)
+
+// Everything the leaked goroutines block on stays reachable from globals, so nothing is ever
+// collected or finalized (a collected net.Conn would be closed by its finalizer).
+var (
+	chanSendCh  = make(chan int)
+	chanRecvCh  = make(chan int)
+	selectA     = make(chan int)
+	selectB     = make(chan string)
+	heldMutex   sync.Mutex
+	neverDone   sync.WaitGroup
+	deepCh      = make(chan int)
+	idleCh      = make(chan struct{})
+	clientConns []net.Conn // read by the net-read goroutines
+	// netReadConns hands each net-read goroutine its connection.
+	netReadConns = make(chan net.Conn, countNetRead)
+	serverConns  []net.Conn // accepted side, held here with no goroutine
+)
+
+//go:noinline
+func leakChanSend() {
+	chanSendCh <- 1 // goroscope:block chan-send
+}
+
+//go:noinline
+func leakChanRecv() {
+	<-chanRecvCh // goroscope:block chan-recv
+}
+
+//go:noinline
+func leakSelect() {
+	select { // goroscope:block select
+	case <-selectA:
+	case <-selectB:
+	}
+}
+
+//go:noinline
+func leakMutex() {
+	heldMutex.Lock() // goroscope:block mutex
+	heldMutex.Unlock()
+}
+
+//go:noinline
+func leakWaitGroup() {
+	neverDone.Wait() // goroscope:block waitgroup
+}
+
+//go:noinline
+func leakNetRead() {
+	conn := <-netReadConns
+	buf := make([]byte, 64)
+	_, _ = conn.Read(buf) // goroscope:block net-read
+}
+
+//go:noinline
+func leakSleep() {
+	time.Sleep(24 * time.Hour) // goroscope:block sleep
+}
+
+//go:noinline
+func deepStart() {
+	deepRecurse(deepCh, deepFrames)
+}
+
+// deepRecurse calls itself until depth frames of it are on the stack, then blocks. The result is
+// used after each call so the recursion cannot become a loop or a tail call.
+//
+//go:noinline
+func deepRecurse(ch chan int, depth int) int {
+	if depth > 1 {
+		return deepRecurse(ch, depth-1) + 1
+	}
+	return <-ch // goroscope:block deep
+}
+
+//go:noinline
+func idleWait() {
+	<-idleCh // goroscope:block idle
+}
+
+// churnOne is one short-lived churn goroutine: it lives about a millisecond.
+//
+//go:noinline
+func churnOne() {
+	time.Sleep(time.Millisecond)
+}
+
+// churnLoop starts perSecond churnOne goroutines per second, in batches every 10 ms.
+//
+//go:noinline
+func churnLoop(perSecond int) {
+	start := time.Now()
+	ticker := time.NewTicker(10 * time.Millisecond)
+	defer ticker.Stop()
+	var started int64
+	for range ticker.C {
+		due := int64(time.Since(start).Seconds() * float64(perSecond))
+		for ; started < due; started++ {
+			go churnOne()
+		}
+	}
+}
+
+// gcLoop runs a GC every period.
+//
+//go:noinline
+func gcLoop(period time.Duration) {
+	ticker := time.NewTicker(period)
+	defer ticker.Stop()
+	for range ticker.C {
+		runtime.GC()
+	}
+}
+
+// plantNetRead makes count loopback TCP connections; a goroutine reads from the client side of
+// each, and main keeps the accepted side without ever writing to it.
+func plantNetRead(count int) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	for i := 0; i < count; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		clientConns = append(clientConns, c)
+		netReadConns <- c
+		serverConns = append(serverConns, s)
+	}
+	return nil
+}
+
+// plant starts every leak group (and idle goroutines when idle > 0).
+func plant(idle int) error {
+	for i := 0; i < countChanSend; i++ {
+		go leakChanSend() // goroscope:create chan-send
+	}
+	for i := 0; i < countChanRecv; i++ {
+		go leakChanRecv() // goroscope:create chan-recv
+	}
+	for i := 0; i < countSelect; i++ {
+		go leakSelect() // goroscope:create select
+	}
+	heldMutex.Lock() // held by main forever
+	for i := 0; i < countMutex; i++ {
+		go leakMutex() // goroscope:create mutex
+	}
+	neverDone.Add(1) // never done
+	for i := 0; i < countWaitGroup; i++ {
+		go leakWaitGroup() // goroscope:create waitgroup
+	}
+	if err := plantNetRead(countNetRead); err != nil {
+		return fmt.Errorf("loopback TCP: %v", err)
+	}
+	for range clientConns {
+		go leakNetRead() // goroscope:create net-read
+	}
+	for i := 0; i < countSleep; i++ {
+		go leakSleep() // goroscope:create sleep
+	}
+	for i := 0; i < countDeep; i++ {
+		go deepStart() // goroscope:create deep
+	}
+	for i := 0; i < idle; i++ {
+		go idleWait() // goroscope:create idle
+	}
+	return nil
+}
+
+// kindOfFunction maps the innermost main-package function of a blocked goroutine to its kind.
+var kindOfFunction = map[string]string{
+	"main.leakChanSend":  "chan-send",
+	"main.leakChanRecv":  "chan-recv",
+	"main.leakSelect":    "select",
+	"main.leakMutex":     "mutex",
+	"main.leakWaitGroup": "waitgroup",
+	"main.leakNetRead":   "net-read",
+	"main.leakSleep":     "sleep",
+	"main.deepRecurse":   "deep",
+	"main.idleWait":      "idle",
+}
+
+// allStacks returns runtime.Stack for every goroutine.
+func allStacks() string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return string(buf[:n])
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// blockedCounts counts, per kind, the goroutines that are parked (not running, runnable, in a
+// syscall or being moved) with that kind's function as their innermost main-package frame.
+func blockedCounts() map[string]int {
+	counts := map[string]int{}
+	for _, block := range strings.Split(allStacks(), "\n\n") {
+		lines := strings.Split(block, "\n")
+		header := lines[0]
+		open, end := strings.IndexByte(header, '['), strings.IndexByte(header, ']')
+		if !strings.HasPrefix(header, "goroutine ") || open < 0 || end < open {
+			continue
+		}
+		state := header[open+1 : end]
+		if i := strings.IndexByte(state, ','); i >= 0 {
+			state = state[:i]
+		}
+		switch state {
+		case "running", "runnable", "syscall", "copystack", "preempted", "idle", "dead":
+			continue
+		}
+		for _, line := range lines[1:] {
+			if strings.HasPrefix(line, "main.") {
+				function := line
+				if i := strings.IndexByte(function, '('); i >= 0 {
+					function = function[:i]
+				}
+				if kind, ok := kindOfFunction[function]; ok {
+					counts[kind]++
+				}
+				break
+			}
+		}
+	}
+	return counts
+}
+
+// waitBlocked waits until every planted goroutine is parked, for at most timeout.
+func waitBlocked(want map[string]int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	delay := time.Millisecond
+	for {
+		got := blockedCounts()
+		missing := ""
+		for kind, n := range want {
+			if got[kind] != n {
+				missing += fmt.Sprintf(" %s %d/%d", kind, got[kind], n)
+			}
+		}
+		if missing == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("goroutines not blocked after %v (kind blocked/planted):%s", timeout, missing)
+		}
+		time.Sleep(delay)
+		if delay < 100*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+type readyLine struct {
+	Ready          bool           `json:"ready"`
+	Pid            int            `json:"pid"`
+	Planted        map[string]int `json:"planted"`
+	Total          int            `json:"total"`
+	ChurnPerSecond int            `json:"churn_per_second"`
+	GCEverySeconds float64        `json:"gc_every_seconds"`
+	GoVersion      string         `json:"go_version"`
+	Cgo            bool           `json:"cgo"`
+}
+
+func main() {
+	churn := flag.Int("churn", 0, "also start `N` short-lived (~1 ms) goroutines per second")
+	idle := flag.Int("idle", 0, "also plant `N` goroutines blocked in main.idleWait")
+	gcEvery := flag.Duration("gc-every", 0, "run runtime.GC() every `D` (0: never)")
+	flag.Parse()
+	if *churn < 0 || *idle < 0 || *gcEvery < 0 || flag.NArg() > 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+
+	// Registered first, so a SIGTERM during planting also ends the process cleanly.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+
+	cgo := cgoValue() == 42
+
+	planted := map[string]int{
+		"chan-send": countChanSend,
+		"chan-recv": countChanRecv,
+		"select":    countSelect,
+		"mutex":     countMutex,
+		"waitgroup": countWaitGroup,
+		"net-read":  countNetRead,
+		"sleep":     countSleep,
+		"deep":      countDeep,
+	}
+	if *idle > 0 {
+		planted["idle"] = *idle
+	}
+	if err := plant(*idle); err != nil {
+		fmt.Fprintln(os.Stderr, "leaky:", err)
+		os.Exit(1)
+	}
+	if err := waitBlocked(planted, 60*time.Second); err != nil {
+		fmt.Fprintln(os.Stderr, "leaky:", err)
+		os.Exit(1)
+	}
+	// The GC records waitsince for goroutines it finds blocked; twice, so the second cycle sees
+	// everything the first one might have raced with.
+	runtime.GC()
+	runtime.GC()
+
+	if *churn > 0 {
+		go churnLoop(*churn)
+	}
+	if *gcEvery > 0 {
+		go gcLoop(*gcEvery)
+	}
+
+	total := 0
+	for _, n := range planted {
+		total += n
+	}
+	line, err := json.Marshal(readyLine{
+		Ready:          true,
+		Pid:            os.Getpid(),
+		Planted:        planted,
+		Total:          total,
+		ChurnPerSecond: *churn,
+		GCEverySeconds: gcEvery.Seconds(),
+		GoVersion:      runtime.Version(),
+		Cgo:            cgo,
+	})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(string(line))
+
+	<-stop
+	runtime.KeepAlive(clientConns)
+	runtime.KeepAlive(serverConns)
+	os.Exit(0)
+}
