@@ -8,13 +8,16 @@ if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
     echo "go-toolchains: no Go toolchain on PATH; install Go (https://go.dev/dl) first" >&2
     exit 1
 fi
-GO=$(command -v go || echo /usr/local/go/bin/go)
+# The machine's own Go runs the GOTOOLCHAIN downloads; prefer it over Debian's /usr/bin/go (1.19).
+if [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; else GO=$(command -v go); fi
 
 if [ ! -x /usr/lib/go-1.19/bin/go ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go >/dev/null
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq golang-go >/dev/null
 fi
 
-for version in go1.20.14 go1.21.13 go1.22.12 go1.23.12 go1.24.13 go1.25.14 go1.27.4; do
+for version in go1.20.14 go1.21.13 go1.22.12 go1.23.12 go1.24.13 go1.25.14 go1.26.8 go1.27.4; do
     GOTOOLCHAIN=$version "$GO" version
 done
 /usr/lib/go-1.19/bin/go version

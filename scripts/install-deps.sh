@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing goroscope needs on a Debian machine, as
 # root: clang (compiles the BPF programs), libelf and zlib (libbpf), pkg-config,
-# bpftool (tests check no program stays loaded) and bpftrace (the benchmark's
-# reference). Idempotent: installs only what is missing.
+# bpftool (tests check no program stays loaded), bpftrace (the benchmark's
+# reference), Debian's Go 1.19 and the released Go toolchains the goroutine tests
+# build their Go programs with (scripts/go-toolchains.sh). Idempotent: installs
+# only what is missing.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -18,6 +20,8 @@ command -v bpftool >/dev/null || need+=(bpftool)
 command -v bpftrace >/dev/null || need+=(bpftrace)
 dpkg -s libelf-dev >/dev/null 2>&1 || need+=(libelf-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
+[ -x /usr/lib/go-1.19/bin/go ] || need+=(golang-go)
+command -v setpriv >/dev/null || need+=(util-linux)
 
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps: installing ${need[*]}" >&2
@@ -33,3 +37,5 @@ command -v cargo >/dev/null || {
     echo "install-deps: no Rust toolchain found; install rustup (https://rustup.rs) first" >&2
     exit 1
 }
+
+bash "$(dirname "${BASH_SOURCE[0]}")/go-toolchains.sh" >/dev/null

@@ -80,7 +80,7 @@ fn render(entries: &[((u32, u32), RuntimeOffsets)]) -> String {
             out,
             "            g: GOffsets {{ size: {}, stack_lo: {}, stack_hi: {}, sched_sp: {}, sched_pc: {}, \
              sched_bp: {}, atomicstatus: {}, goid: {}, waitsince: {}, waitreason: {}, gopc: {}, \
-             startpc: {}, parent_goid: {:?} }},",
+             startpc: {}, parent_goid: {:?}, tracking_seq: {:?} }},",
             g.size,
             g.stack_lo,
             g.stack_hi,
@@ -93,7 +93,8 @@ fn render(entries: &[((u32, u32), RuntimeOffsets)]) -> String {
             g.waitreason,
             g.gopc,
             g.startpc,
-            g.parent_goid
+            g.parent_goid,
+            g.tracking_seq
         );
         let p = &o.p;
         let _ = writeln!(

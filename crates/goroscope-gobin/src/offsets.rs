@@ -59,6 +59,9 @@ pub struct GOffsets {
     pub startpc: u64,
     /// `parentGoid` (Go 1.21+).
     pub parent_goid: Option<u64>,
+    /// `trackingSeq` (uint8): bumped every time the goroutine stops running, so a change between
+    /// two snapshots proves it ran in between even if it blocked again at the same place.
+    pub tracking_seq: Option<u64>,
 }
 
 /// Fields of `runtime.p`, one processor.
@@ -160,6 +163,7 @@ impl RuntimeOffsets {
                 gopc: field(G, "gopc")?,
                 startpc: field(G, "startpc")?,
                 parent_goid: field(G, "parentGoid"),
+                tracking_seq: field(G, "trackingSeq"),
             },
             p: POffsets {
                 id: field(P, "id")?,

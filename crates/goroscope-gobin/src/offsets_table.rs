@@ -41,6 +41,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 gopc: 296,
                 startpc: 312,
                 parent_goid: None,
+                tracking_seq: Some(189),
             },
             p: POffsets {
                 id: 0,
@@ -90,6 +91,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 gopc: 296,
                 startpc: 312,
                 parent_goid: None,
+                tracking_seq: Some(189),
             },
             p: POffsets {
                 id: 0,
@@ -139,6 +141,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 gopc: 280,
                 startpc: 296,
                 parent_goid: Some(272),
+                tracking_seq: Some(188),
             },
             p: POffsets {
                 id: 0,
@@ -188,6 +191,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 gopc: 280,
                 startpc: 296,
                 parent_goid: Some(272),
+                tracking_seq: Some(191),
             },
             p: POffsets {
                 id: 0,
@@ -237,6 +241,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 gopc: 288,
                 startpc: 304,
                 parent_goid: Some(280),
+                tracking_seq: Some(199),
             },
             p: POffsets {
                 id: 0,
@@ -286,6 +291,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 gopc: 288,
                 startpc: 304,
                 parent_goid: Some(280),
+                tracking_seq: Some(199),
             },
             p: POffsets {
                 id: 0,
@@ -335,6 +341,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 gopc: 280,
                 startpc: 296,
                 parent_goid: Some(272),
+                tracking_seq: Some(191),
             },
             p: POffsets {
                 id: 0,
@@ -384,6 +391,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 gopc: 288,
                 startpc: 304,
                 parent_goid: Some(280),
+                tracking_seq: Some(191),
             },
             p: POffsets {
                 id: 0,

@@ -593,36 +593,3 @@ fn mutated_real_tables_do_not_panic() {
         }
     }
 }
-
-/// Prints lookup costs (run with `cargo test --release -p goroscope-gobin --test binaries --
-/// --ignored --nocapture speed`); the numbers in `pclntab.rs`'s doc come from here.
-#[test]
-#[ignore]
-fn speed() {
-    let newest = gotest::TOOLCHAINS[gotest::TOOLCHAINS.len() - 1];
-    let elf = ElfFile::open(&gotest::build("sample", newest, BuildMode::Default)).unwrap();
-    let start = std::time::Instant::now();
-    let table = Pclntab::read(&elf).unwrap();
-    println!("read: {:?} ({} functions)", start.elapsed(), table.len());
-    let pcs: Vec<u64> = table
-        .functions()
-        .map(|f| f.entry + (f.end - f.entry) / 2)
-        .collect();
-    let start = std::time::Instant::now();
-    let found = pcs
-        .iter()
-        .filter(|&&pc| table.function_at(pc).is_some())
-        .count();
-    println!("function_at: {:?} per pc", start.elapsed() / found as u32);
-    let start = std::time::Instant::now();
-    let frames: usize = pcs.iter().map(|&pc| table.frames_at(pc).len()).sum();
-    println!(
-        "frames_at: {:?} per pc ({frames} frames)",
-        start.elapsed() / pcs.len() as u32
-    );
-    let start = std::time::Instant::now();
-    for _ in 0..100 {
-        assert!(table.function_by_name("main.main").is_some());
-    }
-    println!("function_by_name(main.main): {:?}", start.elapsed() / 100);
-}

@@ -96,6 +96,9 @@ pub enum AttachError {
 impl AttachError {
     /// True when the cause is that the process is gone.
     pub fn is_exited(&self) -> bool {
-        matches!(self, AttachError::NoProcess { .. } | AttachError::Memory(MemoryError::Exited { .. }))
+        matches!(
+            self,
+            AttachError::NoProcess { .. } | AttachError::Memory(MemoryError::Exited { .. })
+        )
     }
 }

@@ -75,7 +75,10 @@ const H_SIZE: usize = H_PAUSES + 256 * 8;
 impl GoProcess {
     /// Reads one snapshot. Fails only when the process is gone or its memory may not be read;
     /// inconsistent records are retried or dropped and counted.
-    pub fn snapshot(&mut self, options: &SnapshotOptions) -> Result<GoroutineSnapshot, MemoryError> {
+    pub fn snapshot(
+        &mut self,
+        options: &SnapshotOptions,
+    ) -> Result<GoroutineSnapshot, MemoryError> {
         let started = Instant::now();
         let taken_at_ns = monotonic_ns();
         let layout = self.header_layout();
@@ -117,7 +120,8 @@ impl GoProcess {
         self.reader.pointers.clear();
         self.reader.pointers.resize((count * 8) as usize, 0);
         if count > 0 {
-            self.memory.read_exact(allgs_ptr, &mut self.reader.pointers)?;
+            self.memory
+                .read_exact(allgs_ptr, &mut self.reader.pointers)?;
         }
         let (goroutines, pending, dropped) = self.read_gs(count, goidgen)?;
         let (goroutines, stacks) = self.attach_stacks(goroutines, pending, options)?;
@@ -237,7 +241,9 @@ impl GoProcess {
                     let new_len = (address + span - last.address) as usize;
                     total += new_len - last.len;
                     last.len = new_len;
-                    state.g_offsets.push(last.offset + (address - last.address) as usize);
+                    state
+                        .g_offsets
+                        .push(last.offset + (address - last.address) as usize);
                 }
                 _ => {
                     state.ranges.push(ReadRange {
@@ -351,8 +357,17 @@ impl GoProcess {
         let mut pointers = vec![0u8; (allp_len * 8) as usize];
         self.memory.read_exact(allp_ptr, &mut pointers)?;
         let p = &self.offsets.p;
-        let low = p.id.min(p.status).min(p.runqhead).min(p.runqtail).min(p.runnext);
-        let high = p.id.max(p.status).max(p.runqhead).max(p.runqtail).max(p.runnext) + 8;
+        let low =
+            p.id.min(p.status)
+                .min(p.runqhead)
+                .min(p.runqtail)
+                .min(p.runnext);
+        let high =
+            p.id.max(p.status)
+                .max(p.runqhead)
+                .max(p.runqtail)
+                .max(p.runnext)
+                + 8;
         let span = (high - low) as usize;
         let ranges: Vec<ReadRange> = (0..allp_len)
             .map(|index| ReadRange {
@@ -365,9 +380,9 @@ impl GoProcess {
         let mut ok = vec![false; ranges.len()];
         self.memory.read_ranges(&ranges, &mut bytes, &mut ok)?;
         let mut idle = 0;
-        for index in 0..allp_len as usize {
+        for (index, read) in ok.iter().enumerate() {
             let at = |field: u64| (index * span) as u64 + field - low;
-            if !ok[index] || bytes.u32_at(at(p.id)) as usize != index {
+            if !read || bytes.u32_at(at(p.id)) as usize != index {
                 // A P that is being resized or torn: report no per-P queues rather than wrong ones.
                 scheduler.local_runqueues.clear();
                 return Ok(scheduler);
@@ -411,6 +426,7 @@ pub(crate) fn g_read_span(offsets: &goroscope_gobin::offsets::RuntimeOffsets) ->
         g.waitreason,
         g.gopc,
         g.startpc,
+        g.tracking_seq.unwrap_or(0),
     ]
     .into_iter()
     .max()
@@ -424,7 +440,11 @@ enum Parsed {
     Torn,
 }
 
-fn parse_g(bytes: &[u8], offsets: &goroscope_gobin::offsets::RuntimeOffsets, goid_limit: u64) -> Parsed {
+fn parse_g(
+    bytes: &[u8],
+    offsets: &goroscope_gobin::offsets::RuntimeOffsets,
+    goid_limit: u64,
+) -> Parsed {
     let g = &offsets.g;
     let Some(state) = GoroutineState::from_status(bytes.u32_at(g.atomicstatus)) else {
         return Parsed::Torn;
@@ -449,6 +469,7 @@ fn parse_g(bytes: &[u8], offsets: &goroscope_gobin::offsets::RuntimeOffsets, goi
         creation_pc: bytes.u64_at(g.gopc),
         start_pc: bytes.u64_at(g.startpc),
         stack: None,
+        tracking_seq: g.tracking_seq.map(|offset| bytes.u8_at(offset)),
     };
     let unwindable = matches!(
         state,

@@ -119,7 +119,14 @@ fn check_leaky(toolchain: Toolchain, mode: BuildMode) {
     let leaky = Leaky::start(&binary, &[]);
     let (output, report) = run_json(
         leaky.pid(),
-        &["--duration", "1500ms", "--interval", "100ms", "--leak-after", "500ms"],
+        &[
+            "--duration",
+            "1500ms",
+            "--interval",
+            "100ms",
+            "--leak-after",
+            "500ms",
+        ],
     );
     assert!(
         output.status.success(),
@@ -130,16 +137,24 @@ fn check_leaky(toolchain: Toolchain, mode: BuildMode) {
     assert_eq!(report["main_module"], "example.com/leaky", "{what}");
     let planted_total: u64 = PLANTED.iter().map(|p| p.1).sum();
     let total = report["goroutines"]["total"].as_u64().unwrap_or(0);
-    assert!(total >= planted_total, "{what}: {total} live goroutines, planted {planted_total}");
+    assert!(
+        total >= planted_total,
+        "{what}: {total} live goroutines, planted {planted_total}"
+    );
     assert!(
         report["created_total"].as_u64().unwrap_or(0) >= total,
         "{what}: created_total {} < live {total}",
         report["created_total"]
     );
-    let suspects = report["leak_suspects"].as_array().cloned().unwrap_or_default();
+    let suspects = report["leak_suspects"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for &(kind, count, start, blocking) in PLANTED {
-        let create_line = gotest::marked_lines("leaky", "main.go", &format!("goroscope:create {kind}"))[0];
-        let block_line = gotest::marked_lines("leaky", "main.go", &format!("goroscope:block {kind}"))[0];
+        let create_line =
+            gotest::marked_lines("leaky", "main.go", &format!("goroscope:create {kind}"))[0];
+        let block_line =
+            gotest::marked_lines("leaky", "main.go", &format!("goroscope:block {kind}"))[0];
         let suspect = suspects
             .iter()
             .find(|s| s["creation_line"] == create_line && s["start_function"] == start)
@@ -162,8 +177,14 @@ fn check_leaky(toolchain: Toolchain, mode: BuildMode) {
                 .is_some_and(|f| f.ends_with("leaky/main.go")),
             "{what} {kind}: {suspect}"
         );
-        assert_eq!(suspect["blocked_at"]["function"], blocking, "{what} {kind}: {suspect}");
-        assert_eq!(suspect["blocked_at"]["line"], block_line, "{what} {kind}: {suspect}");
+        assert_eq!(
+            suspect["blocked_at"]["function"], blocking,
+            "{what} {kind}: {suspect}"
+        );
+        assert_eq!(
+            suspect["blocked_at"]["line"], block_line,
+            "{what} {kind}: {suspect}"
+        );
         let score = suspect["leak_score"].as_f64().unwrap_or(-1.0);
         assert!((0.0..=1.0).contains(&score), "{what} {kind}: score {score}");
         assert!(
@@ -177,19 +198,32 @@ fn check_leaky(toolchain: Toolchain, mode: BuildMode) {
         by_reason["chan send"].as_u64().unwrap_or(0) >= 37,
         "{what}: by_wait_reason {by_reason}"
     );
-    assert!(report["gc"]["cycles"].as_u64().unwrap_or(0) >= 2, "{what}: {}", report["gc"]);
+    assert!(
+        report["gc"]["cycles"].as_u64().unwrap_or(0) >= 2,
+        "{what}: {}",
+        report["gc"]
+    );
     assert!(
         report["gc"]["pause_seconds"]["max"].as_f64().unwrap_or(0.0) > 0.0,
         "{what}: {}",
         report["gc"]
     );
-    assert_eq!(report["scheduler"]["gomaxprocs"], 2, "{what}: {}", report["scheduler"]);
     assert_eq!(
-        report["scheduler"]["local_runqueues"].as_array().map(Vec::len),
+        report["scheduler"]["gomaxprocs"], 2,
+        "{what}: {}",
+        report["scheduler"]
+    );
+    assert_eq!(
+        report["scheduler"]["local_runqueues"]
+            .as_array()
+            .map(Vec::len),
         Some(2),
         "{what}"
     );
-    assert!(report["snapshots"]["count"].as_u64().unwrap_or(0) >= 10, "{what}");
+    assert!(
+        report["snapshots"]["count"].as_u64().unwrap_or(0) >= 10,
+        "{what}"
+    );
 }
 
 macro_rules! every_mode {
@@ -222,37 +256,73 @@ fn the_toolchain_list_is_the_one_the_tests_cover() {
 
 #[test]
 fn churn_is_never_a_suspect_and_lifetimes_are_measured() {
-    let binary = gotest::build("leaky", TOOLCHAINS[TOOLCHAINS.len() - 1], BuildMode::Default);
+    let binary = gotest::build(
+        "leaky",
+        TOOLCHAINS[TOOLCHAINS.len() - 1],
+        BuildMode::Default,
+    );
     let leaky = Leaky::start(&binary, &["-churn", "2000"]);
     let (output, report) = run_json(
         leaky.pid(),
-        &["--duration", "2s", "--interval", "50ms", "--leak-after", "500ms"],
+        &[
+            "--duration",
+            "2s",
+            "--interval",
+            "50ms",
+            "--leak-after",
+            "500ms",
+        ],
     );
     assert!(output.status.success());
-    let suspects = report["leak_suspects"].as_array().cloned().unwrap_or_default();
+    let suspects = report["leak_suspects"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let planted: u64 = PLANTED.iter().map(|p| p.1).sum();
-    let suspected: u64 = suspects.iter().map(|s| s["count"].as_u64().unwrap_or(0)).sum();
-    assert_eq!(suspected, planted, "only planted leaks are suspects: {suspects:#?}");
+    let suspected: u64 = suspects
+        .iter()
+        .map(|s| s["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        suspected, planted,
+        "only planted leaks are suspects: {suspects:#?}"
+    );
     assert!(
         report["created_per_second"].as_f64().unwrap_or(0.0) > 500.0,
         "churn of 2000/s not seen: {}",
         report["created_per_second"]
     );
-    assert!(report["lifetimes"]["appeared"].as_u64().unwrap_or(0) > 0, "{}", report["lifetimes"]);
+    assert!(
+        report["lifetimes"]["appeared"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        report["lifetimes"]
+    );
 }
 
 #[test]
 fn text_report_puts_leak_suspects_first_with_file_and_line() {
-    let binary = gotest::build("leaky", TOOLCHAINS[TOOLCHAINS.len() - 1], BuildMode::Stripped);
+    let binary = gotest::build(
+        "leaky",
+        TOOLCHAINS[TOOLCHAINS.len() - 1],
+        BuildMode::Stripped,
+    );
     let leaky = Leaky::start(&binary, &[]);
     let output = goroscope()
-        .args(["goroutines", "--pid", &leaky.pid().to_string(), "--duration", "1200ms"])
+        .args([
+            "goroutines",
+            "--pid",
+            &leaky.pid().to_string(),
+            "--duration",
+            "1200ms",
+        ])
         .args(["--leak-after", "500ms"])
         .output()
         .expect("run goroscope");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
-    let suspects_at = text.find("LEAK SUSPECTS (").unwrap_or_else(|| panic!("{text}"));
+    let suspects_at = text
+        .find("LEAK SUSPECTS (")
+        .unwrap_or_else(|| panic!("{text}"));
     let goroutines_at = text.find("GOROUTINES:").unwrap_or_else(|| panic!("{text}"));
     assert!(suspects_at < goroutines_at, "{text}");
     let line = gotest::marked_lines("leaky", "main.go", "goroscope:block chan-send")[0];
@@ -270,7 +340,13 @@ fn expect_usage_error(output: &Output, needle: &str) {
 fn a_process_that_is_not_go_is_refused() {
     let mut sleeper = Command::new("sleep").arg("30").spawn().expect("sleep");
     let output = goroscope()
-        .args(["goroutines", "--pid", &sleeper.id().to_string(), "--duration", "1s"])
+        .args([
+            "goroutines",
+            "--pid",
+            &sleeper.id().to_string(),
+            "--duration",
+            "1s",
+        ])
         .output()
         .expect("run goroscope");
     let _ = sleeper.kill();
@@ -283,7 +359,13 @@ fn a_go_version_without_offsets_is_refused_by_name() {
     let binary = gotest::build("leaky", gotest::UNSUPPORTED_TOOLCHAIN, BuildMode::Stripped);
     let leaky = Leaky::start(&binary, &[]);
     let output = goroscope()
-        .args(["goroutines", "--pid", &leaky.pid().to_string(), "--duration", "1s"])
+        .args([
+            "goroutines",
+            "--pid",
+            &leaky.pid().to_string(),
+            "--duration",
+            "1s",
+        ])
         .output()
         .expect("run goroscope");
     expect_usage_error(&output, gotest::UNSUPPORTED_TOOLCHAIN.version);
@@ -295,7 +377,11 @@ fn a_newer_go_with_dwarf_is_read_from_its_own_debug_info() {
     let binary = gotest::build("leaky", gotest::UNSUPPORTED_TOOLCHAIN, BuildMode::Default);
     let leaky = Leaky::start(&binary, &[]);
     let (output, report) = run_json(leaky.pid(), &["--duration", "300ms"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(report["offsets_source"], "dwarf");
     assert_eq!(report["go_version"], gotest::UNSUPPORTED_TOOLCHAIN.version);
 }
@@ -314,19 +400,25 @@ fn a_missing_process_is_refused() {
 
 #[test]
 fn a_process_exiting_mid_run_still_gets_its_report() {
-    let binary = gotest::build("leaky", TOOLCHAINS[TOOLCHAINS.len() - 1], BuildMode::Default);
+    let binary = gotest::build(
+        "leaky",
+        TOOLCHAINS[TOOLCHAINS.len() - 1],
+        BuildMode::Default,
+    );
     let mut leaky = Leaky::start(&binary, &[]);
     let pid = leaky.pid();
-    let run = std::thread::spawn(move || {
-        run_json(pid, &["--duration", "10s", "--interval", "100ms"])
-    });
+    let run =
+        std::thread::spawn(move || run_json(pid, &["--duration", "10s", "--interval", "100ms"]));
     std::thread::sleep(Duration::from_millis(800));
     let _ = leaky.child.kill();
     let _ = leaky.child.wait();
     let (output, report) = run.join().expect("goroscope thread");
     expect_usage_error(&output, &format!("process {pid} exited after"));
     assert_eq!(report["process_exited"], true);
-    assert!(report["snapshots"]["count"].as_u64().unwrap_or(0) >= 3, "{report}");
+    assert!(
+        report["snapshots"]["count"].as_u64().unwrap_or(0) >= 3,
+        "{report}"
+    );
     assert!(report["goroutines"]["total"].as_u64().unwrap_or(0) >= 118);
 }
 
@@ -334,11 +426,20 @@ fn a_process_exiting_mid_run_still_gets_its_report() {
 fn permission_denied_names_the_capability() {
     // An unprivileged user may not read another user's process: run goroscope as `nobody`
     // against a process of ours (root).
-    let binary = gotest::build("leaky", TOOLCHAINS[TOOLCHAINS.len() - 1], BuildMode::Default);
+    let binary = gotest::build(
+        "leaky",
+        TOOLCHAINS[TOOLCHAINS.len() - 1],
+        BuildMode::Default,
+    );
     let leaky = Leaky::start(&binary, &[]);
     let goroscope_path = env!("CARGO_BIN_EXE_goroscope");
     let output = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .args(["--bounding-set=-all", goroscope_path, "goroutines", "--pid"])
         .arg(leaky.pid().to_string())
         .output()

@@ -149,7 +149,10 @@ pub fn build(program: &str, toolchain: Toolchain, mode: BuildMode) -> PathBuf {
     let mut command = match toolchain.source {
         ToolchainSource::Path(go) => {
             if !Path::new(go).exists() {
-                panic!("{} is missing at {go}: run scripts/go-toolchains.sh", toolchain.version);
+                panic!(
+                    "{} is missing at {go}: run scripts/go-toolchains.sh",
+                    toolchain.version
+                );
             }
             let mut command = Command::new(go);
             command.env("GOTOOLCHAIN", "local");
@@ -213,13 +216,17 @@ pub fn marked_lines(program: &str, file: &str, marker: &str) -> Vec<u32> {
         .lines()
         .enumerate()
         .filter(|(_, line)| {
-            line.split("//")
-                .nth(1)
-                .is_some_and(|comment| comment.split_whitespace().collect::<Vec<_>>().join(" ") == marker)
+            line.split("//").nth(1).is_some_and(|comment| {
+                comment.split_whitespace().collect::<Vec<_>>().join(" ") == marker
+            })
         })
         .map(|(index, _)| index as u32 + 1)
         .collect();
-    assert!(!lines.is_empty(), "no line in {} is marked `// {marker}`", path.display());
+    assert!(
+        !lines.is_empty(),
+        "no line in {} is marked `// {marker}`",
+        path.display()
+    );
     lines
 }
 
@@ -234,6 +241,9 @@ mod tests {
             let binary = build("sample", newest, mode);
             assert!(binary.exists(), "{} missing", binary.display());
         }
-        assert_eq!(marked_lines("sample", "main.go", "sample:go-statement").len(), 1);
+        assert_eq!(
+            marked_lines("sample", "main.go", "sample:go-statement").len(),
+            1
+        );
     }
 }

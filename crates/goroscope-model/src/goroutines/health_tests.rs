@@ -130,6 +130,7 @@ pub(super) fn waiting(
         creation_pc,
         start_pc,
         stack: Some(stack),
+        tracking_seq: None,
     }
 }
 
@@ -147,6 +148,7 @@ pub(super) fn other(
         creation_pc,
         start_pc,
         stack: None,
+        tracking_seq: None,
     }
 }
 
@@ -470,4 +472,30 @@ fn gc_cycles_without_a_waitsince_stamp_mean_the_goroutine_ran() {
         .iter()
         .find(|s| s.wait_reason == "chan receive");
     assert_eq!(s.map(|s| s.count), Some(1));
+}
+
+#[test]
+fn a_moving_tracking_seq_means_the_goroutine_ran_between_snapshots() {
+    let sym = symbolizer();
+    let build = |moving: bool| -> Vec<GoroutineSnapshot> {
+        (0..=20u64)
+            .map(|k| {
+                // A ticker loop: always seen blocked on the same receive, but it runs in between.
+                let seq = if moving { k as u8 } else { 7 };
+                let busy = GoroutineRecord {
+                    tracking_seq: Some(seq),
+                    ..waiting(1, CHAN_RECV, GO_SPAWN_80, START_WORKER, S_MUTEX)
+                };
+                snap(S + k * 100 * MS, vec![busy])
+            })
+            .collect()
+    };
+    let r = run(&build(true), &sym);
+    assert!(r.leak_suspects.is_empty(), "{r:#?}");
+    let r = run(&build(false), &sym);
+    assert_eq!(
+        r.leak_suspects.iter().map(|s| s.count).sum::<u64>(),
+        1,
+        "{r:#?}"
+    );
 }

@@ -19,6 +19,7 @@ struct Track {
     waiting_since_ns: u64,
     waiting_gc_cycles: u32,
     long_blocked: bool,
+    tracking_seq: Option<u8>,
 }
 
 /// What one sighting of a goroutine tells its group.
@@ -79,16 +80,23 @@ impl GoroutineTracks {
             waiting_since_ns: now,
             waiting_gc_cycles: cycles,
             long_blocked: false,
+            tracking_seq: record.tracking_seq,
         });
         let mut sighting = Sighting::default();
         let mut ran_since = false;
         if record.state.is_blocked() {
             let continuing = track.waiting && track.group == gid;
             let cycles_since = cycles.wrapping_sub(track.waiting_gc_cycles);
-            ran_since = continuing
-                && self.wait_since_seen
+            let stamp_says_ran = self.wait_since_seen
                 && record.wait_since_ns == 0
                 && (2..1 << 31).contains(&cycles_since);
+            // trackingSeq moves every time the goroutine stops running: proof it ran in between
+            // even when it blocked again at the same place (a busy consumer, a ticker loop).
+            let seq_says_ran = matches!(
+                (track.tracking_seq, record.tracking_seq),
+                (Some(before), Some(now)) if before != now
+            );
+            ran_since = continuing && (stamp_says_ran || seq_says_ran);
             if !continuing || ran_since {
                 track.waiting = true;
                 track.waiting_since_ns = now;
@@ -110,6 +118,7 @@ impl GoroutineTracks {
             sighting.released_from = Some(track.group);
         }
         track.group = gid;
+        track.tracking_seq = record.tracking_seq;
         track.long_blocked = sighting.long_blocked_ns.is_some();
         track.last_seen_ns = now;
         track.last_seen_index = clock.index;

@@ -97,6 +97,9 @@ pub struct GoroutineRecord {
     /// Index into [`GoroutineSnapshot::stacks`] of its unwound stack, for goroutines that are not
     /// running (running ones have no saved registers to unwind from).
     pub stack: Option<u32>,
+    /// The runtime's `trackingSeq`, bumped (mod 256) every time the goroutine stops running; a
+    /// change between snapshots proves it ran in between. `None` when the reader has no offset.
+    pub tracking_seq: Option<u8>,
 }
 
 /// GC state read from `runtime.memstats` and `runtime.gcController`.

@@ -63,6 +63,7 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
         exited_after_ns: None,
     };
     let stdout = io::stdout();
+    let mut jitter = Jitter::seeded();
     loop {
         match process.snapshot(&options) {
             Ok(snapshot) => tracker.observe(&snapshot, &symbolizer),
@@ -82,13 +83,22 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
         }
         if args.watch && last_report.elapsed() >= args.report_every {
             last_report = Instant::now();
-            if !print(&mut stdout.lock(), args, &info, &tracker, &symbolizer, &outcome)? {
+            if !print(
+                &mut stdout.lock(),
+                args,
+                &info,
+                &tracker,
+                &symbolizer,
+                &outcome,
+            )? {
                 return Ok(());
             }
         }
-        // Keep to the schedule; when a snapshot overran, start the next one at once (the report's
-        // interval is the measured one, so the resolution stated stays honest).
-        next_snapshot += args.interval;
+        // Keep to the schedule, jittered by ±10% so snapshots never lock in phase with a periodic
+        // workload (a 10 ms ticker sampled every 50 ms would otherwise be seen at the same point
+        // of its cycle every time). When a snapshot overran, start the next one at once; the
+        // report states the measured interval, so the resolution it gives stays honest.
+        next_snapshot += jitter.around(args.interval);
         let now = Instant::now();
         if next_snapshot < now {
             next_snapshot = now;
@@ -102,7 +112,14 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
         }
     }
     if tracker.snapshots_seen() > 0
-        && !print(&mut stdout.lock(), args, &info, &tracker, &symbolizer, &outcome)?
+        && !print(
+            &mut stdout.lock(),
+            args,
+            &info,
+            &tracker,
+            &symbolizer,
+            &outcome,
+        )?
     {
         return Ok(());
     }
@@ -159,4 +176,42 @@ fn print(
 /// Bad targets are the operator's to fix: exit code 2 with the reason.
 fn attach_error(error: AttachError) -> anyhow::Error {
     UsageError(error.to_string()).into()
+}
+
+/// A tiny xorshift generator for schedule jitter (no need for a crate: quality barely matters).
+struct Jitter(u64);
+
+impl Jitter {
+    fn seeded() -> Jitter {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64);
+        Jitter(seed | 1)
+    }
+
+    /// `interval` scaled by a factor uniform in [0.9, 1.1).
+    fn around(&mut self, interval: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let unit = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
+        interval.mul_f64(0.9 + 0.2 * unit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent_and_varies() {
+        let mut jitter = Jitter(12345);
+        let interval = Duration::from_millis(100);
+        let samples: Vec<Duration> = (0..1000).map(|_| jitter.around(interval)).collect();
+        assert!(samples
+            .iter()
+            .all(|d| *d >= Duration::from_millis(90) && *d < Duration::from_millis(110)));
+        let distinct: std::collections::HashSet<_> = samples.iter().collect();
+        assert!(distinct.len() > 900);
+    }
 }

@@ -202,7 +202,10 @@ pub fn write_text(
         "PID {} · {} · {} · {} snapshots over {} (every {})",
         info.pid,
         info.build.go_version,
-        info.build.main_path.as_deref().unwrap_or("(unknown module)"),
+        info.build
+            .main_path
+            .as_deref()
+            .unwrap_or("(unknown module)"),
         window.snapshots,
         HumanNs(window.last_ns.saturating_sub(window.first_ns)),
         window
@@ -260,7 +263,8 @@ pub fn write_text(
         writeln!(out, "  by wait reason: {}", reasons.join(", "))?;
     }
     let lifetimes = &report.lifetimes;
-    if let (Some(p50), Some(p99), Some(max)) = (lifetimes.p50_ns, lifetimes.p99_ns, lifetimes.max_ns)
+    if let (Some(p50), Some(p99), Some(max)) =
+        (lifetimes.p50_ns, lifetimes.p99_ns, lifetimes.max_ns)
     {
         writeln!(
             out,
@@ -269,7 +273,9 @@ pub fn write_text(
             HumanNs(p50),
             HumanNs(p99),
             HumanNs(max),
-            lifetimes.resolution_ns.map_or("-".into(), |r| HumanNs(r).to_string())
+            lifetimes
+                .resolution_ns
+                .map_or("-".into(), |r| HumanNs(r).to_string())
         )?;
     }
     if let Some(share) = lifetimes.long_lived_share {
