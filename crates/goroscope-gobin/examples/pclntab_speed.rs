@@ -7,7 +7,8 @@ use gotest::BuildMode;
 
 fn main() {
     let newest = gotest::TOOLCHAINS[gotest::TOOLCHAINS.len() - 1];
-    let elf = ElfFile::open(&gotest::build("sample", newest, BuildMode::Default)).expect("sample binary");
+    let elf =
+        ElfFile::open(&gotest::build("sample", newest, BuildMode::Default)).expect("sample binary");
     let start = std::time::Instant::now();
     let table = Pclntab::read(&elf).expect("sample binary");
     println!("read: {:?} ({} functions)", start.elapsed(), table.len());
