@@ -5,6 +5,7 @@
 
 pub mod attach;
 pub mod error;
+mod fasthash;
 pub mod maps;
 pub mod memory;
 pub mod snapshot;

@@ -256,7 +256,7 @@ impl GoProcess {
                 }
             }
         }
-        state.g_bytes.clear();
+        // No clearing: every byte is overwritten by the read, and failed ranges are zero-filled.
         state.g_bytes.resize(total, 0);
         state.ok.clear();
         state.ok.resize(state.ranges.len(), false);

@@ -7,11 +7,10 @@
 //! A parked goroutine's frames do not change while it stays parked, so a stack is unwound once
 //! and reused while the goroutine's saved (pc, sp, bp) stay the same.
 
-use std::collections::HashMap;
-
 use goroscope_model::goroutines::GoroutineRecord;
 
 use crate::error::MemoryError;
+use crate::fasthash::FastMap;
 use crate::memory::{LeBytes, ProcessMemory, ReadRange};
 
 /// Bytes of stack read per goroutine per round.
@@ -50,8 +49,9 @@ struct Walk {
 /// Stacks unwound so far, interned, and which goroutine had which.
 #[derive(Default)]
 pub(crate) struct StackCache {
-    by_goroutine: HashMap<u64, Cached>,
-    ids: HashMap<Vec<u64>, u32>,
+    by_goroutine: FastMap<u64, Cached>,
+    ids: FastMap<Vec<u64>, u32>,
+    local: FastMap<u32, u32>,
     stacks: Vec<Vec<u64>>,
     generation: u64,
     window: Vec<u8>,
@@ -117,7 +117,8 @@ impl StackCache {
             .retain(|_, cached| cached.generation == generation);
 
         // Number the stacks this snapshot uses densely.
-        let mut local: HashMap<u32, u32> = HashMap::new();
+        let local = &mut self.local;
+        local.clear();
         let mut stacks = Vec::new();
         for (record, id) in persistent {
             let index = *local.entry(id).or_insert_with(|| {
