@@ -140,6 +140,61 @@ impl RuntimeOffsets {
     /// Reads every offset from the target's DWARF (source [`OffsetSource::Dwarf`]). Returns `None`
     /// when a required struct or field is missing, e.g. because a Go release renamed it.
     pub fn from_dwarf(types: &GoTypes) -> Option<RuntimeOffsets> {
+        Self::from_dwarf_unchecked(types).filter(RuntimeOffsets::is_plausible)
+    }
+
+    /// True when every offset lies inside a struct of believable size: DWARF comes from the
+    /// target binary, and offsets size goroscope's reads and buffers.
+    pub fn is_plausible(&self) -> bool {
+        const MAX_STRUCT: u64 = 1 << 16;
+        let g = &self.g;
+        let g_fields = [
+            g.stack_lo,
+            g.stack_hi,
+            g.sched_sp,
+            g.sched_pc,
+            g.sched_bp,
+            g.atomicstatus,
+            g.goid,
+            g.waitsince,
+            g.waitreason,
+            g.gopc,
+            g.startpc,
+        ];
+        let g_ok = g.size <= MAX_STRUCT
+            && g_fields
+                .iter()
+                .chain(g.parent_goid.iter())
+                .chain(g.tracking_seq.iter())
+                .all(|&offset| offset + 8 <= g.size);
+        let others = [
+            self.p.id,
+            self.p.status,
+            self.p.runqhead,
+            self.p.runqtail,
+            self.p.runnext,
+            self.sched.goidgen,
+            self.sched.npidle,
+            self.sched.nmspinning,
+            self.sched.runqsize,
+            self.memstats.numgc,
+            self.memstats.pause_ns,
+        ];
+        let optional = [
+            self.memstats.pause_total_ns,
+            self.memstats.last_gc_unix,
+            self.gc_controller.heap_live,
+            self.gc_controller.heap_marked,
+            self.gc_controller.heap_goal,
+            self.gc_controller.memory_limit_heap_goal,
+        ];
+        g_ok && others
+            .iter()
+            .chain(optional.iter().flatten())
+            .all(|&offset| offset < MAX_STRUCT)
+    }
+
+    fn from_dwarf_unchecked(types: &GoTypes) -> Option<RuntimeOffsets> {
         const G: &str = "runtime.g";
         const P: &str = "runtime.p";
         const SCHED: &str = "runtime.schedt";
@@ -243,4 +298,22 @@ impl RuntimeOffsets {
 /// The release lines (`(1, 19)` … `(1, 26)`) the built-in tables cover, oldest first.
 pub fn table_lines() -> &'static [(u32, u32)] {
     offsets_table::LINES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_entry_is_plausible_and_absurd_offsets_are_not() {
+        for offsets in offsets_table::TABLE.iter().map(|(_, offsets)| offsets) {
+            assert!(offsets.is_plausible(), "{offsets:?}");
+        }
+        let mut wild = offsets_table::TABLE[0].1;
+        wild.g.gopc = 1 << 62;
+        assert!(!wild.is_plausible());
+        let mut wild = offsets_table::TABLE[0].1;
+        wild.sched.goidgen = 1 << 40;
+        assert!(!wild.is_plausible());
+    }
 }

@@ -14,26 +14,30 @@ pub fn load_bias(proc_root: &Path, pid: u32, elf: &ElfFile) -> Option<u64> {
         return Some(0);
     }
     let process = proc_root.join(pid.to_string());
-    let inode = std::fs::metadata(process.join("exe")).ok()?.ino();
+    let metadata = std::fs::metadata(process.join("exe")).ok()?;
+    let (inode, device) = (metadata.ino(), metadata.dev());
+    let device = (libc::major(device) as u64, libc::minor(device) as u64);
     let maps = std::fs::read_to_string(process.join("maps")).ok()?;
     let first_mapping = maps
         .lines()
         .filter_map(parse_mapping)
-        .filter(|mapping| mapping.inode == inode && mapping.offset == 0)
+        .filter(|m| m.inode == inode && m.device == device && m.offset == 0)
         .map(|mapping| mapping.start)
         .min()?;
-    let lowest_segment = elf
+    // The mapping at file offset 0 holds the segment that starts at file offset 0.
+    let first_segment = elf
         .segments()
         .iter()
-        .filter(|segment| segment.size > 0)
+        .filter(|segment| segment.size > 0 && segment.file_offset & !0xfff == 0)
         .map(|segment| segment.address & !0xfff)
         .min()?;
-    first_mapping.checked_sub(lowest_segment)
+    first_mapping.checked_sub(first_segment)
 }
 
 struct Mapping {
     start: u64,
     offset: u64,
+    device: (u64, u64),
     inode: u64,
 }
 
@@ -43,12 +47,17 @@ fn parse_mapping(line: &str) -> Option<Mapping> {
     let range = fields.next()?;
     let _perms = fields.next()?;
     let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
-    let _device = fields.next()?;
+    let (major, minor) = fields.next()?.split_once(':')?;
+    let device = (
+        u64::from_str_radix(major, 16).ok()?,
+        u64::from_str_radix(minor, 16).ok()?,
+    );
     let inode = fields.next()?.parse().ok()?;
     let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
     Some(Mapping {
         start,
         offset,
+        device,
         inode,
     })
 }
@@ -64,6 +73,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((m.start, m.offset, m.inode), (0x55d0c6a00000, 0, 1319171));
+        assert_eq!(m.device, (0xfe, 0x01));
         assert!(parse_mapping("garbage").is_none());
     }
 }

@@ -97,6 +97,25 @@ impl ProcessMemory {
                 return Err(MemoryError::BadRequest("range outside the buffer"));
             }
         }
+        // Empty ranges need no system call (and would fail with the range after them).
+        if ranges.iter().any(|range| range.len == 0) {
+            let mut sent = Vec::with_capacity(ranges.len());
+            let mut positions = Vec::with_capacity(ranges.len());
+            for (index, range) in ranges.iter().enumerate() {
+                if range.len == 0 {
+                    ok[index] = true;
+                } else {
+                    sent.push(*range);
+                    positions.push(index);
+                }
+            }
+            let mut sent_ok = vec![false; sent.len()];
+            self.read_ranges(&sent, dest, &mut sent_ok)?;
+            for (position, read) in positions.into_iter().zip(sent_ok) {
+                ok[position] = read;
+            }
+            return Ok(());
+        }
         let mut start = 0;
         while start < ranges.len() {
             let end = (start + IOV_MAX).min(ranges.len());

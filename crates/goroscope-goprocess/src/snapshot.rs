@@ -16,8 +16,9 @@ use crate::error::MemoryError;
 use crate::memory::{LeBytes, ReadRange};
 use crate::unwind::{StackCache, UnwindRequest};
 
-/// Largest goroutine list accepted (more means a torn or wrong read).
-const MAX_GOROUTINES: u64 = 50_000_000;
+/// Largest goroutine list read (more means a torn or wrong read; it also bounds the buffers a
+/// snapshot allocates: about 330 bytes per goroutine).
+const MAX_GOROUTINES: u64 = 4_000_000;
 /// Two `g`s closer than this are read in one range, gap included.
 const COALESCE_GAP: u64 = 2048;
 /// Longest single coalesced range.
@@ -147,30 +148,34 @@ impl GoProcess {
         let mut ranges = vec![
             range(g.allglen, 8, H_ALLGLEN),
             range(g.allgs, 24, H_ALLGS),
-            range(sched + o.sched.goidgen, 8, H_GOIDGEN),
-            range(sched + o.sched.runqsize, 4, H_RUNQSIZE),
-            range(sched + o.sched.npidle, 4, H_NPIDLE),
-            range(sched + o.sched.nmspinning, 4, H_NMSPINNING),
+            range(sched.wrapping_add(o.sched.goidgen), 8, H_GOIDGEN),
+            range(sched.wrapping_add(o.sched.runqsize), 4, H_RUNQSIZE),
+            range(sched.wrapping_add(o.sched.npidle), 4, H_NPIDLE),
+            range(sched.wrapping_add(o.sched.nmspinning), 4, H_NMSPINNING),
             range(g.allp, 16, H_ALLP),
         ];
         let required = ranges.len();
         if let Some(memstats) = g.memstats {
-            ranges.push(range(memstats + o.memstats.numgc, 4, H_NUMGC));
-            ranges.push(range(memstats + o.memstats.pause_ns, 256 * 8, H_PAUSES));
+            ranges.push(range(memstats.wrapping_add(o.memstats.numgc), 4, H_NUMGC));
+            ranges.push(range(
+                memstats.wrapping_add(o.memstats.pause_ns),
+                256 * 8,
+                H_PAUSES,
+            ));
             if let Some(total) = o.memstats.pause_total_ns {
-                ranges.push(range(memstats + total, 8, H_PAUSE_TOTAL));
+                ranges.push(range(memstats.wrapping_add(total), 8, H_PAUSE_TOTAL));
             }
         }
         if let Some(controller) = g.gc_controller {
             let c = &o.gc_controller;
             if let Some(live) = c.heap_live {
-                ranges.push(range(controller + live, 8, H_HEAP_LIVE));
+                ranges.push(range(controller.wrapping_add(live), 8, H_HEAP_LIVE));
             }
             if let Some(goal) = c.heap_goal {
-                ranges.push(range(controller + goal, 8, H_HEAP_GOAL));
+                ranges.push(range(controller.wrapping_add(goal), 8, H_HEAP_GOAL));
             }
             if let Some(limit) = c.memory_limit_heap_goal {
-                ranges.push(range(controller + limit, 8, H_LIMIT_GOAL));
+                ranges.push(range(controller.wrapping_add(limit), 8, H_LIMIT_GOAL));
             }
         }
         HeaderLayout { ranges, required }
@@ -235,10 +240,11 @@ impl GoProcess {
             match state.ranges.last_mut() {
                 Some(last)
                     if address >= last.address
-                        && address <= last.address + last.len as u64 + COALESCE_GAP
-                        && address + span - last.address <= MAX_RANGE =>
+                        && address
+                            <= last.address.saturating_add(last.len as u64 + COALESCE_GAP)
+                        && address.saturating_add(span) - last.address <= MAX_RANGE =>
                 {
-                    let new_len = (address + span - last.address) as usize;
+                    let new_len = (address.saturating_add(span) - last.address) as usize;
                     total += new_len - last.len;
                     last.len = new_len;
                     state
@@ -264,6 +270,8 @@ impl GoProcess {
             .read_ranges(&state.ranges, &mut state.g_bytes, &mut state.ok)?;
         let goidgen_after = self.read_goidgen().unwrap_or(goidgen_before);
         let goid_limit = goidgen_before.max(goidgen_after);
+        // Before Go 1.23, entering a syscall saved pc and sp but not bp.
+        let syscall_bp = self.info.version.at_least(1, 23);
 
         let mut records = Vec::with_capacity(self.reader.order.len());
         let mut pending = Vec::new();
@@ -282,7 +290,7 @@ impl GoProcess {
                 continue;
             }
             let bytes = &self.reader.g_bytes[start..start + span as usize];
-            match parse_g(bytes, &self.offsets, goid_limit) {
+            match parse_g(bytes, &self.offsets, goid_limit, syscall_bp) {
                 Parsed::Live(record, unwind) => {
                     if let Some(mut request) = unwind {
                         request.record = records.len();
@@ -294,11 +302,17 @@ impl GoProcess {
                 Parsed::Torn => retry.push(address),
             }
         }
-        // One more look at records that were torn or unreadable.
+        // One more look at records that were torn or unreadable, against a fresh goid bound
+        // (goroutines created since are not torn).
+        let goid_limit = if retry.is_empty() {
+            goid_limit
+        } else {
+            goid_limit.max(self.read_goidgen().unwrap_or(goid_limit))
+        };
         let mut bytes = vec![0u8; span as usize];
         for address in retry {
             let parsed = match self.memory.read_exact(address, &mut bytes) {
-                Ok(()) => parse_g(&bytes, &self.offsets, goid_limit),
+                Ok(()) => parse_g(&bytes, &self.offsets, goid_limit, syscall_bp),
                 Err(MemoryError::Unmapped { .. }) => Parsed::Torn,
                 Err(other) => return Err(other),
             };
@@ -371,7 +385,7 @@ impl GoProcess {
         let span = (high - low) as usize;
         let ranges: Vec<ReadRange> = (0..allp_len)
             .map(|index| ReadRange {
-                address: pointers.u64_at(index * 8) + low,
+                address: pointers.u64_at(index * 8).wrapping_add(low),
                 len: span,
                 offset: index as usize * span,
             })
@@ -444,6 +458,7 @@ fn parse_g(
     bytes: &[u8],
     offsets: &goroscope_gobin::offsets::RuntimeOffsets,
     goid_limit: u64,
+    syscall_bp: bool,
 ) -> Parsed {
     let g = &offsets.g;
     let Some(state) = GoroutineState::from_status(bytes.u32_at(g.atomicstatus)) else {
@@ -480,13 +495,25 @@ fn parse_g(
             | GoroutineState::Leaked
     );
     let sp = bytes.u64_at(g.sched_sp);
-    let request = (unwindable && sp >= stack_lo && sp < stack_hi).then(|| UnwindRequest {
+    let mut pc = bytes.u64_at(g.sched_pc);
+    if pc != 0 && pc == record.start_pc {
+        // Never run yet: the saved pc is its function's entry, not a return address. Every pc
+        // of a stack is symbolized as `pc - 1`, so step past the entry to stay inside it.
+        pc += 1;
+    }
+    let bp = if state == GoroutineState::Syscall && !syscall_bp {
+        0 // not saved on syscall entry before Go 1.23: report the syscall's caller frame only
+    } else {
+        bytes.u64_at(g.sched_bp)
+    };
+    let request = (unwindable && sp >= stack_lo && sp < stack_hi).then_some(UnwindRequest {
         record: 0,
         goid,
-        pc: bytes.u64_at(g.sched_pc),
+        pc,
         sp,
-        bp: bytes.u64_at(g.sched_bp),
+        bp,
         stack_hi,
+        tracking_seq: record.tracking_seq,
     });
     Parsed::Live(record, request)
 }

@@ -8,6 +8,10 @@ use std::sync::Arc;
 use goroscope_gobin::pclntab::Pclntab;
 use goroscope_model::goroutines::{CodeLocation, Symbolizer};
 
+/// Cached pcs kept before the caches start over (garbage pcs from torn stacks must not make a
+/// long `--watch` run grow without bound).
+const MAX_CACHED: usize = 1 << 20;
+
 /// Symbolizes run-time pcs of one process.
 pub struct ProcessSymbolizer {
     pclntab: Arc<Pclntab>,
@@ -44,7 +48,11 @@ impl Symbolizer for ProcessSymbolizer {
                 line: frame.line,
             })
             .collect();
-        self.frames.borrow_mut().insert(pc, frames.clone());
+        let mut cache = self.frames.borrow_mut();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(pc, frames.clone());
         frames
     }
 
@@ -56,7 +64,11 @@ impl Symbolizer for ProcessSymbolizer {
             .pclntab
             .function_at(pc.wrapping_sub(self.bias))
             .map(|function| function.name);
-        self.functions.borrow_mut().insert(pc, name.clone());
+        let mut cache = self.functions.borrow_mut();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(pc, name.clone());
         name
     }
 }

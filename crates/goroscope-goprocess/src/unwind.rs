@@ -5,7 +5,9 @@
 //! address. Each round reads one window of stack per goroutine still being walked (all goroutines
 //! in one batched read), so a snapshot costs a few system calls however many goroutines there are.
 //! A parked goroutine's frames do not change while it stays parked, so a stack is unwound once
-//! and reused while the goroutine's saved (pc, sp, bp) stay the same.
+//! and reused while the goroutine's saved (pc, sp, bp) and its `trackingSeq` (which moves every
+//! time it stops running) stay the same. Without `trackingSeq` nothing is cached: (pc, sp, bp)
+//! alone cannot tell two blocking calls at the same depth apart.
 
 use goroscope_model::goroutines::GoroutineRecord;
 
@@ -28,6 +30,9 @@ pub(crate) struct UnwindRequest {
     pub sp: u64,
     pub bp: u64,
     pub stack_hi: u64,
+    /// The goroutine's `trackingSeq`: part of the cache key, because a goroutine that woke and
+    /// parked again at the same depth can have the same (pc, sp, bp) and a different stack.
+    pub tracking_seq: Option<u8>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +40,7 @@ struct Cached {
     pc: u64,
     sp: u64,
     bp: u64,
+    tracking_seq: Option<u8>,
     stack: u32,
     generation: u64,
 }
@@ -84,7 +90,9 @@ impl StackCache {
                 Some(cached)
                     if cached.pc == request.pc
                         && cached.sp == request.sp
-                        && cached.bp == request.bp =>
+                        && cached.bp == request.bp
+                        && cached.tracking_seq == request.tracking_seq
+                        && request.tracking_seq.is_some() =>
                 {
                     cached.generation = generation;
                     persistent.push((request.record, cached.stack));
@@ -107,6 +115,7 @@ impl StackCache {
                     pc: walk.request.pc,
                     sp: walk.request.sp,
                     bp: walk.request.bp,
+                    tracking_seq: walk.request.tracking_seq,
                     stack: id,
                     generation,
                 },
@@ -231,6 +240,7 @@ mod tests {
             pc: 0x1000,
             sp: base,
             bp,
+            tracking_seq: Some(1),
             stack_hi: base + stack.len() as u64 * 8,
         }
     }
@@ -267,5 +277,65 @@ mod tests {
         step_within(&mut walk, &bytes, base, 32);
         assert_eq!(walk.pcs, vec![0x1000, 0x2000]);
         assert!(walk.done);
+    }
+
+    fn record() -> GoroutineRecord {
+        GoroutineRecord {
+            goid: 7,
+            state: goroscope_model::goroutines::GoroutineState::Waiting,
+            wait_reason: 0,
+            wait_since_ns: 0,
+            creation_pc: 0,
+            start_pc: 0,
+            stack: None,
+            tracking_seq: None,
+        }
+    }
+
+    #[test]
+    fn a_goroutine_that_ran_is_unwound_again_even_at_the_same_depth() {
+        // A fake stack in our own memory: one frame whose return address we change.
+        let mut words: Vec<u64> = vec![0; 8];
+        let base = words.as_ptr() as u64;
+        words[2] = base + 6 * 8; // saved bp -> outer frame
+        words[3] = 0x2000; // return address
+        words[6] = 0;
+        words[7] = 0x3000;
+        let mut memory = ProcessMemory::new(std::process::id());
+        let mut cache = StackCache::default();
+        let request = |seq: u8| UnwindRequest {
+            record: 0,
+            goid: 7,
+            pc: 0x1000,
+            sp: base,
+            bp: base + 16,
+            stack_hi: base + 8 * 8,
+            tracking_seq: Some(seq),
+        };
+        let mut records = [record()];
+        let stacks = cache
+            .resolve(&mut memory, &[request(1)], 32, &mut records)
+            .unwrap();
+        assert_eq!(stacks, vec![vec![0x1000, 0x2000, 0x3000]]);
+        // It blocked again elsewhere at the same depth, and its trackingSeq moved.
+        words[3] = 0x2500;
+        std::hint::black_box(&words);
+        let stacks = cache
+            .resolve(&mut memory, &[request(1)], 32, &mut records)
+            .unwrap();
+        assert_eq!(
+            stacks,
+            vec![vec![0x1000, 0x2000, 0x3000]],
+            "same seq: cached"
+        );
+        let stacks = cache
+            .resolve(&mut memory, &[request(2)], 32, &mut records)
+            .unwrap();
+        assert_eq!(
+            stacks,
+            vec![vec![0x1000, 0x2500, 0x3000]],
+            "seq moved: unwound again"
+        );
+        assert_eq!(cache.unwound_last, 1);
     }
 }

@@ -29,7 +29,16 @@ pub(crate) fn check_attach(process: &mut GoProcess) -> Result<(), AttachError> {
         return Err(process.implausible("runtime.allgs is empty".into()));
     }
 
-    let snapshot = process.snapshot(&SnapshotOptions { max_frames: 0 })?;
+    // A P caught mid-resize (GOMAXPROCS changing) makes one snapshot look wrong: look again.
+    let mut snapshot = process.snapshot(&SnapshotOptions { max_frames: 0 })?;
+    for _ in 0..2 {
+        let scheduler = &snapshot.scheduler;
+        if scheduler.local_runqueues.len() == scheduler.gomaxprocs as usize {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        snapshot = process.snapshot(&SnapshotOptions { max_frames: 0 })?;
+    }
     let live = snapshot.goroutines.len() as u64;
     if live == 0 {
         return Err(process.implausible("no live goroutine found in runtime.allgs".into()));

@@ -132,11 +132,17 @@ pub enum StreamFormat {
     Json,
 }
 
+/// Longest duration accepted anywhere (keeps deadline arithmetic far from overflow).
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text.trim())
         .map_err(|e| format!("{e}; write it like 10s, 1m30s or 500ms"))?;
     if d.is_zero() {
         return Err("must be longer than zero".into());
+    }
+    if d > MAX_DURATION {
+        return Err("must be at most a year".into());
     }
     Ok(d)
 }
@@ -158,6 +164,9 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("ten").unwrap_err().contains("like 10s"));
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("2years")
+            .unwrap_err()
+            .contains("at most a year"));
     }
 
     #[test]

@@ -65,6 +65,8 @@ impl Leaky {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let stdout = child.stdout.take().expect("piped stdout");
+        // Owned from here on: a program that never gets ready is still killed.
+        let leaky = Leaky { child };
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
@@ -79,7 +81,7 @@ impl Leaky {
             "{} did not get ready: {line:?}",
             binary.display()
         );
-        Leaky { child }
+        leaky
     }
 
     fn pid(&self) -> u32 {
@@ -407,13 +409,54 @@ fn a_process_exiting_mid_run_still_gets_its_report() {
     );
     let mut leaky = Leaky::start(&binary, &[]);
     let pid = leaky.pid();
-    let run =
-        std::thread::spawn(move || run_json(pid, &["--duration", "10s", "--interval", "100ms"]));
-    std::thread::sleep(Duration::from_millis(800));
+    let mut goroscope = goroscope()
+        .args(["goroutines", "--pid", &pid.to_string(), "--format", "json"])
+        .args(["--duration", "30s", "--interval", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run goroscope");
+    // Wait until goroscope has attached, then let it take a few snapshots.
+    let stderr = goroscope.stderr.take().expect("piped stderr");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut all = Vec::new();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.starts_with("goroscope: attached") {
+                let _ = sender.send(None);
+            }
+            all.push(line);
+        }
+        let _ = sender.send(Some(all.join("\n")));
+    });
+    match receiver.recv_timeout(Duration::from_secs(30)) {
+        Ok(None) => {}
+        other => panic!("goroscope did not attach: {other:?}"),
+    }
+    std::thread::sleep(Duration::from_millis(600));
     let _ = leaky.child.kill();
     let _ = leaky.child.wait();
-    let (output, report) = run.join().expect("goroscope thread");
-    expect_usage_error(&output, &format!("process {pid} exited after"));
+    let status = goroscope.wait().expect("goroscope exits");
+    let stderr = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mut stdout = String::new();
+    use std::io::Read;
+    goroscope
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .read_to_string(&mut stdout)
+        .expect("read stdout");
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("process {pid} exited after")),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(report["process_exited"], true);
     assert!(
         report["snapshots"]["count"].as_u64().unwrap_or(0) >= 3,

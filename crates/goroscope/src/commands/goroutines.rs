@@ -21,6 +21,9 @@ use crate::settings::UsageError;
 const DEFAULT_DURATION: Duration = Duration::from_secs(5);
 /// Shortest interval accepted: snapshots closer than this cost more than they tell.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Snapshots in a row that may fail on an unmapped read (a list being reallocated) before the
+/// run gives up.
+const MAX_SKIPPED_IN_A_ROW: u32 = 5;
 
 /// Runs the command.
 pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
@@ -50,8 +53,8 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
     let control = RunControl::start(duration)?;
     let symbolizer = process.symbolizer();
     let mut tracker = HealthTracker::new(HealthSettings {
-        leak_after_ns: args.leak_after.as_nanos() as u64,
-        long_lived_ns: args.long_lived.as_nanos() as u64,
+        leak_after_ns: u64::try_from(args.leak_after.as_nanos()).unwrap_or(u64::MAX),
+        long_lived_ns: u64::try_from(args.long_lived.as_nanos()).unwrap_or(u64::MAX),
     });
     let options = SnapshotOptions {
         max_frames: args.frames,
@@ -61,25 +64,41 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
     let mut last_report = started;
     let mut outcome = RunOutcome {
         exited_after_ns: None,
+        skipped_snapshots: 0,
     };
     let stdout = io::stdout();
     let mut jitter = Jitter::seeded();
+    let mut failed_in_a_row = 0u32;
+    let mut failure: Option<anyhow::Error> = None;
     loop {
         match process.snapshot(&options) {
-            Ok(snapshot) => tracker.observe(&snapshot, &symbolizer),
+            Ok(snapshot) => {
+                failed_in_a_row = 0;
+                tracker.observe(&snapshot, &symbolizer);
+            }
             Err(MemoryError::Exited { .. }) => {
                 outcome.exited_after_ns = Some(started.elapsed().as_nanos() as u64);
                 break;
             }
-            Err(MemoryError::PermissionDenied { pid }) => {
-                return Err(UsageError(MemoryError::PermissionDenied { pid }.to_string()).into())
-            }
             Err(error) if !crate::settings::is_process(Path::new(PROC_ROOT), args.pid) => {
-                let _ = error;
+                drop(error);
                 outcome.exited_after_ns = Some(started.elapsed().as_nanos() as u64);
                 break;
             }
-            Err(error) => return Err(error).context("taking a snapshot"),
+            // A list the runtime was just reallocating: that snapshot is skipped (and said),
+            // the next one will read the new list.
+            Err(MemoryError::Unmapped { .. }) if failed_in_a_row < MAX_SKIPPED_IN_A_ROW => {
+                failed_in_a_row += 1;
+                outcome.skipped_snapshots += 1;
+            }
+            Err(error @ MemoryError::PermissionDenied { .. }) => {
+                failure = Some(UsageError(error.to_string()).into());
+                break;
+            }
+            Err(error) => {
+                failure = Some(anyhow::Error::new(error).context("taking a snapshot"));
+                break;
+            }
         }
         if args.watch && last_report.elapsed() >= args.report_every {
             last_report = Instant::now();
@@ -111,6 +130,7 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
             break;
         }
     }
+    // Whatever ends the run, what was gathered is reported first.
     if tracker.snapshots_seen() > 0
         && !print(
             &mut stdout.lock(),
@@ -121,7 +141,10 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
             &outcome,
         )?
     {
-        return Ok(());
+        return failure.map_or(Ok(()), Err);
+    }
+    if let Some(failure) = failure {
+        return Err(failure);
     }
     if let Some(after) = outcome.exited_after_ns {
         return Err(UsageError(format!(
@@ -173,9 +196,15 @@ fn print(
     }
 }
 
-/// Bad targets are the operator's to fix: exit code 2 with the reason.
+/// Bad targets are the operator's to fix: exit code 2 with the reason. Failures of the read
+/// itself (not permission, not a missing process) are run-time errors: exit code 1.
 fn attach_error(error: AttachError) -> anyhow::Error {
-    UsageError(error.to_string()).into()
+    match error {
+        AttachError::Memory(MemoryError::Io { .. } | MemoryError::BadRequest(_)) => {
+            anyhow::Error::new(error).context("attaching")
+        }
+        other => UsageError(other.to_string()).into(),
+    }
 }
 
 /// A tiny xorshift generator for schedule jitter (no need for a crate: quality barely matters).

@@ -15,6 +15,8 @@ use super::HumanNs;
 pub struct RunOutcome {
     /// Set when the target exited before the run was over.
     pub exited_after_ns: Option<u64>,
+    /// Snapshots skipped because a runtime list moved while it was read.
+    pub skipped_snapshots: u64,
 }
 
 const NS_PER_S: f64 = 1e9;
@@ -161,6 +163,7 @@ pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -
                 "max": opt_seconds(cost.max_read_ns),
             },
             "dropped_records": cost.dropped_records,
+            "skipped": outcome.skipped_snapshots,
         },
     })
 }
@@ -340,10 +343,11 @@ pub fn write_text(
     let cost = &report.read_cost;
     writeln!(
         out,
-        "READ COST: {} per snapshot (p50), max {}; {} records dropped as torn",
+        "READ COST: {} per snapshot (p50), max {}; {} records dropped as torn; {} snapshots skipped",
         pause(cost.p50_read_ns),
         pause(cost.max_read_ns),
-        cost.dropped_records
+        cost.dropped_records,
+        outcome.skipped_snapshots
     )?;
     Ok(())
 }
