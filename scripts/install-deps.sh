@@ -2,9 +2,9 @@
 # Installs what building and testing goroscope needs on a Debian machine, as
 # root: clang (compiles the BPF programs), libelf and zlib (libbpf), pkg-config,
 # bpftool (tests check no program stays loaded), bpftrace (the benchmark's
-# reference), Debian's Go 1.19 and the released Go toolchains the goroutine tests
-# build their Go programs with (scripts/go-toolchains.sh). Idempotent: installs
-# only what is missing.
+# reference), Debian's Go 1.19 (the oldest Go the goroutine tests build with) and
+# setpriv. scripts/test.sh also fetches the other Go toolchains the tests use
+# (scripts/go-toolchains.sh). Idempotent: installs only what is missing.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -37,5 +37,3 @@ command -v cargo >/dev/null || {
     echo "install-deps: no Rust toolchain found; install rustup (https://rustup.rs) first" >&2
     exit 1
 }
-
-bash "$(dirname "${BASH_SOURCE[0]}")/go-toolchains.sh" >/dev/null

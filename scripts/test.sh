@@ -6,6 +6,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=scripts/install-deps.sh
 source scripts/install-deps.sh
+# The Go toolchains (1.19 to 1.27) the goroutine tests build their Go programs with.
+bash scripts/go-toolchains.sh >/dev/null
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 # Doc tests are left out: the crates have none, and their empty run would be

@@ -136,6 +136,25 @@ pub struct RuntimeOffsets {
     pub gc_controller: GcControllerOffsets,
 }
 
+impl GOffsets {
+    /// The offsets of every field goroscope always reads, in no particular order.
+    pub fn required_fields(&self) -> [u64; 11] {
+        [
+            self.stack_lo,
+            self.stack_hi,
+            self.sched_sp,
+            self.sched_pc,
+            self.sched_bp,
+            self.atomicstatus,
+            self.goid,
+            self.waitsince,
+            self.waitreason,
+            self.gopc,
+            self.startpc,
+        ]
+    }
+}
+
 impl RuntimeOffsets {
     /// Reads every offset from the target's DWARF (source [`OffsetSource::Dwarf`]). Returns `None`
     /// when a required struct or field is missing, e.g. because a Go release renamed it.
@@ -148,21 +167,8 @@ impl RuntimeOffsets {
     pub fn is_plausible(&self) -> bool {
         const MAX_STRUCT: u64 = 1 << 16;
         let g = &self.g;
-        let g_fields = [
-            g.stack_lo,
-            g.stack_hi,
-            g.sched_sp,
-            g.sched_pc,
-            g.sched_bp,
-            g.atomicstatus,
-            g.goid,
-            g.waitsince,
-            g.waitreason,
-            g.gopc,
-            g.startpc,
-        ];
         let g_ok = g.size <= MAX_STRUCT
-            && g_fields
+            && g.required_fields()
                 .iter()
                 .chain(g.parent_goid.iter())
                 .chain(g.tracking_seq.iter())

@@ -290,16 +290,12 @@ impl GoProcess {
                 continue;
             }
             let bytes = &self.reader.g_bytes[start..start + span as usize];
-            match parse_g(bytes, &self.offsets, goid_limit, syscall_bp) {
-                Parsed::Live(record, unwind) => {
-                    if let Some(mut request) = unwind {
-                        request.record = records.len();
-                        pending.push(request);
-                    }
-                    records.push(record);
-                }
-                Parsed::NotLive => {}
-                Parsed::Torn => retry.push(address),
+            if !keep(
+                parse_g(bytes, &self.offsets, goid_limit, syscall_bp),
+                &mut records,
+                &mut pending,
+            ) {
+                retry.push(address);
             }
         }
         // One more look at records that were torn or unreadable, against a fresh goid bound
@@ -316,16 +312,8 @@ impl GoProcess {
                 Err(MemoryError::Unmapped { .. }) => Parsed::Torn,
                 Err(other) => return Err(other),
             };
-            match parsed {
-                Parsed::Live(record, unwind) => {
-                    if let Some(mut request) = unwind {
-                        request.record = records.len();
-                        pending.push(request);
-                    }
-                    records.push(record);
-                }
-                Parsed::NotLive => {}
-                Parsed::Torn => dropped += 1,
+            if !keep(parsed, &mut records, &mut pending) {
+                dropped += 1;
             }
         }
         Ok((records, pending, dropped))
@@ -428,24 +416,32 @@ fn range(address: u64, len: usize, offset: usize) -> ReadRange {
 /// How many bytes of each `g` to read: up to the end of the last field goroscope uses.
 pub(crate) fn g_read_span(offsets: &goroscope_gobin::offsets::RuntimeOffsets) -> u64 {
     let g = &offsets.g;
-    [
-        g.stack_lo,
-        g.stack_hi,
-        g.sched_sp,
-        g.sched_pc,
-        g.sched_bp,
-        g.atomicstatus,
-        g.goid,
-        g.waitsince,
-        g.waitreason,
-        g.gopc,
-        g.startpc,
-        g.tracking_seq.unwrap_or(0),
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(0)
+    g.required_fields()
+        .into_iter()
+        .chain(g.tracking_seq)
+        .max()
+        .unwrap_or(0)
         + 8
+}
+
+/// Adds a live record (and its unwind request) to the snapshot; false when the record was torn.
+fn keep(
+    parsed: Parsed,
+    records: &mut Vec<GoroutineRecord>,
+    pending: &mut Vec<UnwindRequest>,
+) -> bool {
+    match parsed {
+        Parsed::Live(record, unwind) => {
+            if let Some(mut request) = unwind {
+                request.record = records.len();
+                pending.push(request);
+            }
+            records.push(record);
+            true
+        }
+        Parsed::NotLive => true,
+        Parsed::Torn => false,
+    }
 }
 
 enum Parsed {
