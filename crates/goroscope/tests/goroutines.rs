@@ -498,3 +498,71 @@ fn bad_intervals_are_refused() {
         .expect("run goroscope");
     expect_usage_error(&output, "--interval");
 }
+
+#[test]
+fn ten_thousand_goroutines_are_counted_exactly() {
+    let binary = gotest::build(
+        "leaky",
+        TOOLCHAINS[TOOLCHAINS.len() - 1],
+        BuildMode::Stripped,
+    );
+    let leaky = Leaky::start(&binary, &["-idle", "10000"]);
+    let (output, report) = run_json(
+        leaky.pid(),
+        &["--duration", "1500ms", "--leak-after", "500ms"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = gotest::marked_lines("leaky", "main.go", "goroscope:create idle")[0];
+    let idle = report["leak_suspects"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["creation_line"] == line).cloned())
+        .unwrap_or_else(|| panic!("no suspect for the idle group: {}", report["leak_suspects"]));
+    assert_eq!(idle["count"], 10_000, "{idle}");
+    assert_eq!(idle["blocked_at"]["function"], "main.idleWait");
+    assert_eq!(
+        report["snapshots"]["dropped_records"], 0,
+        "{}",
+        report["snapshots"]
+    );
+}
+
+#[test]
+fn watch_prints_a_report_per_period_as_json_lines() {
+    let binary = gotest::build("leaky", TOOLCHAINS[TOOLCHAINS.len() - 1], BuildMode::Pie);
+    let leaky = Leaky::start(&binary, &[]);
+    let output = goroscope()
+        .args([
+            "goroutines",
+            "--pid",
+            &leaky.pid().to_string(),
+            "--watch",
+            "--format",
+            "json",
+        ])
+        .args(["--report-every", "300ms", "--duration", "1400ms"])
+        .output()
+        .expect("run goroscope");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let reports: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(reports.len() >= 4, "{} reports: {stdout}", reports.len());
+    let counts: Vec<u64> = reports
+        .iter()
+        .map(|r| r["snapshots"]["count"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        counts.windows(2).all(|w| w[0] < w[1]),
+        "snapshot counts {counts:?}"
+    );
+}

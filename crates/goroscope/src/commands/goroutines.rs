@@ -62,6 +62,7 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut next_snapshot = started;
     let mut last_report = started;
+    let mut reported_snapshots = 0;
     let mut outcome = RunOutcome {
         exited_after_ns: None,
         skipped_snapshots: 0,
@@ -102,6 +103,7 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
         }
         if args.watch && last_report.elapsed() >= args.report_every {
             last_report = Instant::now();
+            reported_snapshots = tracker.snapshots_seen();
             if !print(
                 &mut stdout.lock(),
                 args,
@@ -130,8 +132,11 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
             break;
         }
     }
-    // Whatever ends the run, what was gathered is reported first.
+    // Whatever ends the run, what was gathered is reported first (unless --watch just did).
+    let unreported =
+        tracker.snapshots_seen() > reported_snapshots || outcome.exited_after_ns.is_some();
     if tracker.snapshots_seen() > 0
+        && unreported
         && !print(
             &mut stdout.lock(),
             args,
