@@ -269,16 +269,24 @@ pub fn write_text(
     if let (Some(p50), Some(p99), Some(max)) =
         (lifetimes.p50_ns, lifetimes.p99_ns, lifetimes.max_ns)
     {
+        // Lifetimes are measured between snapshots: anything below one interval reads as
+        // "shorter than the resolution", the rest as the lower bounds they are.
+        let resolution = lifetimes.resolution_ns.unwrap_or(0);
+        let lifetime = |ns: u64| {
+            if ns < resolution {
+                format!("<{}", HumanNs(resolution))
+            } else {
+                format!("≥{}", HumanNs(ns))
+            }
+        };
         writeln!(
             out,
-            "  lifetimes of {} ended goroutines: p50 {}, p99 {}, max {} (resolution {})",
+            "  lifetimes of {} goroutines seen start and end: p50 {}, p99 {}, max {} (resolution {})",
             lifetimes.count,
-            HumanNs(p50),
-            HumanNs(p99),
-            HumanNs(max),
-            lifetimes
-                .resolution_ns
-                .map_or("-".into(), |r| HumanNs(r).to_string())
+            lifetime(p50),
+            lifetime(p99),
+            lifetime(max),
+            HumanNs(resolution)
         )?;
     }
     if let Some(share) = lifetimes.long_lived_share {
