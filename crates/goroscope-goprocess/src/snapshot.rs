@@ -114,8 +114,7 @@ impl GoProcess {
             header.u64_at(H_ALLP as u64),
             header.u64_at(H_ALLP as u64 + 8),
         );
-        let ok = self.reader.ok.clone();
-        let gc = self.gc_state(&layout, &ok);
+        let gc = self.gc_state(&layout, &self.reader.ok);
 
         // The goroutine list.
         self.reader.pointers.clear();

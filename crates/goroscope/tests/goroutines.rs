@@ -96,6 +96,12 @@ impl Drop for Leaky {
     }
 }
 
+/// testdata/go/leaky built by the newest supported toolchain.
+#[track_caller]
+fn newest_leaky(mode: BuildMode) -> std::path::PathBuf {
+    gotest::build("leaky", TOOLCHAINS[TOOLCHAINS.len() - 1], mode)
+}
+
 #[track_caller]
 fn run_json(pid: u32, extra: &[&str]) -> (Output, Value) {
     let output = goroscope()
@@ -258,11 +264,7 @@ fn the_toolchain_list_is_the_one_the_tests_cover() {
 
 #[test]
 fn churn_is_never_a_suspect_and_lifetimes_are_measured() {
-    let binary = gotest::build(
-        "leaky",
-        TOOLCHAINS[TOOLCHAINS.len() - 1],
-        BuildMode::Default,
-    );
+    let binary = newest_leaky(BuildMode::Default);
     let leaky = Leaky::start(&binary, &["-churn", "2000"]);
     let (output, report) = run_json(
         leaky.pid(),
@@ -303,11 +305,7 @@ fn churn_is_never_a_suspect_and_lifetimes_are_measured() {
 
 #[test]
 fn text_report_puts_leak_suspects_first_with_file_and_line() {
-    let binary = gotest::build(
-        "leaky",
-        TOOLCHAINS[TOOLCHAINS.len() - 1],
-        BuildMode::Stripped,
-    );
+    let binary = newest_leaky(BuildMode::Stripped);
     let leaky = Leaky::start(&binary, &[]);
     let output = goroscope()
         .args([
@@ -402,11 +400,7 @@ fn a_missing_process_is_refused() {
 
 #[test]
 fn a_process_exiting_mid_run_still_gets_its_report() {
-    let binary = gotest::build(
-        "leaky",
-        TOOLCHAINS[TOOLCHAINS.len() - 1],
-        BuildMode::Default,
-    );
+    let binary = newest_leaky(BuildMode::Default);
     let mut leaky = Leaky::start(&binary, &[]);
     let pid = leaky.pid();
     let mut goroscope = goroscope()
@@ -469,11 +463,7 @@ fn a_process_exiting_mid_run_still_gets_its_report() {
 fn permission_denied_names_the_capability() {
     // An unprivileged user may not read another user's process: run goroscope as `nobody`
     // against a process of ours (root).
-    let binary = gotest::build(
-        "leaky",
-        TOOLCHAINS[TOOLCHAINS.len() - 1],
-        BuildMode::Default,
-    );
+    let binary = newest_leaky(BuildMode::Default);
     let leaky = Leaky::start(&binary, &[]);
     let goroscope_path = env!("CARGO_BIN_EXE_goroscope");
     let output = Command::new("setpriv")
@@ -501,11 +491,7 @@ fn bad_intervals_are_refused() {
 
 #[test]
 fn ten_thousand_goroutines_are_counted_exactly() {
-    let binary = gotest::build(
-        "leaky",
-        TOOLCHAINS[TOOLCHAINS.len() - 1],
-        BuildMode::Stripped,
-    );
+    let binary = newest_leaky(BuildMode::Stripped);
     let leaky = Leaky::start(&binary, &["-idle", "10000"]);
     let (output, report) = run_json(
         leaky.pid(),
@@ -532,7 +518,7 @@ fn ten_thousand_goroutines_are_counted_exactly() {
 
 #[test]
 fn watch_prints_a_report_per_period_as_json_lines() {
-    let binary = gotest::build("leaky", TOOLCHAINS[TOOLCHAINS.len() - 1], BuildMode::Pie);
+    let binary = newest_leaky(BuildMode::Pie);
     let leaky = Leaky::start(&binary, &[]);
     let output = goroscope()
         .args([
