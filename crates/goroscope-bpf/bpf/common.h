@@ -33,7 +33,12 @@ enum loss_reason {
 	LOSS_SYSCALL_STATS_FULL = 4, /* syscall statistics map full */
 	LOSS_SYSCALL_ERRORS_FULL = 5,/* syscall errno map full */
 	LOSS_TASK_STORAGE = 6,       /* no per-thread storage: one syscall not timed */
-	LOSS_REASONS = 7,
+	LOSS_SCHED_ROWS_FULL = 7,    /* scheduler statistics map full */
+	LOSS_SCHED_TASK_STORAGE = 8, /* no per-thread storage: one wait not timed */
+	LOSS_TCP_ROWS_FULL = 9,      /* TCP statistics map full */
+	LOSS_TCP_EDGES_FULL = 10,    /* TCP endpoint (service map edge) map full */
+	LOSS_TCP_SOCKETS_FULL = 11,  /* TCP per-connection map full: one connection not followed */
+	LOSS_REASONS = 12,
 };
 
 /* Every ring-buffer event starts with this. */

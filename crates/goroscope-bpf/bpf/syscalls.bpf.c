@@ -54,34 +54,6 @@ struct {
 /* The initial value of a new row (too large for the BPF stack). */
 const struct syscall_stats empty_stats = {};
 
-static __always_inline __u32 latency_bucket(__u64 v)
-{
-	__u32 k = 0;
-	__u64 x = v;
-
-	if (v <= 1)
-		return 0;
-	if (x >> 32) { x >>= 32; k += 32; }
-	if (x >> 16) { x >>= 16; k += 16; }
-	if (x >> 8) { x >>= 8; k += 8; }
-	if (x >> 4) { x >>= 4; k += 4; }
-	if (x >> 2) { x >>= 2; k += 2; }
-	if (x >> 1) { k += 1; }
-
-	__u64 m = v << (63 - k);
-	__u32 idx;
-
-	if (m == (1ULL << 63)) {
-		idx = 4 * k;
-	} else {
-		idx = 4 * k + 1;
-		idx += m > QUARTER_OCTAVE_T1;
-		idx += m > QUARTER_OCTAVE_T2;
-		idx += m > QUARTER_OCTAVE_T3;
-	}
-	return idx < LATENCY_BUCKETS ? idx : LATENCY_BUCKETS - 1;
-}
-
 static __always_inline struct syscall_stats *row_for(struct syscall_key *key, struct task_struct *task)
 {
 	struct syscall_stats *row = bpf_map_lookup_elem(&syscall_rows, key);

@@ -8,17 +8,7 @@
 #define GOROSCOPE_SYSCALLS_H
 
 #include "common.h"
-
-/*
- * Latency histogram layout, a contract with goroscope-model's histogram.rs:
- * bucket i holds (2^((i-1)/4), 2^(i/4)] ns (bucket 0 holds 0 and 1), the
- * boundaries of a Prometheus native histogram of schema 2; the last bucket
- * holds everything larger. The thresholds are floor(2^63 * 2^(j/4)), j=1..3.
- */
-#define LATENCY_BUCKETS 160
-#define QUARTER_OCTAVE_T1 0x9837f0518db8a96fULL
-#define QUARTER_OCTAVE_T2 0xb504f333f9de6484ULL
-#define QUARTER_OCTAVE_T3 0xd744fccad69d6af4ULL
+#include "histogram.h"
 
 #define MAX_SYSCALL_ROWS 16384
 #define MAX_SYSCALL_ERROR_ROWS 8192

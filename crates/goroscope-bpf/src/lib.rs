@@ -15,9 +15,16 @@ mod skel {
     pub mod probe {
         include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));
     }
+    pub mod sched {
+        include!(concat!(env!("OUT_DIR"), "/sched.skel.rs"));
+    }
+    pub mod tcp {
+        include!(concat!(env!("OUT_DIR"), "/tcp.skel.rs"));
+    }
 }
 
 pub mod attach;
+pub mod bpf_stats;
 pub mod error;
 pub mod events;
 pub mod filter;
@@ -25,7 +32,9 @@ mod libbpf_log;
 pub mod losses;
 mod pod;
 pub mod privileges;
+pub mod sched;
 pub mod syscalls;
+pub mod tcp;
 pub mod tracefs;
 
 pub use attach::{choose_attach_mode, probe_program, AttachMode, ProgramKind};

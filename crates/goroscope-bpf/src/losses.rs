@@ -6,7 +6,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::error::BpfError;
 
 /// The reasons, in the kernel's index order.
-pub const LOSS_REASONS: [&str; 7] = [
+pub const LOSS_REASONS: [&str; 12] = [
     "exec events: ring buffer full",
     "exit events: ring buffer full",
     "fork events: ring buffer full",
@@ -14,6 +14,11 @@ pub const LOSS_REASONS: [&str; 7] = [
     "syscall statistics: map full",
     "syscall errors: map full",
     "per-thread storage unavailable",
+    "scheduler statistics: map full",
+    "scheduler: per-thread storage unavailable",
+    "TCP statistics: map full",
+    "TCP endpoints: map full",
+    "TCP connections: map full",
 ];
 
 /// Kernel-side loss counters of one or more objects.

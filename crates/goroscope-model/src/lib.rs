@@ -14,8 +14,10 @@ pub mod exit_status;
 pub mod goroutines;
 pub mod histogram;
 pub mod open_flags;
+pub mod sched_stats;
 pub mod syscall_names;
 pub mod syscall_stats;
+pub mod tcp_stats;
 
 pub use errno_names::{errno_name, errno_number};
 pub use event::{until_nul, Event, EventDetail, EventHeader, EventKind};

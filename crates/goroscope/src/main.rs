@@ -2,6 +2,7 @@
 //! it with eBPF. This file wires the command line to the commands and turns
 //! their outcome into an exit code: 0 done, 1 failed, 2 bad input or privileges.
 
+mod agent;
 mod cli;
 mod clock;
 mod commands;

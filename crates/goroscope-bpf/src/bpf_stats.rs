@@ -1,0 +1,1 @@
+//! CPU time spent in goroscope's own BPF programs (placeholder: being written).

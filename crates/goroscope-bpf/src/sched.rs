@@ -1,0 +1,1 @@
+//! Scheduler statistics (placeholder: being written).

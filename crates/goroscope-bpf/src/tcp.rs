@@ -1,0 +1,1 @@
+//! TCP statistics (placeholder: being written).

@@ -1,0 +1,1 @@
+//! Prometheus text and OpenMetrics exposition (placeholder: being written).

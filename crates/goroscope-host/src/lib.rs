@@ -1,0 +1,1 @@
+//! Host state readers (placeholder: being written).

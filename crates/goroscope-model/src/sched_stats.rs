@@ -1,0 +1,1 @@
+//! Scheduler rows (placeholder: being written).

@@ -1,0 +1,1 @@
+//! TCP rows (placeholder: being written).

@@ -1,0 +1,4 @@
+//! `goroscope agent`: continuous collection served as Prometheus metrics.
+
+#[allow(dead_code)]
+pub mod config;
