@@ -1,1 +1,358 @@
-//! TCP statistics (placeholder: being written).
+//! The TCP collector: attaches bpf/tcp.bpf.c and turns its maps into one row
+//! per (process, direction) and one service-map edge per (process,
+//! direction, remote address, port) when asked.
+
+use std::collections::HashSet;
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use goroscope_model::tcp_stats::{merge_edges, TcpDirection, TcpEdge, TcpRow};
+use goroscope_model::until_nul;
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+
+use crate::attach::AttachMode;
+use crate::error::BpfError;
+use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
+use crate::libbpf_log;
+use crate::losses::Losses;
+use crate::pod::{self, chars, Pod};
+use crate::skel::tcp::types::{
+    tcp_conn, tcp_edge_key, tcp_edge_stats, tcp_listener, tcp_listener_key, tcp_row_key, tcp_stats,
+};
+use crate::skel::tcp::{TcpSkel, TcpSkelBuilder};
+
+const OBJECT: &str = "tcp";
+
+/// `TCP_OUTBOUND` and `TCP_INBOUND` in bpf/tcp.h.
+const TCP_OUTBOUND: u32 = 0;
+const TCP_INBOUND: u32 = 1;
+/// Address families as the kernel numbers them.
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+
+// SAFETY: generated from C structs of integers and integer arrays only.
+unsafe impl Pod for tcp_row_key {}
+// SAFETY: as above.
+unsafe impl Pod for tcp_stats {}
+// SAFETY: as above.
+unsafe impl Pod for tcp_edge_key {}
+// SAFETY: as above.
+unsafe impl Pod for tcp_edge_stats {}
+// SAFETY: as above.
+unsafe impl Pod for tcp_conn {}
+// SAFETY: as above.
+unsafe impl Pod for tcp_listener {}
+
+// The C side asserts the same sizes (_Static_assert in bpf/tcp.h).
+const _: () = assert!(std::mem::size_of::<tcp_row_key>() == 8);
+const _: () =
+    assert!(std::mem::size_of::<tcp_stats>() == 104 + 3 * 8 * goroscope_model::LATENCY_BUCKETS);
+const _: () = assert!(std::mem::size_of::<tcp_edge_key>() == 28);
+const _: () = assert!(std::mem::size_of::<tcp_edge_stats>() == 40);
+const _: () = assert!(std::mem::size_of::<tcp_conn>() == 64);
+const _: () = assert!(std::mem::size_of::<tcp_listener_key>() == 8);
+const _: () = assert!(std::mem::size_of::<tcp_listener>() == 32);
+
+/// The tracepoints the collector attaches to, by handler name.
+const HANDLERS: [&str; 5] = [
+    "handle__inet_sock_set_state",
+    "handle__tcp_destroy_sock",
+    "handle__tcp_send_reset",
+    "handle__tcp_receive_reset",
+    "handle__tcp_retransmit_skb",
+];
+
+/// TCP statistics being collected in the kernel. Dropping it detaches.
+pub struct TcpCollector<'obj> {
+    skel: TcpSkel<'obj>,
+    _links: Vec<Link>,
+    mode: AttachMode,
+}
+
+impl<'obj> TcpCollector<'obj> {
+    /// Loads and attaches the TCP programs for the processes `filter` selects.
+    /// Outbound connections are filtered by the process calling `connect()`,
+    /// inbound ones by the process that called `listen()` on the listening socket.
+    pub fn start(
+        storage: &'obj mut MaybeUninit<OpenObject>,
+        mode: AttachMode,
+        filter: &ProcessFilter,
+    ) -> Result<Self, BpfError> {
+        let mut open =
+            TcpSkelBuilder::default()
+                .open(storage)
+                .map_err(|source| BpfError::Open {
+                    object: OBJECT,
+                    source,
+                })?;
+        let btf = mode == AttachMode::TpBtf;
+        {
+            let p = &mut open.progs;
+            p.handle__inet_sock_set_state.set_autoload(btf);
+            p.handle__tcp_destroy_sock.set_autoload(btf);
+            p.handle__tcp_send_reset.set_autoload(btf);
+            p.handle__tcp_receive_reset.set_autoload(btf);
+            p.handle__tcp_retransmit_skb.set_autoload(btf);
+            p.handle__inet_sock_set_state_raw.set_autoload(!btf);
+            p.handle__tcp_destroy_sock_raw.set_autoload(!btf);
+            p.handle__tcp_send_reset_raw.set_autoload(!btf);
+            p.handle__tcp_receive_reset_raw.set_autoload(!btf);
+            p.handle__tcp_retransmit_skb_raw.set_autoload(!btf);
+        }
+        configure_filter!(open, OBJECT, filter);
+
+        libbpf_log::clear();
+        let skel = open.load().map_err(|source| BpfError::Load {
+            object: OBJECT,
+            mode,
+            source,
+            verifier_log: libbpf_log::take_trimmed(),
+        })?;
+        fill_target_pids(&skel.maps.target_pids, &filter.pids)?;
+
+        let p = &skel.progs;
+        let progs = if btf {
+            [
+                &p.handle__inet_sock_set_state,
+                &p.handle__tcp_destroy_sock,
+                &p.handle__tcp_send_reset,
+                &p.handle__tcp_receive_reset,
+                &p.handle__tcp_retransmit_skb,
+            ]
+        } else {
+            [
+                &p.handle__inet_sock_set_state_raw,
+                &p.handle__tcp_destroy_sock_raw,
+                &p.handle__tcp_send_reset_raw,
+                &p.handle__tcp_receive_reset_raw,
+                &p.handle__tcp_retransmit_skb_raw,
+            ]
+        };
+        let mut links = Vec::with_capacity(progs.len());
+        for (program, prog) in HANDLERS.into_iter().zip(progs) {
+            links.push(prog.attach().map_err(|source| BpfError::Attach {
+                program: program.to_owned(),
+                mode,
+                source,
+            })?);
+        }
+        Ok(Self {
+            skel,
+            _links: links,
+            mode,
+        })
+    }
+
+    /// How the programs are attached.
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// What was lost in the kernel so far.
+    pub fn losses(&self) -> Result<Losses, BpfError> {
+        Losses::read(&self.skel.maps.losses)
+    }
+
+    /// One row per (process, direction) collected so far, unsorted.
+    pub fn rows(&self) -> Result<Vec<TcpRow>, BpfError> {
+        let map = &self.skel.maps.tcp_rows;
+        let mut rows = Vec::new();
+        for key_bytes in map.keys() {
+            let key: tcp_row_key = pod::read(&key_bytes, "tcp_rows")?;
+            let Some(direction) = direction(key.direction) else {
+                continue;
+            };
+            let Some(value) = lookup(map, &key_bytes, "tcp_rows")? else {
+                continue; // deleted between keys() and lookup
+            };
+            let stats: tcp_stats = pod::read(&value, "tcp_rows")?;
+            rows.push(row_from(key.tgid, direction, &stats));
+        }
+        Ok(rows)
+    }
+
+    /// One edge per (process, direction, remote address, port) collected so
+    /// far, sorted by that key. IPv4-mapped IPv6 peers count as IPv4.
+    pub fn edges(&self) -> Result<Vec<TcpEdge>, BpfError> {
+        let map = &self.skel.maps.tcp_edges;
+        let mut edges = Vec::new();
+        for key_bytes in map.keys() {
+            let key: tcp_edge_key = pod::read(&key_bytes, "tcp_edges")?;
+            let (Some(direction), Some(remote)) = (
+                direction(u32::from(key.direction)),
+                remote_addr(key.family, key.remote),
+            ) else {
+                continue;
+            };
+            let Some(value) = lookup(map, &key_bytes, "tcp_edges")? else {
+                continue;
+            };
+            let stats: tcp_edge_stats = pod::read(&value, "tcp_edges")?;
+            edges.push(TcpEdge {
+                pid: key.tgid,
+                comm: comm(&stats.comm),
+                direction,
+                remote,
+                port: key.port,
+                connections: stats.connections,
+                bytes_sent: stats.bytes_sent,
+                bytes_received: stats.bytes_received,
+            });
+        }
+        Ok(merge_edges(edges))
+    }
+
+    /// Deletes rows and edges of these processes (they exited; the caller
+    /// folded their last values). Their connections and listeners still being
+    /// followed are dropped too, so a late close cannot bring a row back.
+    /// Returns the rows and edges deleted.
+    pub fn forget(&self, pids: &[u32]) -> Result<usize, BpfError> {
+        if pids.is_empty() {
+            return Ok(0);
+        }
+        let pids: HashSet<u32> = pids.iter().copied().collect();
+        let maps = &self.skel.maps;
+        let mut deleted = 0;
+
+        let rows: Vec<Vec<u8>> = maps
+            .tcp_rows
+            .keys()
+            .filter(|k| {
+                pod::read::<tcp_row_key>(k, "tcp_rows").is_ok_and(|k| pids.contains(&k.tgid))
+            })
+            .collect();
+        deleted += delete_all(&maps.tcp_rows, &rows, "tcp_rows")?;
+
+        let edges: Vec<Vec<u8>> = maps
+            .tcp_edges
+            .keys()
+            .filter(|k| {
+                pod::read::<tcp_edge_key>(k, "tcp_edges").is_ok_and(|k| pids.contains(&k.tgid))
+            })
+            .collect();
+        deleted += delete_all(&maps.tcp_edges, &edges, "tcp_edges")?;
+
+        let mut conns = Vec::new();
+        for key in maps.tcp_conns.keys() {
+            if let Some(value) = lookup(&maps.tcp_conns, &key, "tcp_conns")? {
+                if pod::read::<tcp_conn>(&value, "tcp_conns").is_ok_and(|c| pids.contains(&c.tgid))
+                {
+                    conns.push(key);
+                }
+            }
+        }
+        delete_all(&maps.tcp_conns, &conns, "tcp_conns")?;
+
+        let mut listeners = Vec::new();
+        for key in maps.tcp_listeners.keys() {
+            if let Some(value) = lookup(&maps.tcp_listeners, &key, "tcp_listeners")? {
+                if pod::read::<tcp_listener>(&value, "tcp_listeners")
+                    .is_ok_and(|l| pids.contains(&l.tgid))
+                {
+                    listeners.push(key);
+                }
+            }
+        }
+        delete_all(&maps.tcp_listeners, &listeners, "tcp_listeners")?;
+        Ok(deleted)
+    }
+}
+
+fn lookup(map: &dyn MapCore, key: &[u8], name: &'static str) -> Result<Option<Vec<u8>>, BpfError> {
+    map.lookup(key, MapFlags::ANY)
+        .map_err(|source| BpfError::Map { map: name, source })
+}
+
+/// Deletes these keys; one already gone (deleted by the kernel meanwhile) is
+/// not an error. Returns how many this call deleted.
+fn delete_all(map: &dyn MapCore, keys: &[Vec<u8>], name: &'static str) -> Result<usize, BpfError> {
+    let mut deleted = 0;
+    for key in keys {
+        match map.delete(key) {
+            Ok(()) => deleted += 1,
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+            Err(source) => return Err(BpfError::Map { map: name, source }),
+        }
+    }
+    Ok(deleted)
+}
+
+fn direction(raw: u32) -> Option<TcpDirection> {
+    match raw {
+        TCP_OUTBOUND => Some(TcpDirection::Outbound),
+        TCP_INBOUND => Some(TcpDirection::Inbound),
+        _ => None,
+    }
+}
+
+/// The peer address of an edge key; IPv4-mapped IPv6 addresses become IPv4.
+fn remote_addr(family: u32, bytes: [u8; 16]) -> Option<IpAddr> {
+    match family {
+        AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(bytes)).to_canonical()),
+        _ => None,
+    }
+}
+
+fn comm(field: &[i8]) -> String {
+    String::from_utf8_lossy(until_nul(chars(field))).into_owned()
+}
+
+fn row_from(pid: u32, direction: TcpDirection, s: &tcp_stats) -> TcpRow {
+    let mut row = TcpRow {
+        pid,
+        comm: comm(&s.comm),
+        direction,
+        opened: s.opened,
+        closed: s.closed,
+        connect_failures: s.connect_failures,
+        resets_sent: s.resets_sent,
+        resets_received: s.resets_received,
+        retransmits: s.retransmits,
+        bytes_sent: s.bytes_sent,
+        bytes_received: s.bytes_received,
+        connect_latency_total_ns: s.connect_latency_total_ns,
+        duration_total_ns: s.duration_total_ns,
+        rtt_total_ns: s.rtt_total_ns,
+        ..TcpRow::default()
+    };
+    row.connect_latency.add_bucket_counts(&s.connect_latency);
+    row.duration.add_bucket_counts(&s.duration);
+    row.rtt.add_bucket_counts(&s.rtt);
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_addresses_decode_and_canonicalize() {
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(
+            remote_addr(AF_INET, v4),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        assert_eq!(
+            remote_addr(AF_INET6, Ipv6Addr::LOCALHOST.octets()),
+            Some(IpAddr::V6(Ipv6Addr::LOCALHOST))
+        );
+        let mapped = Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped().octets();
+        assert_eq!(
+            remote_addr(AF_INET6, mapped),
+            Some(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)))
+        );
+        assert_eq!(remote_addr(1, v4), None);
+    }
+
+    #[test]
+    fn directions_match_the_c_header() {
+        assert_eq!(direction(0), Some(TcpDirection::Outbound));
+        assert_eq!(direction(1), Some(TcpDirection::Inbound));
+        assert_eq!(direction(2), None);
+    }
+}
