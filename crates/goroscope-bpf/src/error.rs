@@ -88,6 +88,22 @@ pub enum BpfError {
         #[source]
         source: io::Error,
     },
+    /// The kernel refused to turn on BPF run-time accounting (`BPF_ENABLE_STATS`).
+    #[error("turning on BPF run-time statistics: {source}; run as root, or grant CAP_SYS_ADMIN")]
+    EnableStats {
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file under /proc could not be read.
+    #[error("reading {path}: {source}")]
+    Proc {
+        /// Which file or directory.
+        path: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn log_suffix(log: &str) -> String {

@@ -43,7 +43,9 @@ pub use events::{EventCollector, EventObjects, EventOptions, EventStream, RawEve
 pub use filter::ProcessFilter;
 pub use losses::Losses;
 pub use privileges::Privileges;
+pub use sched::SchedCollector;
 pub use syscalls::SyscallCollector;
+pub use tcp::TcpCollector;
 
 /// Prepares libbpf for goroscope: its messages are captured for error
 /// reports instead of being printed. Call once at start.

@@ -136,6 +136,22 @@ impl<'obj> SyscallCollector<'obj> {
         Ok(merged.into_values().collect())
     }
 
+    /// Deletes every row of the processes `pids` (which should have exited):
+    /// their syscall statistics and error counts. Returns how many map
+    /// entries were deleted. A pid that is still running starts new rows with
+    /// its next syscalls.
+    pub fn forget(&self, pids: &[u32]) -> Result<usize, BpfError> {
+        if pids.is_empty() {
+            return Ok(0);
+        }
+        let mut sorted = pids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let rows = forget_in(&self.skel.maps.syscall_rows, "syscall_rows", &sorted)?;
+        let errors = forget_in(&self.skel.maps.syscall_errors, "syscall_errors", &sorted)?;
+        Ok(rows + errors)
+    }
+
     fn add_errors(&self, rows: &mut HashMap<(u32, u64, u32), SyscallRow>) -> Result<(), BpfError> {
         let errors_map = &self.skel.maps.syscall_errors;
         for key_bytes in errors_map.keys() {
@@ -159,6 +175,47 @@ impl<'obj> SyscallCollector<'obj> {
         Ok(())
     }
 }
+
+/// Deletes the entries of `map` whose key starts with a tgid in `sorted_pids`.
+/// Keys are collected first: deleting the key an iteration stands on makes
+/// the kernel restart the walk from the first key.
+fn forget_in(
+    map: &dyn MapCore,
+    name: &'static str,
+    sorted_pids: &[u32],
+) -> Result<usize, BpfError> {
+    let mut doomed: Vec<u8> = Vec::new();
+    let key_size = map.key_size() as usize;
+    for key in map.keys() {
+        // Both key structs start with `__u32 tgid`.
+        let Some(tgid) = key
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_ne_bytes)
+        else {
+            return Err(BpfError::ShortRecord {
+                map: name,
+                len: key.len(),
+                expected: 4,
+            });
+        };
+        if sorted_pids.binary_search(&tgid).is_ok() {
+            doomed.extend_from_slice(&key);
+        }
+    }
+    let mut deleted = 0;
+    for key in doomed.chunks_exact(key_size.max(1)) {
+        match map.delete(key) {
+            Ok(()) => deleted += 1,
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+            Err(source) => return Err(BpfError::Map { map: name, source }),
+        }
+    }
+    Ok(deleted)
+}
+
+const _: () = assert!(std::mem::offset_of!(syscall_key, tgid) == 0);
+const _: () = assert!(std::mem::offset_of!(syscall_error_key, tgid) == 0);
 
 /// Kernel memory the preallocated per-CPU row map may take.
 const ROW_MEMORY_BUDGET: usize = 32 << 20;
