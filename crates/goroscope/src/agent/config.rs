@@ -1,1 +1,327 @@
-//! The agent's configuration file (placeholder: being written).
+//! The agent's configuration file: a YAML file read once at start (and again on SIGHUP),
+//! validated into one typed [`AgentConfig`] before anything touches the kernel.
+//!
+//! Every field is optional and has a default; `config/agent.example.yaml` at the repository
+//! root lists them all with their defaults. An empty file (or one holding only comments) and a
+//! field written with no value (`interval:`) both mean "the defaults". Unknown fields are
+//! errors, so a typo never silently turns into a default.
+//!
+//! Every error names the file, the line and column, and the field, and says what to do
+//! (see [`ConfigError`]). The work is split by job:
+//! - `node`: the YAML text as a plain tree (syntax errors, more than one document);
+//! - `read`: that tree checked section by section into an [`AgentConfig`], with `values`
+//!   reading the single values (booleans, durations, numbers, addresses, patterns);
+//! - `locate`: where in the text a field sits, so validation errors can point at it;
+//! - `glob`: the patterns of `targets` and `collectors.network`;
+//! - `error`: [`ConfigError`] and the field paths it reports.
+
+mod error;
+pub mod glob;
+mod locate;
+mod node;
+mod read;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_malformed;
+mod values;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::ConfigError;
+pub use glob::{Glob, GlobKind};
+
+/// The agent's settled configuration: every value parsed, typed and checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub listen: SocketAddr,
+    /// How often kernel maps and /proc are read (100 ms to 10 min).
+    pub interval: Duration,
+    /// Which collectors run, and their settings.
+    pub collectors: Collectors,
+    /// Which processes are observed.
+    pub targets: Targets,
+    /// Which process labels every per-process series carries.
+    pub labels: LabelSet,
+    /// Which latency bucket boundaries histograms expose.
+    pub histograms: Histograms,
+    /// Caps on the number of series.
+    pub limits: Limits,
+    /// What goroscope measures about itself.
+    pub self_monitoring: SelfMonitoring,
+    /// Where this configuration came from.
+    pub source: ConfigSource,
+}
+
+/// Where a configuration came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Read from this file.
+    File(PathBuf),
+    /// Built in: no file was given.
+    Defaults,
+}
+
+/// The collectors and their settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Collectors {
+    /// Syscall counts, errors and latency.
+    pub syscalls: Toggle,
+    /// Exec and exit counts.
+    pub processes: Toggle,
+    /// File opens by result.
+    pub files: Toggle,
+    /// Run-queue latency and context switches.
+    pub scheduler: Toggle,
+    /// TCP connections, retransmits and round-trip times.
+    pub tcp: TcpCollector,
+    /// Per-interface network counters.
+    pub network: NetworkCollector,
+    /// Goroutine health of Go processes, read from their memory.
+    pub go: GoCollector,
+}
+
+/// A collector with nothing to set but whether it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Toggle {
+    /// Whether the collector runs.
+    pub enabled: bool,
+}
+
+/// The TCP collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpCollector {
+    /// Whether the collector runs.
+    pub enabled: bool,
+    /// Whether to export one series per remote endpoint (the service map).
+    pub edges: bool,
+}
+
+/// The network interface collector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkCollector {
+    /// Whether the collector runs.
+    pub enabled: bool,
+    /// Interfaces to report (globs on the interface name); never empty.
+    pub interfaces: Vec<Glob>,
+    /// Interfaces never reported, even when `interfaces` names them.
+    pub exclude: Vec<Glob>,
+}
+
+impl NetworkCollector {
+    /// True when interface `name` is reported: some `interfaces` pattern matches it and no
+    /// `exclude` pattern does.
+    pub fn includes(&self, name: &str) -> bool {
+        self.interfaces.iter().any(|g| g.matches(name))
+            && !self.exclude.iter().any(|g| g.matches(name))
+    }
+}
+
+/// The Go runtime collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoCollector {
+    /// Whether the collector runs.
+    pub enabled: bool,
+    /// Time between memory snapshots of one Go process (100 ms to 10 min).
+    pub interval: Duration,
+    /// Most Go processes watched at once (1 to 4096).
+    pub max_processes: usize,
+    /// A goroutine blocked at least this long can be part of a leak suspect (1 s to 24 h).
+    pub leak_after: Duration,
+    /// Time between scans of /proc for new Go processes (1 s to 1 h).
+    pub discover_every: Duration,
+}
+
+/// Which processes are observed: a process is a target when its PID is listed, OR its comm
+/// matches a `comms` pattern, OR its cgroup matches a `cgroups` pattern. All lists empty means
+/// every process.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Targets {
+    /// Process IDs, ascending, without repeats.
+    pub pids: Vec<u32>,
+    /// Globs on /proc/PID/comm (at most 15 bytes); `*` matches anything.
+    pub comms: Vec<Glob>,
+    /// Globs on the cgroup v2 path (as in /proc/PID/cgroup after `0::`); `*` stops at `/`,
+    /// `**` does not.
+    pub cgroups: Vec<Glob>,
+}
+
+impl Targets {
+    /// True when no list is given: every process is a target.
+    pub fn is_all(&self) -> bool {
+        self.pids.is_empty() && self.comms.is_empty() && self.cgroups.is_empty()
+    }
+
+    /// True when process `pid`, named `comm` (as read from /proc/PID/comm, a trailing newline
+    /// is ignored) in cgroup `cgroup`, is a target.
+    pub fn matches(&self, pid: u32, comm: &str, cgroup: &str) -> bool {
+        if self.is_all() {
+            return true;
+        }
+        let comm = comm.strip_suffix('\n').unwrap_or(comm);
+        self.pids.binary_search(&pid).is_ok()
+            || self.comms.iter().any(|g| g.matches(comm))
+            || self.cgroups.iter().any(|g| g.matches(cgroup))
+    }
+
+    /// The PIDs, when they are the only criterion, so the kernel can filter by PID itself;
+    /// `None` when every process must reach user space to be matched.
+    pub fn only_pids(&self) -> Option<&[u32]> {
+        let only = !self.pids.is_empty() && self.comms.is_empty() && self.cgroups.is_empty();
+        only.then_some(self.pids.as_slice())
+    }
+}
+
+/// A process label a per-process series can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Label {
+    /// The process name (always present).
+    Comm,
+    /// The process ID: one series per process instead of per name.
+    Pid,
+    /// The cgroup v2 path.
+    Cgroup,
+    /// The container ID, from the cgroup path.
+    ContainerId,
+}
+
+impl Label {
+    /// Every label, in exposition order.
+    pub const ALL: [Label; 4] = [Label::Comm, Label::Pid, Label::Cgroup, Label::ContainerId];
+
+    /// The label's name, as written in the config and exposed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Label::Comm => "comm",
+            Label::Pid => "pid",
+            Label::Cgroup => "cgroup",
+            Label::ContainerId => "container_id",
+        }
+    }
+
+    /// The label named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Label> {
+        Label::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+/// The process labels of per-process series. `comm` is always on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LabelSet {
+    /// A `pid` label.
+    pub pid: bool,
+    /// A `cgroup` label.
+    pub cgroup: bool,
+    /// A `container_id` label.
+    pub container_id: bool,
+}
+
+/// Which kernel latency bucket boundaries histograms expose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Histograms {
+    /// Boundaries per doubling of latency: 1, 2 or 4 (the kernel keeps 4).
+    pub buckets_per_octave: u32,
+    /// Lowest boundary exposed (1 ns to 1 h, below `max`).
+    pub min: Duration,
+    /// Highest boundary exposed (1 ns to 1 h, above `min`).
+    pub max: Duration,
+}
+
+/// Caps on the number of series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most series one metric family exposes (1 to 1 000 000); the rest are dropped and counted.
+    pub max_series_per_family: usize,
+    /// Most TCP remote endpoints tracked as edges (1 to 1 000 000).
+    pub max_tcp_edges: usize,
+}
+
+/// What goroscope measures about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SelfMonitoring {
+    /// Kernel accounting of goroscope's own BPF CPU time (costs about 20 ns per program run).
+    pub bpf_stats: bool,
+}
+
+impl AgentConfig {
+    /// The configuration used without a file; also what every absent field means.
+    pub fn defaults() -> AgentConfig {
+        let on = Toggle { enabled: true };
+        AgentConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9949),
+            interval: Duration::from_secs(5),
+            collectors: Collectors {
+                syscalls: on,
+                processes: on,
+                files: on,
+                scheduler: on,
+                tcp: TcpCollector {
+                    enabled: true,
+                    edges: true,
+                },
+                network: NetworkCollector {
+                    enabled: true,
+                    interfaces: vec![Glob::everything(GlobKind::Name)],
+                    exclude: vec![Glob::literal("lo", GlobKind::Name)],
+                },
+                go: GoCollector {
+                    enabled: true,
+                    interval: Duration::from_secs(10),
+                    max_processes: 64,
+                    leak_after: Duration::from_secs(120),
+                    discover_every: Duration::from_secs(30),
+                },
+            },
+            targets: Targets::default(),
+            labels: LabelSet {
+                pid: false,
+                cgroup: true,
+                container_id: false,
+            },
+            histograms: Histograms {
+                buckets_per_octave: 1,
+                min: Duration::from_micros(1),
+                max: Duration::from_secs(100),
+            },
+            limits: Limits {
+                max_series_per_family: 10_000,
+                max_tcp_edges: 2_000,
+            },
+            self_monitoring: SelfMonitoring { bpf_stats: true },
+            source: ConfigSource::Defaults,
+        }
+    }
+
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::unreadable(path, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::not_utf8(path, &e))?;
+        AgentConfig::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `origin` is the file it came from, named in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<AgentConfig, ConfigError> {
+        let root = node::parse_document(text).map_err(|e| e.in_file(origin, text))?;
+        let mut config = read::read(&root).map_err(|e| e.in_file(origin, text))?;
+        config.source = ConfigSource::File(origin.to_path_buf());
+        Ok(config)
+    }
+
+    /// What changed between `self` (running) and `new` that cannot be applied without a
+    /// restart, as operator-facing sentences. Everything else (collectors, targets, labels,
+    /// histograms, limits, intervals, self-monitoring) is applied by the running agent.
+    pub fn restart_required(&self, new: &AgentConfig) -> Vec<String> {
+        let mut sentences = Vec::new();
+        if self.listen != new.listen {
+            sentences.push(format!(
+                "listen changed from {} to {}: the metrics server keeps serving on {} until \
+                 goroscope agent is restarted",
+                self.listen, new.listen, self.listen
+            ));
+        }
+        sentences
+    }
+}

@@ -1,0 +1,218 @@
+//! What can be wrong with a config file, said as `FILE:LINE:COLUMN: FIELD: what is wrong; what
+//! to do`, and the field paths (`collectors.tcp.enabled`, `targets.pids[2]`) errors name.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::locate::{locate, Spot};
+
+/// One step of a field path: a field name or a list position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Segment {
+    /// A mapping key.
+    Key(String),
+    /// A list position, from 0.
+    Index(usize),
+}
+
+/// Where a value sits in the document, from the top: `histograms.min`, `targets.comms[1]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct FieldPath(Vec<Segment>);
+
+impl FieldPath {
+    /// The document itself.
+    pub(super) fn root() -> FieldPath {
+        FieldPath(Vec::new())
+    }
+
+    /// The field `name` of this mapping.
+    pub(super) fn key(&self, name: &str) -> FieldPath {
+        let mut segments = self.0.clone();
+        segments.push(Segment::Key(name.to_owned()));
+        FieldPath(segments)
+    }
+
+    /// Item `index` of this list.
+    pub(super) fn index(&self, index: usize) -> FieldPath {
+        let mut segments = self.0.clone();
+        segments.push(Segment::Index(index));
+        FieldPath(segments)
+    }
+
+    pub(super) fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(key) if i == 0 => f.write_str(key)?,
+                Segment::Key(key) => write!(f, ".{key}")?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A problem found before the file name is known to the finder: turned into a [`ConfigError`]
+/// by [`Problem::in_file`].
+#[derive(Debug)]
+pub(super) enum Problem {
+    /// The text is not YAML (or not one document); the parser knows where.
+    Syntax {
+        /// 1-based line and column, when the parser reported them.
+        at: Option<(usize, usize)>,
+        message: String,
+    },
+    /// The YAML is well formed but a field is unknown, of the wrong type or out of range.
+    Invalid {
+        /// The offending field.
+        at: FieldPath,
+        /// Whether to point at the field's key or its value.
+        spot: Spot,
+        message: String,
+    },
+}
+
+impl Problem {
+    /// A problem with the field at `at`, pointing at its value.
+    pub(super) fn value(at: &FieldPath, message: impl Into<String>) -> Problem {
+        Problem::Invalid {
+            at: at.clone(),
+            spot: Spot::Value,
+            message: message.into(),
+        }
+    }
+
+    /// A problem with the field at `at`, pointing at occurrence `occurrence` (from 0) of its key.
+    pub(super) fn key(at: &FieldPath, occurrence: usize, message: impl Into<String>) -> Problem {
+        Problem::Invalid {
+            at: at.clone(),
+            spot: Spot::Key { occurrence },
+            message: message.into(),
+        }
+    }
+
+    /// The error to report for `file`, whose text is `text`: validation problems are located
+    /// in the text (at the nearest enclosing field present, when the field itself is absent).
+    pub(super) fn in_file(self, file: &Path, text: &str) -> ConfigError {
+        match self {
+            Problem::Syntax { at, message } => ConfigError {
+                file: file.to_path_buf(),
+                at,
+                field: None,
+                message,
+                source: None,
+            },
+            Problem::Invalid { at, spot, message } => {
+                let segments = at.segments();
+                let position = (0..=segments.len()).rev().find_map(|len| {
+                    let spot = if len == segments.len() {
+                        spot
+                    } else {
+                        Spot::Value
+                    };
+                    locate(text, 0, &segments[..len], spot)
+                });
+                ConfigError {
+                    file: file.to_path_buf(),
+                    at: position,
+                    field: (!segments.is_empty()).then(|| at.to_string()),
+                    message,
+                    source: None,
+                }
+            }
+        }
+    }
+}
+
+/// Why a config file was refused: which file, where in it, which field, what is wrong and
+/// what to do. Displays as `FILE:LINE:COLUMN: FIELD: message`, leaving out what is unknown.
+#[derive(Debug)]
+pub struct ConfigError {
+    file: PathBuf,
+    at: Option<(usize, usize)>,
+    field: Option<String>,
+    message: String,
+    source: Option<std::io::Error>,
+}
+
+// The agent only displays these errors so far; the accessors are for callers that point at
+// the file themselves (editors, --check output) and for the tests.
+#[allow(dead_code)]
+impl ConfigError {
+    /// `file` could not be read.
+    pub(super) fn unreadable(file: &Path, error: std::io::Error) -> ConfigError {
+        ConfigError {
+            file: file.to_path_buf(),
+            at: None,
+            field: None,
+            message: format!("cannot read: {error}"),
+            source: Some(error),
+        }
+    }
+
+    /// `file` holds bytes that are not UTF-8.
+    pub(super) fn not_utf8(file: &Path, error: &std::string::FromUtf8Error) -> ConfigError {
+        let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+        let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+        let column = 1 + valid.iter().rev().take_while(|&&b| b != b'\n').count();
+        ConfigError {
+            file: file.to_path_buf(),
+            at: Some((line, column)),
+            field: None,
+            message: "not UTF-8 text; save the file as UTF-8".to_owned(),
+            source: None,
+        }
+    }
+
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        &self.file
+    }
+
+    /// The 1-based line of the offending text, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.at.map(|(line, _)| line)
+    }
+
+    /// The 1-based column of the offending text, when known.
+    pub fn column(&self) -> Option<usize> {
+        self.at.map(|(_, column)| column)
+    }
+
+    /// The offending field, like `collectors.tcp.enabled` or `targets.comms[1]`; `None` for
+    /// problems of the whole file.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// What is wrong and what to do, without the file, position and field.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.at {
+            write!(f, ":{line}:{column}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
