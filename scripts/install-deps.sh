@@ -3,7 +3,9 @@
 # root: clang (compiles the BPF programs), libelf and zlib (libbpf), pkg-config,
 # bpftool (tests check no program stays loaded), bpftrace (the benchmark's
 # reference), Debian's Go 1.19 (the oldest Go the goroutine tests build with) and
-# setpriv. scripts/test.sh also fetches the other Go toolchains the tests use
+# setpriv, and Prometheus (the agent's tests scrape it with a real server and check
+# its output with promtool; installed without its recommended node exporter).
+# scripts/test.sh also fetches the other Go toolchains the tests use
 # (scripts/go-toolchains.sh). Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -28,6 +30,13 @@ if [ "${#need[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    echo "install-deps: installing prometheus" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then

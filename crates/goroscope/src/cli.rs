@@ -28,6 +28,24 @@ pub enum Command {
     /// Goroutine health of a running Go process: states, wait reasons, leak suspects, GC and
     /// scheduler, read from its memory without stopping or changing it.
     Goroutines(GoroutinesArgs),
+    /// Run continuously and serve everything collected as Prometheus metrics on /metrics
+    /// (also /healthz and /readyz). SIGHUP reloads the config file.
+    Agent(AgentArgs),
+}
+
+/// `goroscope agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The YAML config file (see config/agent.example.yaml). Default: every collector the kernel
+    /// allows, with the defaults documented there.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Address to serve on, overriding the config's `listen` (default 127.0.0.1:9949).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Only validate the config file, print what it sets, and exit (0 valid, 2 invalid).
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// `goroscope doctor`.

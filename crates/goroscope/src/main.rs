@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Trace(args) => commands::trace::run(args),
         Command::Syscalls(args) => commands::syscalls::run(args),
         Command::Goroutines(args) => commands::goroutines::run(args),
+        Command::Agent(args) => agent::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

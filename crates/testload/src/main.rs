@@ -24,6 +24,9 @@
 //!   in case the signal is ignored.
 //! * `sleep MILLIS`: one `nanosleep` of that many milliseconds (restarted
 //!   with the remaining time if interrupted).
+//! * `connect ADDR N`: N TCP connections to ADDR (e.g. `127.0.0.1:8080`), one
+//!   after another; each writes 100 bytes, then reads until the peer closes,
+//!   then closes. Exits 1 if a connection fails.
 //!
 //! After the command it exits 0. Bad arguments print a message to stderr and
 //! exit 2. Nothing but the pid is ever written to stdout.
@@ -45,7 +48,8 @@ commands:
   getppid N             N x getppid
   exit CODE             _exit(CODE), CODE in 0-255
   kill-self SIGNAL      kill(getpid(), SIGNAL), then pause()
-  sleep MILLIS          nanosleep for MILLIS milliseconds";
+  sleep MILLIS          nanosleep for MILLIS milliseconds
+  connect ADDR N        N x TCP connect to ADDR, write 100 bytes, read to EOF, close";
 
 /// Highest signal number Linux accepts (`SIGRTMAX`, `_NSIG - 1`).
 const MAX_SIGNAL: i32 = 64;
@@ -53,12 +57,30 @@ const MAX_SIGNAL: i32 = 64;
 /// One workload, as parsed from the command line.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Open { path: CString, count: u64 },
-    OpenMissing { path: CString, count: u64 },
-    Getppid { count: u64 },
-    Exit { code: i32 },
-    KillSelf { signal: i32 },
-    Sleep { millis: u64 },
+    Open {
+        path: CString,
+        count: u64,
+    },
+    OpenMissing {
+        path: CString,
+        count: u64,
+    },
+    Getppid {
+        count: u64,
+    },
+    Exit {
+        code: i32,
+    },
+    KillSelf {
+        signal: i32,
+    },
+    Sleep {
+        millis: u64,
+    },
+    Connect {
+        address: std::net::SocketAddr,
+        count: u64,
+    },
 }
 
 /// The whole command line.
@@ -159,6 +181,16 @@ fn parse_args(args: &[OsString]) -> Result<Invocation, String> {
             let [millis] = expect_params::<1>(name, params)?;
             Command::Sleep {
                 millis: parse_number(millis, "MILLIS")?,
+            }
+        }
+        "connect" => {
+            let [address, count] = expect_params::<2>(name, params)?;
+            Command::Connect {
+                address: address
+                    .to_str()
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| format!("ADDR must be IP:PORT, got {address:?}"))?,
+                count: parse_number(count, "N")?,
             }
         }
         "--wait-stdin" => return Err("--wait-stdin must come before the command".to_string()),
@@ -281,6 +313,7 @@ fn run(command: &Command) -> Result<(), String> {
             }
         }
         Command::Sleep { millis } => sleep_millis(*millis),
+        Command::Connect { address, count } => connect_many(*address, *count),
     }
 }
 
@@ -328,6 +361,24 @@ fn sleep_millis(millis: u64) -> Result<(), String> {
         }
         request = remaining;
     }
+}
+
+/// `connect`: N sequential connections, each sending 100 bytes and reading to EOF.
+fn connect_many(address: std::net::SocketAddr, count: u64) -> Result<(), String> {
+    use std::io::Read;
+    for i in 0..count {
+        let mut stream = std::net::TcpStream::connect(address)
+            .map_err(|e| format!("connection {i} to {address}: {e}"))?;
+        stream
+            .write_all(&[b'x'; 100])
+            .and_then(|()| stream.shutdown(std::net::Shutdown::Write))
+            .map_err(|e| format!("connection {i}: writing: {e}"))?;
+        let mut rest = Vec::new();
+        stream
+            .read_to_end(&mut rest)
+            .map_err(|e| format!("connection {i}: reading: {e}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

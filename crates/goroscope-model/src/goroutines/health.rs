@@ -87,6 +87,18 @@ struct Edge {
     by_wait_reason: Vec<(String, u64)>,
 }
 
+/// Snapshot gaps and read times kept for their quantiles: the most recent ones only, so a
+/// tracker that runs for months (the agent's) stays the same size.
+const RECENT_SNAPSHOTS: usize = 4096;
+
+/// Appends `value`, dropping the oldest half once [`RECENT_SNAPSHOTS`] are kept.
+fn push_recent(values: &mut Vec<u64>, value: u64) {
+    if values.len() >= RECENT_SNAPSHOTS {
+        values.drain(..RECENT_SNAPSHOTS / 2);
+    }
+    values.push(value);
+}
+
 /// Follows a process's goroutines over a series of snapshots; see the module docs.
 #[derive(Debug, Default)]
 pub struct HealthTracker {
@@ -126,9 +138,9 @@ impl HealthTracker {
         let index = self.snapshots;
         let now = snapshot.taken_at_ns;
         if let Some(latest) = &self.latest {
-            self.gaps_ns.push(now.saturating_sub(latest.taken_at_ns));
+            push_recent(&mut self.gaps_ns, now.saturating_sub(latest.taken_at_ns));
         }
-        self.read_ns.push(snapshot.read_duration_ns);
+        push_recent(&mut self.read_ns, snapshot.read_duration_ns);
         self.dropped_records = self
             .dropped_records
             .saturating_add(snapshot.dropped_records);

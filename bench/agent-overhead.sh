@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# agent-overhead.sh: what `goroscope agent` costs with every collector on.
+#
+# Parts (all in one run, one agent per part):
+#   idle   the agent on this host doing nothing in particular for IDLE_S seconds:
+#          its CPU (user+system, from /proc/PID/stat) as % of one core, its
+#          RSS (VmRSS at the end, VmHWM the peak), and the CPU its BPF programs
+#          used (goroscope_bpf_program_cpu_seconds_total, in the kernel, on the
+#          observed processes' time).
+#   load   the same while the host is busy: `dd bs=1` (about 2-3 million
+#          syscalls/s per copy, one copy per core) and `wrk` against
+#          testdata/go/httpserver with `Connection: close`, so every request is
+#          a new TCP connection (thousands per second).
+#   scrape with `labels: [comm, pid]` and enough long-lived processes started
+#          to make at least SERIES samples in /metrics: SCRAPES scrapes timed by
+#          curl (time_total), p50/p99/max in ms, text and OpenMetrics.
+#
+# Goals: idle CPU < 1% of a core, RSS < 50 MB, scrape p99 < 50 ms.
+#
+# Usage: bench/agent-overhead.sh   (as root)
+# Environment: GOROSCOPE_BIN (default: cargo build --release), IDLE_S (60),
+#   LOAD_S (30), SERIES (10000), SCRAPES (1000), PARTS ("idle load scrape").
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+IDLE_S=${IDLE_S:-60}
+LOAD_S=${LOAD_S:-30}
+SERIES=${SERIES:-10000}
+SCRAPES=${SCRAPES:-1000}
+PARTS=${PARTS:-idle load scrape}
+readonly WARMUP_S=5
+readonly PORT=19949
+readonly HTTP_PORT=19950
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "agent-overhead: run as root (the agent loads BPF programs)" >&2
+    exit 2
+fi
+for tool in curl wrk go; do
+    command -v "$tool" >/dev/null || {
+        echo "agent-overhead: $tool is missing (apt-get install curl wrk golang-go)" >&2
+        exit 2
+    }
+done
+if [ -z "${GOROSCOPE_BIN:-}" ]; then
+    (cd "$root" && cargo build --release --locked -q -p goroscope)
+    GOROSCOPE_BIN="${CARGO_TARGET_DIR:-$root/target}/release/goroscope"
+fi
+
+work="$(mktemp -d)"
+pids_to_kill=()
+cleanup() {
+    for p in "${pids_to_kill[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+ticks="$(getconf CLK_TCK)"
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+rss_kb() { awk -v f="$2" '$1 == f":" { print $2 }' "/proc/$1/status"; }
+metric_sum() { # sum of every sample of family $1 in a scrape
+    curl -sf "http://127.0.0.1:$PORT/metrics" |
+        awk -v n="$1" '$1 ~ "^"n"({|$)" { s += $NF } END { printf "%.6f\n", s }'
+}
+
+start_agent() { # $1: config file
+    "$GOROSCOPE_BIN" agent --config "$1" 2>"$work/agent.log" &
+    agent=$!
+    pids_to_kill+=("$agent")
+    for _ in $(seq 300); do
+        curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "agent-overhead: the agent did not become ready:" >&2
+    cat "$work/agent.log" >&2
+    exit 1
+}
+stop_agent() { kill -TERM "$agent"; wait "$agent" 2>/dev/null || true; }
+
+measure() { # $1: label, $2: seconds
+    sleep "$WARMUP_S"
+    local t0 b0 t1 b1
+    t0="$(cpu_ticks "$agent")"
+    b0="$(metric_sum goroscope_bpf_program_cpu_seconds_total)"
+    sleep "$2"
+    t1="$(cpu_ticks "$agent")"
+    b1="$(metric_sum goroscope_bpf_program_cpu_seconds_total)"
+    awk -v l="$1" -v t0="$t0" -v t1="$t1" -v b0="$b0" -v b1="$b1" -v hz="$ticks" -v s="$2" \
+        -v rss="$(rss_kb "$agent" VmRSS)" -v hwm="$(rss_kb "$agent" VmHWM)" 'BEGIN {
+        printf "%-5s agent CPU %.3f%% of a core; BPF programs %.3f%% of a core; RSS %.1f MB (peak %.1f MB)\n",
+            l, 100 * (t1 - t0) / hz / s, 100 * (b1 - b0) / s, rss / 1024, hwm / 1024 }'
+}
+
+cat >"$work/all.yaml" <<YAML
+listen: 127.0.0.1:$PORT
+YAML
+
+if [[ " $PARTS " == *" idle "* ]]; then
+    start_agent "$work/all.yaml"
+    measure idle "$IDLE_S"
+    stop_agent
+fi
+
+if [[ " $PARTS " == *" load "* ]]; then
+    (cd "$root/testdata/go/httpserver" && go build -o "$work/httpserver" .)
+    "$work/httpserver" -addr "127.0.0.1:$HTTP_PORT" >/dev/null 2>&1 &
+    pids_to_kill+=("$!")
+    start_agent "$work/all.yaml"
+    for _ in $(seq "$(nproc)"); do
+        (while :; do dd if=/dev/zero of=/dev/null bs=1 count=1000000 2>/dev/null; done) &
+        pids_to_kill+=("$!")
+    done
+    wrk -t2 -c32 -d"$((LOAD_S + WARMUP_S + 5))s" -H "Connection: close" \
+        "http://127.0.0.1:$HTTP_PORT/" >"$work/wrk.txt" 2>&1 &
+    pids_to_kill+=("$!")
+    measure load "$LOAD_S"
+    echo "load  new TCP connections/s seen by the agent: $(metric_sum goroscope_tcp_connections_total | awk -v s="$((LOAD_S + WARMUP_S))" '{ printf "%.0f (all time, /%ss)", $1 / s, s }')"
+    stop_agent
+    for p in "${pids_to_kill[@]}"; do [ "$p" != "$agent" ] && kill "$p" 2>/dev/null || true; done
+    pkill -f "dd if=/dev/zero of=/dev/null bs=1" 2>/dev/null || true
+    pids_to_kill=()
+fi
+
+if [[ " $PARTS " == *" scrape "* ]]; then
+    cat >"$work/pid.yaml" <<YAML
+listen: 127.0.0.1:$PORT
+interval: 2s
+labels: [comm, pid]
+YAML
+    start_agent "$work/pid.yaml"
+    samples() { curl -sf "http://127.0.0.1:$PORT/metrics" | grep -vc '^#'; }
+    spawned=0
+    while [ "$(samples)" -lt "$SERIES" ]; do
+        for _ in $(seq 20); do sleep 600 & pids_to_kill+=("$!"); done
+        spawned=$((spawned + 20))
+        sleep 2.5
+        [ "$spawned" -gt 5000 ] && { echo "agent-overhead: cannot reach $SERIES samples" >&2; exit 1; }
+    done
+    n="$(samples)"
+    for format in text openmetrics; do
+        accept="text/plain"
+        [ "$format" = openmetrics ] && accept="application/openmetrics-text;version=1.0.0"
+        for _ in $(seq "$SCRAPES"); do
+            curl -sf -o /dev/null -H "Accept: $accept" -w '%{time_total}\n' "http://127.0.0.1:$PORT/metrics"
+        done | sort -n | awk -v n="$n" -v f="$format" '{ v[NR] = $1 } END {
+            printf "scrape %s: %d samples, %d scrapes: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+                f, n, NR, 1000 * v[int(NR * 0.5)], 1000 * v[int(NR * 0.99)], 1000 * v[NR] }'
+    done
+    echo "scrape agent RSS with $n samples: $(awk '{ printf "%.1f MB", $1 / 1024 }' <<<"$(rss_kb "$agent" VmRSS)")"
+    stop_agent
+fi

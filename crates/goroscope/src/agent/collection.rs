@@ -1,0 +1,452 @@
+//! The agent's collection: which collectors run (and why one is down), one collection cycle
+//! (read every source, retire dead processes, build the exposition), and reloading the config
+//! without resetting any counter.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use goroscope_bpf::bpf_stats::RunTimeStats;
+use goroscope_bpf::{AttachMode, Losses};
+use goroscope_export::{BucketLayout, Exposition};
+use goroscope_host::{ProcFs, SysFs};
+
+use crate::agent::config::AgentConfig;
+use crate::agent::kernel;
+use crate::agent::ledger::Owner;
+use crate::agent::owners::Owners;
+use crate::agent::self_metrics::{self, SelfCounters};
+use crate::agent::series::LabelPlan;
+use crate::agent::sources::go::{GoSettings, GoSource};
+use crate::agent::sources::network::NetworkSource;
+use crate::agent::sources::processes::ProcessSource;
+use crate::agent::sources::sched::SchedSource;
+use crate::agent::sources::syscalls::SyscallSource;
+use crate::agent::sources::tcp::TcpSource;
+
+/// Where the process table and sysfs are.
+const PROC_ROOT: &str = "/proc";
+const SYS_ROOT: &str = "/sys";
+
+/// A collector's state: turned off by the config, running, or down with the reason.
+pub enum Probe<T> {
+    /// Not enabled in the config.
+    Off,
+    /// Running.
+    Up(T),
+    /// Enabled but could not start (or failed while running): why.
+    Down(String),
+}
+
+impl<T> Probe<T> {
+    fn start(enabled: bool, name: &str, start: impl FnOnce() -> anyhow::Result<T>) -> Self {
+        if !enabled {
+            return Probe::Off;
+        }
+        match start() {
+            Ok(source) => Probe::Up(source),
+            Err(error) => {
+                eprintln!("goroscope: agent: {name} collector is down: {error:#}");
+                Probe::Down(format!("{error:#}"))
+            }
+        }
+    }
+
+    fn get_mut(&mut self) -> Option<&mut T> {
+        match self {
+            Probe::Up(source) => Some(source),
+            _ => None,
+        }
+    }
+
+    fn get(&self) -> Option<&T> {
+        match self {
+            Probe::Up(source) => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Why it is down, when it is.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Probe::Down(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// 1 up, 0 down, None off.
+    pub fn up(&self) -> Option<bool> {
+        match self {
+            Probe::Off => None,
+            Probe::Up(_) => Some(true),
+            Probe::Down(_) => Some(false),
+        }
+    }
+}
+
+/// Everything the agent collects.
+pub struct Collection {
+    config: AgentConfig,
+    mode: Result<AttachMode, String>,
+    owners: Owners,
+    syscalls: Probe<SyscallSource>,
+    processes: Probe<ProcessSource>,
+    sched: Probe<SchedSource>,
+    tcp: Probe<TcpSource>,
+    network: Probe<NetworkSource>,
+    go: Probe<GoSource>,
+    bpf_stats: Option<RunTimeStats>,
+    counters: SelfCounters,
+    started: Instant,
+}
+
+impl Collection {
+    /// Starts every collector the config enables and the kernel allows.
+    pub fn start(config: AgentConfig) -> Collection {
+        let mode = goroscope_bpf::choose_attach_mode().map_err(|e| format!("{e:#}"));
+        let owners = Owners::new(ProcFs::new(PROC_ROOT), config.targets.clone());
+        let mut collection = Collection {
+            mode,
+            owners,
+            syscalls: Probe::Off,
+            processes: Probe::Off,
+            sched: Probe::Off,
+            tcp: Probe::Off,
+            network: Probe::Off,
+            go: Probe::Off,
+            bpf_stats: None,
+            counters: SelfCounters::default(),
+            started: Instant::now(),
+            config,
+        };
+        collection.start_missing();
+        collection
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// Starts enabled collectors that are off, stops disabled ones.
+    fn start_missing(&mut self) {
+        let c = &self.config.collectors;
+        let filter = kernel::filter(self.config.targets.only_pids());
+        let mode = self.mode.clone();
+        let bpf = |what: &str| -> anyhow::Result<AttachMode> {
+            mode.clone()
+                .map_err(|e| anyhow::anyhow!("no BPF attach mode for {what}: {e}"))
+        };
+        let want_syscalls = c.syscalls.enabled || c.files.enabled;
+        if !want_syscalls {
+            self.syscalls = Probe::Off;
+        } else if !matches!(self.syscalls, Probe::Up(_)) {
+            self.syscalls = Probe::start(true, "syscall", || {
+                Ok(SyscallSource::new(kernel::syscalls(
+                    bpf("syscalls")?,
+                    &filter,
+                )?))
+            });
+        }
+        if !c.processes.enabled {
+            self.processes = Probe::Off;
+        } else if !matches!(self.processes, Probe::Up(_)) {
+            self.processes = Probe::start(true, "process", || {
+                ProcessSource::new(kernel::processes(bpf("processes")?, &filter)?)
+            });
+        }
+        if !c.scheduler.enabled {
+            self.sched = Probe::Off;
+        } else if !matches!(self.sched, Probe::Up(_)) {
+            self.sched = Probe::start(true, "scheduler", || {
+                Ok(SchedSource::new(kernel::sched(bpf("scheduler")?, &filter)?))
+            });
+        }
+        if !c.tcp.enabled {
+            self.tcp = Probe::Off;
+        } else if !matches!(self.tcp, Probe::Up(_)) {
+            self.tcp = Probe::start(true, "TCP", || {
+                Ok(TcpSource::new(kernel::tcp(bpf("tcp")?, &filter)?))
+            });
+        }
+        if !c.network.enabled {
+            self.network = Probe::Off;
+        } else if !matches!(self.network, Probe::Up(_)) {
+            self.network = Probe::start(true, "network", || {
+                Ok(NetworkSource::new(SysFs::new(SYS_ROOT)))
+            });
+        }
+        let go_settings = go_settings(&self.config);
+        if !c.go.enabled {
+            self.go = Probe::Off;
+        } else if let Probe::Up(go) = &mut self.go {
+            go.set_settings(go_settings);
+        } else {
+            self.go = Probe::start(true, "Go", || Ok(GoSource::new(go_settings)));
+        }
+        let want_stats = self.config.self_monitoring.bpf_stats;
+        if want_stats && self.bpf_stats.is_none() {
+            match RunTimeStats::enable() {
+                Ok(stats) => self.bpf_stats = Some(stats),
+                Err(error) => eprintln!(
+                    "goroscope: agent: BPF run-time accounting is unavailable ({error}); \
+                     goroscope_bpf_program_cpu_seconds_total will be missing"
+                ),
+            }
+        } else if !want_stats {
+            self.bpf_stats = None;
+        }
+    }
+
+    /// Which collectors are up, down or off, for the start-up line.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (name, up) in self.probe_states() {
+            parts.push(match up {
+                Some(true) => format!("{name} up"),
+                Some(false) => format!("{name} DOWN"),
+                None => format!("{name} off"),
+            });
+        }
+        parts.join(", ")
+    }
+
+    /// Why each collector that is down is down.
+    pub fn down_reasons(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("syscalls", self.syscalls.reason()),
+            ("processes", self.processes.reason()),
+            ("scheduler", self.sched.reason()),
+            ("tcp", self.tcp.reason()),
+            ("network", self.network.reason()),
+            ("go", self.go.reason()),
+        ]
+        .into_iter()
+        .filter_map(|(name, why)| why.map(|why| (name, why)))
+        .collect()
+    }
+
+    fn probe_states(&self) -> [(&'static str, Option<bool>); 6] {
+        [
+            ("syscalls", self.syscalls.up()),
+            ("processes", self.processes.up()),
+            ("scheduler", self.sched.up()),
+            ("tcp", self.tcp.up()),
+            ("network", self.network.up()),
+            ("go", self.go.up()),
+        ]
+    }
+
+    /// Counts process events until `deadline` (or sleeps, when that collector is off).
+    pub fn wait(&mut self, until: Instant) {
+        let wait = until.saturating_duration_since(Instant::now());
+        match self.processes.get_mut() {
+            Some(processes) => {
+                if let Err(error) = processes.drain(&mut self.owners, wait) {
+                    eprintln!("goroscope: agent: process events stopped: {error:#}");
+                    self.processes = Probe::Down(format!("{error:#}"));
+                }
+            }
+            None => std::thread::sleep(wait),
+        }
+    }
+
+    /// One collection cycle: reads every source and returns the exposition to publish.
+    pub fn cycle(&mut self) -> Exposition {
+        let began = Instant::now();
+        self.owners.begin_cycle();
+        let owners = &mut self.owners;
+        let mut failed: Vec<(&'static str, String)> = Vec::new();
+        if let Some(s) = self.syscalls.get_mut() {
+            if let Err(e) = s.collect(owners) {
+                failed.push(("syscalls", format!("{e:#}")));
+            }
+        }
+        if let Some(s) = self.sched.get_mut() {
+            if let Err(e) = s.collect(owners) {
+                failed.push(("scheduler", format!("{e:#}")));
+            }
+        }
+        if let Some(s) = self.tcp.get_mut() {
+            if let Err(e) = s.collect(owners) {
+                failed.push(("tcp", format!("{e:#}")));
+            }
+        }
+        if let Some(s) = self.network.get_mut() {
+            let net = &self.config.collectors.network;
+            if let Err(e) = s.collect(|name| net.includes(name)) {
+                failed.push(("network", format!("{e:#}")));
+            }
+        }
+        if let Some(s) = self.go.get_mut() {
+            if let Err(e) = s.collect(owners, Path::new(PROC_ROOT)) {
+                failed.push(("go", format!("{e:#}")));
+            }
+        }
+        self.owners.end_cycle();
+        for (source, error) in failed {
+            // A failed read is counted and said once per cycle; the collector stays up and the
+            // next cycle tries again.
+            *self.counters.collection_errors.entry(source).or_default() += 1;
+            eprintln!("goroscope: agent: reading {source} failed: {error}");
+        }
+        let exposition = self.exposition();
+        self.counters.last_cycle = began.elapsed();
+        exposition
+    }
+
+    fn exposition(&mut self) -> Exposition {
+        let plan = LabelPlan::from_config(&self.config.labels);
+        let h = &self.config.histograms;
+        let layout =
+            BucketLayout::new(h.buckets_per_octave, duration_ns(h.min), duration_ns(h.max))
+                .unwrap_or_else(|_| default_layout());
+        let c = &self.config.collectors;
+        let mut out = Exposition::new();
+        if let Some(s) = self.syscalls.get() {
+            s.families(
+                &plan,
+                &layout,
+                c.syscalls.enabled,
+                c.files.enabled,
+                &mut out,
+            );
+        }
+        if let Some(s) = self.processes.get() {
+            s.families(&plan, &mut out);
+        }
+        if let Some(s) = self.sched.get() {
+            s.families(&plan, &layout, &mut out);
+        }
+        if let Some(s) = self.tcp.get() {
+            s.families(&plan, &layout, c.tcp.edges, &mut out);
+        }
+        if let Some(s) = self.network.get() {
+            s.families(&mut out);
+        }
+        if let Some(s) = self.go.get() {
+            s.families(&plan, &layout, &mut out);
+        }
+        for (family, dropped) in out.cap_series(self.config.limits.max_series_per_family) {
+            *self.counters.series_dropped.entry(family).or_default() += dropped as u64;
+        }
+        let losses = self.kernel_losses();
+        let view = self_metrics::View {
+            probes: self.probe_states(),
+            kernel_losses: &losses,
+            reader_drops: self.processes.get().map_or(0, ProcessSource::reader_drops),
+            process_aggregation_drops: self
+                .processes
+                .get()
+                .map_or(0, ProcessSource::aggregation_drops),
+            go: self.go.get(),
+            counters: &self.counters,
+            bpf_stats: self.bpf_stats.is_some(),
+            uptime: self.started.elapsed(),
+            procfs: self.owners.procfs(),
+        };
+        self_metrics::families(&view, &mut out);
+        out
+    }
+
+    fn kernel_losses(&self) -> Vec<(&'static str, Losses)> {
+        let mut all = Vec::new();
+        let mut add = |name: &'static str, losses: Option<anyhow::Result<Losses>>| {
+            if let Some(Ok(losses)) = losses {
+                all.push((name, losses));
+            }
+        };
+        add("syscalls", self.syscalls.get().map(SyscallSource::losses));
+        add("processes", self.processes.get().map(ProcessSource::losses));
+        add("scheduler", self.sched.get().map(SchedSource::losses));
+        add("tcp", self.tcp.get().map(TcpSource::losses));
+        all
+    }
+
+    /// Applies a reloaded config: collectors turned on or off, targets, labels, buckets and
+    /// limits take effect at the next cycle; counters keep counting. Returns what could not be
+    /// applied (needs a restart).
+    pub fn reload(&mut self, config: AgentConfig) -> Vec<String> {
+        let not_applied = self.config.restart_required(&config);
+        let pids_changed = self.config.targets.only_pids() != config.targets.only_pids();
+        let targets_changed = self.config.targets != config.targets;
+        let listen = self.config.listen;
+        self.config = config;
+        self.config.listen = listen;
+        self.owners.set_targets(self.config.targets.clone());
+        if targets_changed {
+            // Series of processes the new targets leave out end now, retired ones included. A
+            // dead process's pid is not kept, so with pid targets only live pids are matched.
+            let targets = self.config.targets.clone();
+            let keep = |owner: &Owner| targets.matches(0, &owner.comm, &owner.cgroup);
+            if let Some(s) = self.syscalls.get_mut() {
+                s.retain_owners(keep);
+            }
+            if let Some(s) = self.sched.get_mut() {
+                s.retain_owners(keep);
+            }
+            if let Some(s) = self.tcp.get_mut() {
+                s.retain_owners(keep);
+            }
+            if let Some(s) = self.processes.get_mut() {
+                s.retain_owners(keep);
+            }
+        }
+        if pids_changed {
+            // The kernel filter is fixed at load: reload the kernel collectors. What they
+            // counted so far is retired first, so no counter goes back.
+            let filter = kernel::filter(self.config.targets.only_pids());
+            if let (Some(s), Ok(mode)) = (self.syscalls.get_mut(), self.mode.clone()) {
+                if let Ok(new) = kernel::syscalls(mode, &filter) {
+                    s.restart(&mut self.owners, new);
+                }
+            }
+            if let (Some(s), Ok(mode)) = (self.sched.get_mut(), self.mode.clone()) {
+                if let Ok(new) = kernel::sched(mode, &filter) {
+                    s.restart(&mut self.owners, new);
+                }
+            }
+            if let (Some(s), Ok(mode)) = (self.tcp.get_mut(), self.mode.clone()) {
+                if let Ok(new) = kernel::tcp(mode, &filter) {
+                    s.restart(&mut self.owners, new);
+                }
+            }
+            if matches!(self.processes, Probe::Up(_)) {
+                self.processes = Probe::Off; // restarted by start_missing with the new filter
+            }
+        }
+        self.start_missing();
+        not_applied
+    }
+
+    /// Counts a reload attempt.
+    pub fn count_reload(&mut self, ok: bool) {
+        if ok {
+            self.counters.reloads_ok += 1;
+        } else {
+            self.counters.reloads_failed += 1;
+        }
+        self.counters.last_reload_ok = ok;
+    }
+}
+
+fn go_settings(config: &AgentConfig) -> GoSettings {
+    let go = &config.collectors.go;
+    GoSettings {
+        interval: go.interval,
+        discover_every: go.discover_every,
+        max_processes: go.max_processes,
+        leak_after: go.leak_after,
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Powers of two from 1 µs to 100 s (used only if a validated config's layout were refused).
+fn default_layout() -> BucketLayout {
+    match BucketLayout::new(1, 1_000, 100_000_000_000) {
+        Ok(layout) => layout,
+        Err(_) => unreachable!("the default bucket layout is valid"),
+    }
+}

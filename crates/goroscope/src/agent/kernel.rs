@@ -1,0 +1,65 @@
+//! Starting the kernel collectors the config enables. Each one that fails is reported and
+//! marked down; the others run. libbpf needs storage that outlives a collector: the agent
+//! gives each start its own small leaked allocation (a few hundred bytes, once per collector
+//! start, so only reloads that turn collectors on again add to it).
+
+use std::mem::MaybeUninit;
+
+use anyhow::Context;
+use goroscope_bpf::sched::SchedCollector;
+use goroscope_bpf::tcp::TcpCollector;
+use goroscope_bpf::{
+    AttachMode, EventCollector, EventObjects, EventOptions, ProcessFilter, SyscallCollector,
+};
+use goroscope_model::EventKind;
+use libbpf_rs::OpenObject;
+
+/// Storage for one skeleton, alive as long as the agent.
+fn storage() -> &'static mut MaybeUninit<OpenObject> {
+    Box::leak(Box::new(MaybeUninit::uninit()))
+}
+
+/// The kernel-side process filter for `pids` (empty: every process but goroscope).
+pub fn filter(pids: Option<&[u32]>) -> ProcessFilter {
+    ProcessFilter {
+        pids: pids.map(<[u32]>::to_vec).unwrap_or_default(),
+        comm: None,
+        include_self: false,
+    }
+}
+
+/// Starts the syscall collector.
+pub fn syscalls(
+    mode: AttachMode,
+    filter: &ProcessFilter,
+) -> anyhow::Result<SyscallCollector<'static>> {
+    SyscallCollector::start(storage(), mode, filter).context("starting the syscall collector")
+}
+
+/// Starts the scheduler collector.
+pub fn sched(mode: AttachMode, filter: &ProcessFilter) -> anyhow::Result<SchedCollector<'static>> {
+    SchedCollector::start(storage(), mode, filter).context("starting the scheduler collector")
+}
+
+/// Starts the TCP collector.
+pub fn tcp(mode: AttachMode, filter: &ProcessFilter) -> anyhow::Result<TcpCollector<'static>> {
+    TcpCollector::start(storage(), mode, filter).context("starting the TCP collector")
+}
+
+/// Starts the process event collector (exec, exit, fork; never file opens, never arguments).
+pub fn processes(
+    mode: AttachMode,
+    filter: &ProcessFilter,
+) -> anyhow::Result<EventCollector<'static>> {
+    let objects: &'static mut EventObjects = Box::leak(Box::default());
+    EventCollector::start(
+        objects,
+        mode,
+        &EventOptions {
+            kinds: vec![EventKind::Exec, EventKind::Exit, EventKind::Fork],
+            capture_args: false,
+            filter: filter.clone(),
+        },
+    )
+    .context("starting the process event collector")
+}

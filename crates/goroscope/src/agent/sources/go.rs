@@ -1,0 +1,295 @@
+//! Goroutine health of every Go process the agent finds: each is discovered by its binary
+//! (once per distinct executable), attached by reading its memory, and snapshotted every
+//! `collectors.go.interval` into a health tracker. Nothing is injected, nothing is stopped.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use goroscope_export::{BucketLayout, Exposition, Family, Labels};
+use goroscope_goprocess::{GoProcess, MemoryError, ProcessSymbolizer, SnapshotOptions};
+use goroscope_host::GoDiscovery;
+use goroscope_model::goroutines::health::{HealthSettings, HealthTracker};
+use goroscope_model::goroutines::health_report::HealthReport;
+use goroscope_model::LatencyHistogram;
+
+use crate::agent::ledger::Owner;
+use crate::agent::owners::Owners;
+use crate::agent::series::{LabelPlan, Summed};
+
+/// Frames unwound per blocked goroutine: enough to find the blocking user frame.
+const FRAMES: usize = 32;
+
+/// What the Go collector is told by the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoSettings {
+    /// Time between snapshots of one process.
+    pub interval: Duration,
+    /// Time between scans of /proc for new Go processes.
+    pub discover_every: Duration,
+    /// Most processes watched at once.
+    pub max_processes: usize,
+    /// A goroutine blocked at least this long may be part of a leak suspect.
+    pub leak_after: Duration,
+}
+
+/// One watched Go process.
+struct Watched {
+    process: GoProcess,
+    symbolizer: ProcessSymbolizer,
+    tracker: HealthTracker,
+    owner: Owner,
+    go_version: String,
+    next_snapshot: Instant,
+    gc_cycles: Option<u32>,
+    pauses: LatencyHistogram,
+    pause_sum_ns: u64,
+    report: Option<HealthReport>,
+}
+
+/// Go processes found, watched, and what went wrong.
+pub struct GoSource {
+    discovery: GoDiscovery,
+    watched: HashMap<u32, Watched>,
+    /// Processes that could not be attached, with why (not retried while they live).
+    refused: HashMap<u32, String>,
+    next_discovery: Instant,
+    settings: GoSettings,
+    /// GC pauses that fell out of the runtime's 256-entry ring between two snapshots.
+    pub pauses_missed: u64,
+    /// Snapshots that failed (the process was mid-change; the next one is tried as usual).
+    pub snapshot_failures: u64,
+    /// Processes not watched because `max_processes` were already watched.
+    pub over_limit: u64,
+}
+
+impl GoSource {
+    /// A source that discovers on its first cycle.
+    pub fn new(settings: GoSettings) -> Self {
+        Self {
+            discovery: GoDiscovery::default(),
+            watched: HashMap::new(),
+            refused: HashMap::new(),
+            next_discovery: Instant::now(),
+            settings,
+            pauses_missed: 0,
+            snapshot_failures: 0,
+            over_limit: 0,
+        }
+    }
+
+    /// Applies reloaded settings; watched processes keep their history.
+    pub fn set_settings(&mut self, settings: GoSettings) {
+        self.settings = settings;
+    }
+
+    /// Discovers when due, drops processes that ended, and snapshots those that are due.
+    pub fn collect(&mut self, owners: &mut Owners, proc_root: &Path) -> anyhow::Result<()> {
+        let now = Instant::now();
+        self.watched.retain(|pid, _| owners.procfs().exists(*pid));
+        self.refused.retain(|pid, _| owners.procfs().exists(*pid));
+        if now >= self.next_discovery {
+            self.next_discovery = now + self.settings.discover_every;
+            self.discover(owners, proc_root)?;
+        }
+        let options = SnapshotOptions { max_frames: FRAMES };
+        let mut ended = Vec::new();
+        for (pid, w) in &mut self.watched {
+            if Instant::now() < w.next_snapshot {
+                continue;
+            }
+            w.next_snapshot = Instant::now() + self.settings.interval;
+            match w.process.snapshot(&options) {
+                Ok(snapshot) => {
+                    w.tracker.observe(&snapshot, &w.symbolizer);
+                    let gc = &snapshot.gc;
+                    if let Some(before) = w.gc_cycles {
+                        let new = gc.cycles.wrapping_sub(before) as usize;
+                        let kept = new.min(gc.recent_pauses_ns.len());
+                        self.pauses_missed += (new - kept) as u64;
+                        for &pause in &gc.recent_pauses_ns[gc.recent_pauses_ns.len() - kept..] {
+                            w.pauses.record(pause);
+                            w.pause_sum_ns = w.pause_sum_ns.saturating_add(pause);
+                        }
+                    }
+                    w.gc_cycles = Some(gc.cycles);
+                    w.report = Some(w.tracker.report(&w.symbolizer));
+                }
+                Err(MemoryError::Exited { .. }) => ended.push(*pid),
+                Err(_) => self.snapshot_failures += 1,
+            }
+        }
+        for pid in ended {
+            self.watched.remove(&pid);
+        }
+        Ok(())
+    }
+
+    fn discover(&mut self, owners: &mut Owners, proc_root: &Path) -> anyhow::Result<()> {
+        let pids = owners.procfs().pids()?;
+        let found = self.discovery.scan(owners.procfs(), pids);
+        for process in found {
+            let pid = process.pid;
+            if pid == std::process::id()
+                || self.watched.contains_key(&pid)
+                || self.refused.contains_key(&pid)
+            {
+                continue;
+            }
+            let seen = owners.see(pid, &process.comm).clone();
+            if !seen.targeted || !seen.alive {
+                continue;
+            }
+            if self.watched.len() >= self.settings.max_processes {
+                self.over_limit += 1;
+                continue;
+            }
+            match GoProcess::attach(proc_root, pid) {
+                Ok(attached) => {
+                    let symbolizer = attached.symbolizer();
+                    let go_version = attached.info().build.go_version.clone();
+                    self.watched.insert(
+                        pid,
+                        Watched {
+                            process: attached,
+                            symbolizer,
+                            tracker: HealthTracker::new(HealthSettings {
+                                leak_after_ns: duration_ns(self.settings.leak_after),
+                                long_lived_ns: duration_ns(self.settings.interval),
+                            }),
+                            owner: seen.owner,
+                            go_version,
+                            next_snapshot: Instant::now(),
+                            gc_cycles: None,
+                            pauses: LatencyHistogram::new(),
+                            pause_sum_ns: 0,
+                            report: None,
+                        },
+                    );
+                }
+                Err(error) => {
+                    eprintln!(
+                        "goroscope: agent: not watching Go process {pid} ({}): {error}",
+                        process.comm
+                    );
+                    self.refused.insert(pid, error.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the Go families. Processes that share a label set (no `pid` label) are summed.
+    pub fn families(&self, plan: &LabelPlan, layout: &BucketLayout, out: &mut Exposition) {
+        let mut goroutines = Summed::gauge(
+            "goroscope_go_goroutines",
+            "Goroutines of each Go process by state.",
+        );
+        let mut waiting = Summed::gauge(
+            "goroscope_go_goroutines_waiting",
+            "Blocked goroutines by wait reason (the runtime's own names).",
+        );
+        let mut created = Summed::counter(
+            "goroscope_go_goroutines_created_total",
+            "Goroutines created since the process started (the runtime's goroutine id counter).",
+        );
+        let mut suspects = Summed::gauge(
+            "goroscope_go_leak_suspects",
+            "Goroutines in leak-suspect groups: blocked past leak_after in a group that never \
+             shrank, by where they were created and where they block.",
+        );
+        let mut cycles = Summed::counter(
+            "goroscope_go_gc_cycles_total",
+            "Completed GC cycles since the process started.",
+        );
+        let mut heap = Summed::gauge(
+            "goroscope_go_heap_bytes",
+            "Heap bytes: live (marked live or allocated since the last GC) and the goal at \
+             which the next GC starts.",
+        );
+        let mut procs = Summed::gauge("goroscope_go_gomaxprocs", "GOMAXPROCS of the Go process.");
+        let mut runqueue = Summed::gauge(
+            "goroscope_go_runqueue_goroutines",
+            "Runnable goroutines waiting in the global run queue or the per-P local queues.",
+        );
+        let mut info = Summed::gauge(
+            "goroscope_go_processes",
+            "Go processes being watched, by Go version.",
+        );
+        let mut pauses: HashMap<Labels, (LatencyHistogram, u64)> = HashMap::new();
+        for (pid, w) in &self.watched {
+            let labels = plan.labels(&w.owner, Some(*pid));
+            info.add(labels.clone().push("go_version", w.go_version.clone()), 1.0);
+            let (hist, sum) = pauses.entry(labels.clone()).or_default();
+            hist.merge(&w.pauses);
+            *sum = sum.saturating_add(w.pause_sum_ns);
+            let Some(report) = &w.report else {
+                continue;
+            };
+            for (state, n) in &report.by_state {
+                goroutines.add(labels.clone().push("state", state.clone()), *n as f64);
+            }
+            for (reason, n) in &report.by_wait_reason {
+                waiting.add(
+                    labels.clone().push("wait_reason", reason.clone()),
+                    *n as f64,
+                );
+            }
+            created.add(labels.clone(), report.created_total as f64);
+            for s in &report.leak_suspects {
+                suspects.add(
+                    labels
+                        .clone()
+                        .push("created_at", location(&s.creation.file, s.creation.line))
+                        .push(
+                            "blocked_at",
+                            location(&s.blocked_at.file, s.blocked_at.line),
+                        )
+                        .push("wait_reason", s.wait_reason.clone())
+                        .push("start_function", s.start_function.clone()),
+                    s.count as f64,
+                );
+            }
+            cycles.add(labels.clone(), f64::from(report.gc.cycles));
+            if let Some(live) = report.gc.heap_live_bytes {
+                heap.add(labels.clone().push("kind", "live"), live as f64);
+            }
+            if let Some(goal) = report.gc.heap_goal_bytes {
+                heap.add(labels.clone().push("kind", "goal"), goal as f64);
+            }
+            let sched = &report.scheduler.latest;
+            procs.add(labels.clone(), f64::from(sched.gomaxprocs));
+            runqueue.add(
+                labels.clone().push("queue", "global"),
+                f64::from(sched.global_runqueue),
+            );
+            let local: u64 = sched.local_runqueues.iter().map(|&n| u64::from(n)).sum();
+            runqueue.add(labels.push("queue", "local"), local as f64);
+        }
+        let mut pause_family = Family::histogram(
+            "goroscope_go_gc_pause_seconds",
+            "Stop-the-world GC pauses seen since the agent attached.",
+        );
+        for (labels, (hist, sum)) in pauses {
+            pause_family.add_histogram(labels, &layout.histogram_from_ns(&hist, sum));
+        }
+        out.push(pause_family);
+        for family in [
+            goroutines, waiting, created, suspects, cycles, heap, procs, runqueue, info,
+        ] {
+            out.push(family.finish());
+        }
+    }
+}
+
+fn location(file: &str, line: u32) -> String {
+    if file.is_empty() {
+        "unknown".into()
+    } else {
+        format!("{file}:{line}")
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

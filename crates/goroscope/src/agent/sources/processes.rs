@@ -1,0 +1,159 @@
+//! Process lifecycle counts: execs, exits (by exit code or signal) and forks, from the kernel's
+//! low-rate process events. The events are drained continuously between collections, so the
+//! reader's queue never fills while the agent waits.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use goroscope_bpf::{EventCollector, EventStream, Losses};
+use goroscope_export::{Exposition, Family};
+use goroscope_model::{signal_name, EventDetail, ExitStatus};
+
+use crate::agent::ledger::Owner;
+use crate::agent::owners::Owners;
+use crate::agent::series::LabelPlan;
+
+/// What a counted event was.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Happened {
+    Exec,
+    Fork,
+    /// Exit with its status label: the exit code, or the signal's name.
+    Exit(String),
+}
+
+/// Counts kept per owner; bounded so a host that execs endlessly many distinct names cannot
+/// grow the agent without limit (excess is counted as dropped).
+const MAX_OWNERS: usize = 50_000;
+
+/// The process event collector and its counts.
+pub struct ProcessSource {
+    collector: EventCollector<'static>,
+    stream: EventStream,
+    counts: HashMap<(Owner, Happened), u64>,
+    decode_errors: u64,
+    dropped_owners: u64,
+}
+
+impl ProcessSource {
+    /// Wraps a started collector and starts reading its events.
+    pub fn new(collector: EventCollector<'static>) -> anyhow::Result<Self> {
+        let stream = collector.stream()?;
+        Ok(Self {
+            collector,
+            stream,
+            counts: HashMap::new(),
+            decode_errors: 0,
+            dropped_owners: 0,
+        })
+    }
+
+    /// Forgets the counts of owners the new targets exclude.
+    pub fn retain_owners(&mut self, keep: impl Fn(&Owner) -> bool) {
+        self.counts.retain(|(owner, _), _| keep(owner));
+    }
+
+    /// Kernel-side losses so far.
+    pub fn losses(&self) -> anyhow::Result<Losses> {
+        Ok(self.collector.losses()?)
+    }
+
+    /// Events dropped between the ring buffer and the agent (the reader's queue was full).
+    pub fn reader_drops(&self) -> u64 {
+        self.stream.queue_drops()
+    }
+
+    /// Records the agent could not decode, plus counts not kept because of the owner cap.
+    pub fn aggregation_drops(&self) -> u64 {
+        self.decode_errors.saturating_add(self.dropped_owners)
+    }
+
+    /// Counts the events that arrive within `wait` (returns early when none are queued and
+    /// the wait is over).
+    pub fn drain(&mut self, owners: &mut Owners, wait: Duration) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Some(raw) = self.stream.next(left)? else {
+                return Ok(());
+            };
+            let Ok(event) = raw.decode() else {
+                self.decode_errors += 1;
+                continue;
+            };
+            let comm =
+                String::from_utf8_lossy(goroscope_model::until_nul(event.header.comm)).into_owned();
+            let happened = match event.detail {
+                EventDetail::Exec { .. } => Happened::Exec,
+                EventDetail::Fork { .. } => Happened::Fork,
+                EventDetail::Exit { status, .. } => Happened::Exit(status_label(status)),
+                _ => continue,
+            };
+            let seen = owners.see(event.header.pid, &comm);
+            if !seen.targeted {
+                continue;
+            }
+            let mut owner = seen.owner.clone();
+            owner.comm = comm;
+            let key = (owner, happened);
+            if let Some(count) = self.counts.get_mut(&key) {
+                *count += 1;
+            } else if self.counts.len() < MAX_OWNERS {
+                self.counts.insert(key, 1);
+            } else {
+                self.dropped_owners += 1;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Adds the process families.
+    pub fn families(&self, plan: &LabelPlan, out: &mut Exposition) {
+        let plan = LabelPlan {
+            pid: false,
+            ..*plan
+        };
+        let mut execs = Family::counter(
+            "goroscope_process_execs_total",
+            "Programs executed (successful exec), by the name of the new program.",
+        );
+        let mut exits = Family::counter(
+            "goroscope_process_exits_total",
+            "Processes that exited, by name and status: the exit code, or the signal that \
+             killed them.",
+        );
+        let mut forks = Family::counter(
+            "goroscope_process_forks_total",
+            "New processes created (fork, clone without CLONE_THREAD), by the parent's name.",
+        );
+        let mut sums: HashMap<(goroscope_export::Labels, &Happened), u64> = HashMap::new();
+        for ((owner, happened), count) in &self.counts {
+            *sums
+                .entry((plan.labels(owner, None), happened))
+                .or_default() += count;
+        }
+        for ((labels, happened), count) in sums {
+            match happened {
+                Happened::Exec => execs.add_counter(labels, count as f64),
+                Happened::Fork => forks.add_counter(labels, count as f64),
+                Happened::Exit(status) => {
+                    exits.add_counter(labels.push("status", status.clone()), count as f64)
+                }
+            }
+        }
+        out.push(execs);
+        out.push(exits);
+        out.push(forks);
+    }
+}
+
+fn status_label(status: ExitStatus) -> String {
+    if status.signal == 0 {
+        status.exit_code.to_string()
+    } else {
+        signal_name(status.signal)
+            .map_or_else(|| format!("signal_{}", status.signal), str::to_owned)
+    }
+}

@@ -1,0 +1,148 @@
+//! Scheduler statistics per process: run-queue latency, voluntary and involuntary context
+//! switches, and off-CPU time, from the kernel's per-process rows.
+
+use goroscope_bpf::sched::SchedCollector;
+use goroscope_bpf::Losses;
+use goroscope_export::{BucketLayout, Exposition, Family};
+use goroscope_model::sched_stats::SchedRow;
+use goroscope_model::LatencyHistogram;
+
+use crate::agent::ledger::{Ledger, Owner, Tally};
+use crate::agent::owners::Owners;
+use crate::agent::series::{sum_by_labels, LabelPlan, LiveRow};
+
+/// One process's scheduler totals.
+#[derive(Clone, Debug, Default)]
+pub struct SchedTally {
+    voluntary: u64,
+    involuntary: u64,
+    runqueue: LatencyHistogram,
+    runqueue_ns: u64,
+    blocked_ns: u64,
+}
+
+impl Tally for SchedTally {
+    fn add(&mut self, other: &Self) {
+        self.voluntary = self.voluntary.saturating_add(other.voluntary);
+        self.involuntary = self.involuntary.saturating_add(other.involuntary);
+        self.runqueue.merge(&other.runqueue);
+        self.runqueue_ns = self.runqueue_ns.saturating_add(other.runqueue_ns);
+        self.blocked_ns = self.blocked_ns.saturating_add(other.blocked_ns);
+    }
+}
+
+impl From<&SchedRow> for SchedTally {
+    fn from(row: &SchedRow) -> Self {
+        Self {
+            voluntary: row.voluntary_switches,
+            involuntary: row.involuntary_switches,
+            runqueue: row.runqueue.clone(),
+            runqueue_ns: row.runqueue_total_ns,
+            blocked_ns: row.blocked_ns,
+        }
+    }
+}
+
+/// The scheduler collector and what it has retired.
+pub struct SchedSource {
+    collector: SchedCollector<'static>,
+    ledger: Ledger<(), SchedTally>,
+    live: Vec<LiveRow<(), SchedTally>>,
+}
+
+impl SchedSource {
+    /// Wraps a started collector.
+    pub fn new(collector: SchedCollector<'static>) -> Self {
+        Self {
+            collector,
+            ledger: Ledger::default(),
+            live: Vec::new(),
+        }
+    }
+
+    /// Swaps in a freshly loaded collector (the kernel filter changed): the old one is read a
+    /// last time and everything it counted is retired, so no counter goes back.
+    pub fn restart(&mut self, owners: &mut Owners, collector: SchedCollector<'static>) {
+        if let Err(error) = self.collect(owners) {
+            eprintln!("goroscope: agent: last read before a reload failed: {error:#}");
+        }
+        for row in self.live.drain(..) {
+            self.ledger.retire(&row.owner, &row.key, &row.value);
+        }
+        self.collector = collector;
+    }
+
+    /// Forgets what dead processes of owners the new targets exclude counted.
+    pub fn retain_owners(&mut self, keep: impl Fn(&Owner) -> bool) {
+        self.ledger.retain_owners(|owner| keep(owner));
+    }
+
+    /// Kernel-side losses so far.
+    pub fn losses(&self) -> anyhow::Result<Losses> {
+        Ok(self.collector.losses()?)
+    }
+
+    /// Reads the kernel rows; retires and deletes those of dead or untargeted processes.
+    pub fn collect(&mut self, owners: &mut Owners) -> anyhow::Result<()> {
+        let rows = self.collector.rows()?;
+        self.live.clear();
+        let mut forget = Vec::new();
+        for row in &rows {
+            let seen = owners.see(row.pid, &row.comm).clone();
+            if !seen.targeted {
+                forget.push(row.pid);
+            } else if seen.alive {
+                self.live.push(LiveRow {
+                    pid: row.pid,
+                    owner: seen.owner,
+                    key: (),
+                    value: SchedTally::from(row),
+                });
+            } else {
+                self.ledger.retire(&seen.owner, &(), &SchedTally::from(row));
+                forget.push(row.pid);
+            }
+        }
+        if !forget.is_empty() {
+            self.collector.forget(&forget)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the scheduler families.
+    pub fn families(&self, plan: &LabelPlan, layout: &BucketLayout, out: &mut Exposition) {
+        let mut latency = Family::histogram(
+            "goroscope_runqueue_latency_seconds",
+            "Time threads waited runnable for a CPU: from wakeup (or preemption) to running.",
+        );
+        let mut switches = Family::counter(
+            "goroscope_context_switches_total",
+            "Context switches of the process's threads: voluntary (blocked) or involuntary \
+             (preempted).",
+        );
+        let mut offcpu = Family::counter(
+            "goroscope_offcpu_seconds_total",
+            "Time threads spent off CPU: blocked (sleeping, waiting on I/O or locks until \
+             woken) or runqueue (runnable, waiting for a CPU).",
+        );
+        for ((labels, ()), t) in sum_by_labels(plan, &self.live, &self.ledger) {
+            latency.add_histogram(
+                labels.clone(),
+                &layout.histogram_from_ns(&t.runqueue, t.runqueue_ns),
+            );
+            switches.add_counter(labels.clone().push("kind", "voluntary"), t.voluntary as f64);
+            switches.add_counter(
+                labels.clone().push("kind", "involuntary"),
+                t.involuntary as f64,
+            );
+            offcpu.add_counter(
+                labels.clone().push("state", "blocked"),
+                t.blocked_ns as f64 / 1e9,
+            );
+            offcpu.add_counter(labels.push("state", "runqueue"), t.runqueue_ns as f64 / 1e9);
+        }
+        out.push(latency);
+        out.push(switches);
+        out.push(offcpu);
+    }
+}

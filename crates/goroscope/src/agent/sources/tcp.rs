@@ -1,0 +1,334 @@
+//! TCP per process and direction (outbound: the process connected; inbound: it accepted):
+//! connections, connect latency and failures, duration, bytes, resets, retransmits, RTT, and
+//! the edges of a service map (which process talks to which remote endpoint).
+
+use std::net::IpAddr;
+
+use goroscope_bpf::tcp::TcpCollector;
+use goroscope_bpf::Losses;
+use goroscope_export::{BucketLayout, Exposition, Family, Labels};
+use goroscope_model::tcp_stats::{TcpDirection, TcpEdge, TcpRow};
+use goroscope_model::LatencyHistogram;
+
+use crate::agent::ledger::{Ledger, Owner, Tally};
+use crate::agent::owners::Owners;
+use crate::agent::series::{sum_by_labels, LabelPlan, LiveRow};
+
+/// One process's TCP totals in one direction.
+#[derive(Clone, Debug, Default)]
+pub struct TcpTally {
+    opened: u64,
+    closed: u64,
+    connect_failures: u64,
+    resets_sent: u64,
+    resets_received: u64,
+    retransmits: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    connect_latency: LatencyHistogram,
+    connect_latency_ns: u64,
+    duration: LatencyHistogram,
+    duration_ns: u64,
+    rtt: LatencyHistogram,
+    rtt_ns: u64,
+}
+
+impl Tally for TcpTally {
+    fn add(&mut self, o: &Self) {
+        let add = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        add(&mut self.opened, o.opened);
+        add(&mut self.closed, o.closed);
+        add(&mut self.connect_failures, o.connect_failures);
+        add(&mut self.resets_sent, o.resets_sent);
+        add(&mut self.resets_received, o.resets_received);
+        add(&mut self.retransmits, o.retransmits);
+        add(&mut self.bytes_sent, o.bytes_sent);
+        add(&mut self.bytes_received, o.bytes_received);
+        self.connect_latency.merge(&o.connect_latency);
+        add(&mut self.connect_latency_ns, o.connect_latency_ns);
+        self.duration.merge(&o.duration);
+        add(&mut self.duration_ns, o.duration_ns);
+        self.rtt.merge(&o.rtt);
+        add(&mut self.rtt_ns, o.rtt_ns);
+    }
+}
+
+impl From<&TcpRow> for TcpTally {
+    fn from(r: &TcpRow) -> Self {
+        Self {
+            opened: r.opened,
+            closed: r.closed,
+            connect_failures: r.connect_failures,
+            resets_sent: r.resets_sent,
+            resets_received: r.resets_received,
+            retransmits: r.retransmits,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            connect_latency: r.connect_latency.clone(),
+            connect_latency_ns: r.connect_latency_total_ns,
+            duration: r.duration.clone(),
+            duration_ns: r.duration_total_ns,
+            rtt: r.rtt.clone(),
+            rtt_ns: r.rtt_total_ns,
+        }
+    }
+}
+
+/// One process's traffic with one remote endpoint.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EdgeTally {
+    connections: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+}
+
+impl Tally for EdgeTally {
+    fn add(&mut self, o: &Self) {
+        self.connections = self.connections.saturating_add(o.connections);
+        self.bytes_sent = self.bytes_sent.saturating_add(o.bytes_sent);
+        self.bytes_received = self.bytes_received.saturating_add(o.bytes_received);
+    }
+}
+
+impl From<&TcpEdge> for EdgeTally {
+    fn from(e: &TcpEdge) -> Self {
+        Self {
+            connections: e.connections,
+            bytes_sent: e.bytes_sent,
+            bytes_received: e.bytes_received,
+        }
+    }
+}
+
+/// An edge's key: direction, remote address, port (remote for outbound, local for inbound).
+type EdgeKey = (Direction, IpAddr, u16);
+
+/// A hashable copy of the model's direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Direction(bool);
+
+impl Direction {
+    fn of(d: TcpDirection) -> Self {
+        Self(matches!(d, TcpDirection::Outbound))
+    }
+
+    fn name(self) -> &'static str {
+        if self.0 {
+            "outbound"
+        } else {
+            "inbound"
+        }
+    }
+}
+
+/// The TCP collector and what it has retired.
+pub struct TcpSource {
+    collector: TcpCollector<'static>,
+    rows: Ledger<Direction, TcpTally>,
+    edges: Ledger<EdgeKey, EdgeTally>,
+    live_rows: Vec<LiveRow<Direction, TcpTally>>,
+    live_edges: Vec<LiveRow<EdgeKey, EdgeTally>>,
+}
+
+impl TcpSource {
+    /// Wraps a started collector.
+    pub fn new(collector: TcpCollector<'static>) -> Self {
+        Self {
+            collector,
+            rows: Ledger::default(),
+            edges: Ledger::default(),
+            live_rows: Vec::new(),
+            live_edges: Vec::new(),
+        }
+    }
+
+    /// Swaps in a freshly loaded collector (the kernel filter changed): the old one is read a
+    /// last time and everything it counted is retired, so no counter goes back.
+    pub fn restart(&mut self, owners: &mut Owners, collector: TcpCollector<'static>) {
+        if let Err(error) = self.collect(owners) {
+            eprintln!("goroscope: agent: last read before a reload failed: {error:#}");
+        }
+        for row in self.live_rows.drain(..) {
+            self.rows.retire(&row.owner, &row.key, &row.value);
+        }
+        for row in self.live_edges.drain(..) {
+            self.edges.retire(&row.owner, &row.key, &row.value);
+        }
+        self.collector = collector;
+    }
+
+    /// Forgets what dead processes of owners the new targets exclude counted.
+    pub fn retain_owners(&mut self, keep: impl Fn(&Owner) -> bool) {
+        self.rows.retain_owners(|owner| keep(owner));
+        self.edges.retain_owners(|owner| keep(owner));
+    }
+
+    /// Kernel-side losses so far.
+    pub fn losses(&self) -> anyhow::Result<Losses> {
+        Ok(self.collector.losses()?)
+    }
+
+    /// Reads the kernel rows and edges; retires and deletes those of dead or untargeted
+    /// processes.
+    pub fn collect(&mut self, owners: &mut Owners) -> anyhow::Result<()> {
+        let rows = self.collector.rows()?;
+        let edges = self.collector.edges()?;
+        self.live_rows.clear();
+        self.live_edges.clear();
+        let mut forget = Vec::new();
+        for row in &rows {
+            let seen = owners.see(row.pid, &row.comm).clone();
+            let key = Direction::of(row.direction);
+            if !seen.targeted {
+                forget.push(row.pid);
+            } else if seen.alive {
+                self.live_rows.push(LiveRow {
+                    pid: row.pid,
+                    owner: seen.owner,
+                    key,
+                    value: TcpTally::from(row),
+                });
+            } else {
+                self.rows.retire(&seen.owner, &key, &TcpTally::from(row));
+                forget.push(row.pid);
+            }
+        }
+        for edge in &edges {
+            let seen = owners.see(edge.pid, &edge.comm).clone();
+            let key = (Direction::of(edge.direction), edge.remote, edge.port);
+            if !seen.targeted {
+                forget.push(edge.pid);
+            } else if seen.alive {
+                self.live_edges.push(LiveRow {
+                    pid: edge.pid,
+                    owner: seen.owner,
+                    key,
+                    value: EdgeTally::from(edge),
+                });
+            } else {
+                self.edges.retire(&seen.owner, &key, &EdgeTally::from(edge));
+                forget.push(edge.pid);
+            }
+        }
+        forget.sort_unstable();
+        forget.dedup();
+        if !forget.is_empty() {
+            self.collector.forget(&forget)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the TCP families; the edge families only when `edges`.
+    pub fn families(
+        &self,
+        plan: &LabelPlan,
+        layout: &BucketLayout,
+        edges: bool,
+        out: &mut Exposition,
+    ) {
+        let mut connections = Family::counter(
+            "goroscope_tcp_connections_total",
+            "TCP connections by direction (outbound: connected by the process, inbound: \
+             accepted by it) and event (opened: established, closed).",
+        );
+        let mut failures = Family::counter(
+            "goroscope_tcp_connect_failures_total",
+            "Outbound connects that never got established (refused, reset or timed out).",
+        );
+        let mut resets = Family::counter(
+            "goroscope_tcp_resets_total",
+            "TCP resets on the process's connections, sent or received.",
+        );
+        let mut retransmits = Family::counter(
+            "goroscope_tcp_retransmits_total",
+            "TCP segments retransmitted on the process's connections.",
+        );
+        let mut bytes = Family::counter(
+            "goroscope_tcp_bytes_total",
+            "Bytes sent (acknowledged by the peer) and received on connections, counted when \
+             each connection closes.",
+        );
+        let mut connect = Family::histogram(
+            "goroscope_tcp_connect_latency_seconds",
+            "Time from connect() to established, outbound connections.",
+        );
+        let mut duration = Family::histogram(
+            "goroscope_tcp_connection_duration_seconds",
+            "Time connections stayed open, from established to closed.",
+        );
+        let mut rtt = Family::histogram(
+            "goroscope_tcp_rtt_seconds",
+            "Smoothed round-trip time of each connection when it closed.",
+        );
+        for ((labels, dir), t) in sum_by_labels(plan, &self.live_rows, &self.rows) {
+            let l = labels.push("direction", dir.name());
+            let with = |name: &'static str, value: &str| l.clone().push(name, value);
+            connections.add_counter(with("event", "opened"), t.opened as f64);
+            connections.add_counter(with("event", "closed"), t.closed as f64);
+            resets.add_counter(with("origin", "sent"), t.resets_sent as f64);
+            resets.add_counter(with("origin", "received"), t.resets_received as f64);
+            bytes.add_counter(with("traffic", "sent"), t.bytes_sent as f64);
+            bytes.add_counter(with("traffic", "received"), t.bytes_received as f64);
+            retransmits.add_counter(l.clone(), t.retransmits as f64);
+            duration.add_histogram(
+                l.clone(),
+                &layout.histogram_from_ns(&t.duration, t.duration_ns),
+            );
+            rtt.add_histogram(l.clone(), &layout.histogram_from_ns(&t.rtt, t.rtt_ns));
+            if dir.0 {
+                failures.add_counter(labels_without_direction(&l), t.connect_failures as f64);
+                connect.add_histogram(
+                    labels_without_direction(&l),
+                    &layout.histogram_from_ns(&t.connect_latency, t.connect_latency_ns),
+                );
+            }
+        }
+        for family in [
+            connections,
+            failures,
+            resets,
+            retransmits,
+            bytes,
+            connect,
+            duration,
+            rtt,
+        ] {
+            out.push(family);
+        }
+        if edges {
+            let mut edge_connections = Family::counter(
+                "goroscope_tcp_edge_connections_total",
+                "Connections per remote endpoint (the edges of a service map): port is the \
+                 remote port for outbound, the local listening port for inbound.",
+            );
+            let mut edge_bytes = Family::counter(
+                "goroscope_tcp_edge_bytes_total",
+                "Bytes per remote endpoint, counted when each connection closes.",
+            );
+            for ((labels, (dir, remote, port)), t) in
+                sum_by_labels(plan, &self.live_edges, &self.edges)
+            {
+                let l = labels
+                    .push("direction", dir.name())
+                    .push("remote", remote.to_string())
+                    .push("port", port.to_string());
+                edge_connections.add_counter(l.clone(), t.connections as f64);
+                edge_bytes.add_counter(l.clone().push("traffic", "sent"), t.bytes_sent as f64);
+                edge_bytes.add_counter(l.push("traffic", "received"), t.bytes_received as f64);
+            }
+            out.push(edge_connections);
+            out.push(edge_bytes);
+        }
+    }
+}
+
+/// Connect failures and latency are outbound only: no direction label.
+fn labels_without_direction(labels: &Labels) -> Labels {
+    let mut out = Labels::new();
+    for (name, value) in labels.iter() {
+        if name != "direction" {
+            out = out.push(name, value);
+        }
+    }
+    out
+}
