@@ -52,6 +52,11 @@ fn prometheus_sees_exactly_what_a_workload_did() {
         "collectors:\n  go: { enabled: false }\n  network: { exclude: [] }\n",
     ));
     let prometheus = Prometheus::start(agent.address);
+    // A process that lives across several collections, then exits: its series must neither
+    // reset nor split when it is retired.
+    let sleeper_comm = unique_comm("gsa-slp");
+    let sleeper = named_testload(&sleeper_comm);
+    let sleeping = thread::spawn(move || run_ok(&sleeper, &["sleep", "3500"]));
     let comm = unique_comm("gsa-work");
     let program = named_testload(&comm);
     let server = echo_server();
@@ -160,6 +165,30 @@ fn prometheus_sees_exactly_what_a_workload_did() {
         0.0,
     );
     q(r#"up{job="goroscope"}"#.into(), 1.0);
+    sleeping.join().expect("the sleeper ran");
+    let s = &sleeper_comm;
+    q(
+        format!(r#"sum(goroscope_process_exits_total{{comm="{s}",status="0"}})"#),
+        1.0,
+    );
+    q(
+        format!(r#"count(goroscope_syscalls_total{{comm="{s}",syscall="nanosleep"}})"#),
+        1.0,
+    );
+    // Scraped alive for ~3 s, then retired: still one series, never reset.
+    thread::sleep(Duration::from_secs(3));
+    q(
+        format!(r#"max(resets(goroscope_syscalls_total{{comm="{s}"}}[5m]))"#),
+        0.0,
+    );
+    q(
+        format!(r#"count(goroscope_syscalls_total{{comm="{s}",syscall="nanosleep"}})"#),
+        1.0,
+    );
+    q(
+        format!(r#"max(resets(goroscope_context_switches_total{{comm="{s}"}}[5m]))"#),
+        0.0,
+    );
     let finished = agent.goroscope.stop_with(libc::SIGTERM);
     finished.assert_code(0);
     drop(prometheus);
@@ -170,7 +199,7 @@ fn metrics_pass_promtool_and_openmetrics_is_negotiated() {
     // A Go program and a TCP workload, so that every family has samples.
     let leaky = LeakyCopy::start("gsa-prom");
     let agent = Agent::start(&config(
-        "collectors:\n  go: { interval: 500ms, discover_every: 1s }\n",
+        "collectors:\n  go: { interval: 500ms, discover_every: 1s, leak_after: 1s }\n",
     ));
     let program = named_testload(&unique_comm("gsa-prom-w"));
     run_ok(&program, &["connect", &echo_server().to_string(), "3"]);

@@ -23,6 +23,11 @@ use crate::agent::sources::sched::SchedSource;
 use crate::agent::sources::syscalls::SyscallSource;
 use crate::agent::sources::tcp::TcpSource;
 
+/// How often retired values of cgroups that no longer exist are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
+/// Where cgroup v2 is mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
 /// Where the process table and sysfs are.
 const PROC_ROOT: &str = "/proc";
 const SYS_ROOT: &str = "/sys";
@@ -97,6 +102,7 @@ pub struct Collection {
     bpf_stats: Option<RunTimeStats>,
     counters: SelfCounters,
     started: Instant,
+    last_prune: Instant,
 }
 
 impl Collection {
@@ -116,6 +122,7 @@ impl Collection {
             bpf_stats: None,
             counters: SelfCounters::default(),
             started: Instant::now(),
+            last_prune: Instant::now(),
             config,
         };
         collection.start_missing();
@@ -130,14 +137,23 @@ impl Collection {
     /// Starts enabled collectors that are off, stops disabled ones.
     fn start_missing(&mut self) {
         let c = &self.config.collectors;
-        let filter = kernel::filter(self.config.targets.only_pids());
+        // Targets are applied in user space (the kernel filter is fixed at load, and reloads
+        // must not restart collectors): every process is traced, untargeted rows are deleted.
+        let filter = kernel::host_wide();
         let mode = self.mode.clone();
         let bpf = |what: &str| -> anyhow::Result<AttachMode> {
             mode.clone()
                 .map_err(|e| anyhow::anyhow!("no BPF attach mode for {what}: {e}"))
         };
         let want_syscalls = c.syscalls.enabled || c.files.enabled;
+        let mut stopped = Losses::default();
+        let mut keep_losses = |losses: Option<anyhow::Result<Losses>>| {
+            if let Some(Ok(losses)) = losses {
+                stopped.add(&losses);
+            }
+        };
         if !want_syscalls {
+            keep_losses(self.syscalls.get().map(SyscallSource::losses));
             self.syscalls = Probe::Off;
         } else if !matches!(self.syscalls, Probe::Up(_)) {
             self.syscalls = Probe::start(true, "syscall", || {
@@ -148,6 +164,7 @@ impl Collection {
             });
         }
         if !c.processes.enabled {
+            keep_losses(self.processes.get().map(ProcessSource::losses));
             self.processes = Probe::Off;
         } else if !matches!(self.processes, Probe::Up(_)) {
             self.processes = Probe::start(true, "process", || {
@@ -155,6 +172,7 @@ impl Collection {
             });
         }
         if !c.scheduler.enabled {
+            keep_losses(self.sched.get().map(SchedSource::losses));
             self.sched = Probe::Off;
         } else if !matches!(self.sched, Probe::Up(_)) {
             self.sched = Probe::start(true, "scheduler", || {
@@ -162,6 +180,7 @@ impl Collection {
             });
         }
         if !c.tcp.enabled {
+            keep_losses(self.tcp.get().map(TcpSource::losses));
             self.tcp = Probe::Off;
         } else if !matches!(self.tcp, Probe::Up(_)) {
             self.tcp = Probe::start(true, "TCP", || {
@@ -175,6 +194,8 @@ impl Collection {
                 Ok(NetworkSource::new(SysFs::new(SYS_ROOT)))
             });
         }
+        // Losses of stopped collectors stay counted: the counter never goes back.
+        self.counters.stopped_losses.add(&stopped);
         let go_settings = go_settings(&self.config);
         if !c.go.enabled {
             self.go = Probe::Off;
@@ -283,6 +304,10 @@ impl Collection {
             }
         }
         self.owners.end_cycle();
+        if self.last_prune.elapsed() >= PRUNE_EVERY {
+            self.last_prune = Instant::now();
+            self.prune_gone_cgroups();
+        }
         for (source, error) in failed {
             // A failed read is counted and said once per cycle; the collector stays up and the
             // next cycle tries again.
@@ -318,7 +343,20 @@ impl Collection {
             s.families(&plan, &layout, &mut out);
         }
         if let Some(s) = self.tcp.get() {
-            s.families(&plan, &layout, c.tcp.edges, &mut out);
+            let cut = s.families(
+                &plan,
+                &layout,
+                c.tcp.edges,
+                self.config.limits.max_tcp_edges,
+                &mut out,
+            );
+            if cut > 0 {
+                *self
+                    .counters
+                    .series_dropped
+                    .entry("goroscope_tcp_edge_connections_total")
+                    .or_default() += cut as u64;
+            }
         }
         if let Some(s) = self.network.get() {
             s.families(&mut out);
@@ -328,6 +366,10 @@ impl Collection {
         }
         for (family, dropped) in out.cap_series(self.config.limits.max_series_per_family) {
             *self.counters.series_dropped.entry(family).or_default() += dropped as u64;
+        }
+        self.counters.refused_samples += out.dropped_samples() as u64;
+        if self.bpf_stats.is_some() {
+            self.counters.read_programs();
         }
         let losses = self.kernel_losses();
         let view = self_metrics::View {
@@ -349,7 +391,7 @@ impl Collection {
     }
 
     fn kernel_losses(&self) -> Vec<(&'static str, Losses)> {
-        let mut all = Vec::new();
+        let mut all = vec![("stopped collectors", self.counters.stopped_losses)];
         let mut add = |name: &'static str, losses: Option<anyhow::Result<Losses>>| {
             if let Some(Ok(losses)) = losses {
                 all.push((name, losses));
@@ -367,7 +409,6 @@ impl Collection {
     /// applied (needs a restart).
     pub fn reload(&mut self, config: AgentConfig) -> Vec<String> {
         let not_applied = self.config.restart_required(&config);
-        let pids_changed = self.config.targets.only_pids() != config.targets.only_pids();
         let targets_changed = self.config.targets != config.targets;
         let listen = self.config.listen;
         self.config = config;
@@ -376,8 +417,11 @@ impl Collection {
         if targets_changed {
             // Series of processes the new targets leave out end now, retired ones included. A
             // dead process's pid is not kept, so with pid targets only live pids are matched.
+            // Retired owners are matched by comm and cgroup (a dead process's pid is not
+            // kept); with pid targets, retired values are kept, as they were targeted then.
             let targets = self.config.targets.clone();
-            let keep = |owner: &Owner| targets.matches(0, &owner.comm, &owner.cgroup);
+            let by_pid = !targets.pids.is_empty();
+            let keep = |owner: &Owner| by_pid || targets.matches(0, &owner.comm, &owner.cgroup);
             if let Some(s) = self.syscalls.get_mut() {
                 s.retain_owners(keep);
             }
@@ -391,31 +435,38 @@ impl Collection {
                 s.retain_owners(keep);
             }
         }
-        if pids_changed {
-            // The kernel filter is fixed at load: reload the kernel collectors. What they
-            // counted so far is retired first, so no counter goes back.
-            let filter = kernel::filter(self.config.targets.only_pids());
-            if let (Some(s), Ok(mode)) = (self.syscalls.get_mut(), self.mode.clone()) {
-                if let Ok(new) = kernel::syscalls(mode, &filter) {
-                    s.restart(&mut self.owners, new);
-                }
-            }
-            if let (Some(s), Ok(mode)) = (self.sched.get_mut(), self.mode.clone()) {
-                if let Ok(new) = kernel::sched(mode, &filter) {
-                    s.restart(&mut self.owners, new);
-                }
-            }
-            if let (Some(s), Ok(mode)) = (self.tcp.get_mut(), self.mode.clone()) {
-                if let Ok(new) = kernel::tcp(mode, &filter) {
-                    s.restart(&mut self.owners, new);
-                }
-            }
-            if matches!(self.processes, Probe::Up(_)) {
-                self.processes = Probe::Off; // restarted by start_missing with the new filter
-            }
-        }
         self.start_missing();
         not_applied
+    }
+
+    /// Drops what dead processes of cgroups that no longer exist counted (a container or pod
+    /// that is gone): their series end, as they would in Prometheus, and the ledgers stay
+    /// bounded however many containers come and go.
+    fn prune_gone_cgroups(&mut self) {
+        let mut exists: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        let mut keep = |owner: &Owner| {
+            owner.cgroup.is_empty()
+                || *exists.entry(owner.cgroup.clone()).or_insert_with(|| {
+                    Path::new(CGROUP_ROOT)
+                        .join(owner.cgroup.trim_start_matches('/'))
+                        .is_dir()
+                })
+        };
+        if let Some(s) = self.syscalls.get_mut() {
+            s.retain_owners(&mut keep);
+        }
+        if let Some(s) = self.sched.get_mut() {
+            s.retain_owners(&mut keep);
+        }
+        if let Some(s) = self.tcp.get_mut() {
+            s.retain_owners(&mut keep);
+        }
+        if let Some(s) = self.processes.get_mut() {
+            s.retain_owners(&mut keep);
+        }
+        if let Some(s) = self.go.get_mut() {
+            s.retain_owners(&mut keep);
+        }
     }
 
     /// Counts a reload attempt.

@@ -166,13 +166,6 @@ impl Targets {
             || self.comms.iter().any(|g| g.matches(comm))
             || self.cgroups.iter().any(|g| g.matches(cgroup))
     }
-
-    /// The PIDs, when they are the only criterion, so the kernel can filter by PID itself;
-    /// `None` when every process must reach user space to be matched.
-    pub fn only_pids(&self) -> Option<&[u32]> {
-        let only = !self.pids.is_empty() && self.comms.is_empty() && self.cgroups.is_empty();
-        only.then_some(self.pids.as_slice())
-    }
 }
 
 /// A process label a per-process series can carry.

@@ -19,13 +19,9 @@ fn storage() -> &'static mut MaybeUninit<OpenObject> {
     Box::leak(Box::new(MaybeUninit::uninit()))
 }
 
-/// The kernel-side process filter for `pids` (empty: every process but goroscope).
-pub fn filter(pids: Option<&[u32]>) -> ProcessFilter {
-    ProcessFilter {
-        pids: pids.map(<[u32]>::to_vec).unwrap_or_default(),
-        comm: None,
-        include_self: false,
-    }
+/// The kernel-side process filter: every process but goroscope.
+pub fn host_wide() -> ProcessFilter {
+    ProcessFilter::default()
 }
 
 /// Starts the syscall collector.

@@ -50,7 +50,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         .context("installing a handler for SIGHUP")?;
 
     goroscope_bpf::init();
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared::new(stale_after(config.interval)));
     let server = Server::start(config.listen, Arc::clone(&shared))?;
     let mut collection = Collection::start(config);
     // Tests and scripts wait for "goroscope: attached"; the address is what a scraper needs.
@@ -82,11 +82,18 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         }
         if reload.swap(false, Ordering::Relaxed) {
             reload_config(args, &mut collection);
+            shared.set_stale_after(stale_after(collection.config().interval));
         }
     }
     eprintln!("goroscope: agent stopping: detaching probes");
     drop(collection);
     server.stop()
+}
+
+/// How long collection may go without finishing before /healthz says unhealthy: ten
+/// intervals, and at least a minute (a first cycle on a busy host can be slow).
+fn stale_after(interval: std::time::Duration) -> std::time::Duration {
+    (interval * 10).max(std::time::Duration::from_secs(60))
 }
 
 /// Reads and validates the config (defaults without --config), with --listen applied.

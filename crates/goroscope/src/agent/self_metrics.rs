@@ -28,6 +28,36 @@ pub struct SelfCounters {
     pub last_reload_ok: bool,
     /// Time the last collection cycle took.
     pub last_cycle: Duration,
+    /// Kernel losses of collectors turned off by a reload.
+    pub stopped_losses: Losses,
+    /// Samples the exposition refused (duplicate label sets, type conflicts), summed.
+    pub refused_samples: u64,
+    /// Run time and runs of BPF programs no longer loaded, per name, so the totals never go back.
+    pub unloaded_programs: HashMap<String, (u64, u64)>,
+    /// The last reading of each loaded program, by id.
+    pub loaded_programs: HashMap<u32, (String, u64, u64)>,
+}
+
+impl SelfCounters {
+    /// Reads the run time of goroscope's loaded BPF programs. Programs that were unloaded since
+    /// the last reading (a collector turned off) keep their last figures, so totals never go back.
+    pub fn read_programs(&mut self) {
+        let Ok(programs) = bpf_stats::own_programs() else {
+            return;
+        };
+        let mut now: HashMap<u32, (String, u64, u64)> = HashMap::with_capacity(programs.len());
+        for p in programs {
+            now.insert(p.id, (p.name, p.run_time_ns, p.run_count));
+        }
+        for (id, (name, ns, count)) in self.loaded_programs.drain() {
+            if !now.contains_key(&id) {
+                let entry = self.unloaded_programs.entry(name).or_default();
+                entry.0 = entry.0.saturating_add(ns);
+                entry.1 = entry.1.saturating_add(count);
+            }
+        }
+        self.loaded_programs = now;
+    }
 }
 
 /// What the self metrics are computed from.
@@ -61,9 +91,8 @@ pub fn families(view: &View<'_>, out: &mut Exposition) {
          and reason.",
     );
     let mut kernel: HashMap<&str, u64> = HashMap::new();
-    for (collector, losses) in view.kernel_losses {
+    for (_collector, losses) in view.kernel_losses {
         for (reason, count) in LOSS_REASONS.iter().zip(losses.counts) {
-            let _ = collector;
             *kernel.entry(reason).or_default() += count;
         }
     }
@@ -136,28 +165,36 @@ pub fn families(view: &View<'_>, out: &mut Exposition) {
     out.push(errors);
 
     if view.bpf_stats {
-        if let Ok(programs) = bpf_stats::own_programs() {
-            let mut cpu = Family::counter(
-                "goroscope_bpf_program_cpu_seconds_total",
-                "CPU time spent in goroscope's own BPF programs, per program.",
-            );
-            let mut runs = Family::counter(
-                "goroscope_bpf_program_runs_total",
-                "Times each of goroscope's BPF programs ran.",
-            );
-            let mut by_name: HashMap<String, (u64, u64)> = HashMap::new();
-            for p in programs {
-                let entry = by_name.entry(p.name).or_default();
-                entry.0 = entry.0.saturating_add(p.run_time_ns);
-                entry.1 = entry.1.saturating_add(p.run_count);
-            }
-            for (name, (ns, count)) in by_name {
-                cpu.add_counter(Labels::new().push("program", name.clone()), ns as f64 / 1e9);
-                runs.add_counter(Labels::new().push("program", name), count as f64);
-            }
-            out.push(cpu);
-            out.push(runs);
+        let mut cpu = Family::counter(
+            "goroscope_bpf_program_cpu_seconds_total",
+            "CPU time spent in goroscope's own BPF programs, per program.",
+        );
+        let mut runs = Family::counter(
+            "goroscope_bpf_program_runs_total",
+            "Times each of goroscope's BPF programs ran.",
+        );
+        let mut by_name: HashMap<&str, (u64, u64)> = HashMap::new();
+        let loaded = view
+            .counters
+            .loaded_programs
+            .values()
+            .map(|(n, t, c)| (n, (t, c)));
+        let unloaded = view
+            .counters
+            .unloaded_programs
+            .iter()
+            .map(|(n, (t, c))| (n, (t, c)));
+        for (name, (ns, count)) in loaded.chain(unloaded) {
+            let entry = by_name.entry(name).or_default();
+            entry.0 = entry.0.saturating_add(*ns);
+            entry.1 = entry.1.saturating_add(*count);
         }
+        for (name, (ns, count)) in by_name {
+            cpu.add_counter(Labels::new().push("program", name), ns as f64 / 1e9);
+            runs.add_counter(Labels::new().push("program", name), count as f64);
+        }
+        out.push(cpu);
+        out.push(runs);
     }
 
     if let Ok(usage) = own_usage(view.procfs) {
@@ -230,11 +267,12 @@ pub fn families(view: &View<'_>, out: &mut Exposition) {
         );
         failures.add_counter(Labels::new(), go.snapshot_failures as f64);
         out.push(failures);
-        let mut over = Family::counter(
-            "goroscope_go_processes_over_limit_total",
-            "Go processes found but not watched because collectors.go.max_processes were.",
+        let mut over = Family::gauge(
+            "goroscope_go_processes_not_watched",
+            "Go processes found at the last discovery but not watched, because \
+             collectors.go.max_processes were already watched.",
         );
-        over.add_counter(Labels::new(), go.over_limit as f64);
+        over.add_gauge(Labels::new(), go.over_limit as f64);
         out.push(over);
     }
 }

@@ -108,8 +108,18 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-async fn healthz() -> Response {
-    (StatusCode::OK, "ok\n").into_response()
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.stalled_for() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(stalled) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: no collection finished for {:.0} s\n",
+                stalled.as_secs_f64()
+            ),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {

@@ -1,19 +1,48 @@
 //! What the collection loop hands to the HTTP side: the latest exposition and whether the
 //! first collection is done. Swapped whole under a short lock; rendering happens outside it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use goroscope_export::{Exposition, Format};
 
 /// State shared between the collection loop and the HTTP server.
-#[derive(Default)]
 pub struct Shared {
     latest: RwLock<Arc<Exposition>>,
     ready: AtomicBool,
+    started: Instant,
+    /// Milliseconds after `started` of the last publish.
+    published_ms: AtomicU64,
+    /// Longest acceptable time between publishes, in ms (changes with the interval).
+    stale_after_ms: AtomicU64,
 }
 
 impl Shared {
+    /// Nothing published yet; healthy while publishes come at most `stale_after` apart.
+    pub fn new(stale_after: Duration) -> Self {
+        Self {
+            latest: RwLock::default(),
+            ready: AtomicBool::new(false),
+            started: Instant::now(),
+            published_ms: AtomicU64::new(0),
+            stale_after_ms: AtomicU64::new(stale_after.as_millis() as u64),
+        }
+    }
+
+    /// Changes how long collection may go without publishing before /healthz fails.
+    pub fn set_stale_after(&self, stale_after: Duration) {
+        self.stale_after_ms
+            .store(stale_after.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// None while collections keep coming; else how long since the last one.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        let now = self.started.elapsed().as_millis() as u64;
+        let since = now.saturating_sub(self.published_ms.load(Ordering::Relaxed));
+        (since > self.stale_after_ms.load(Ordering::Relaxed)).then(|| Duration::from_millis(since))
+    }
+
     /// Publishes a complete exposition; the agent is ready from the first one on.
     pub fn publish(&self, exposition: Exposition) {
         let exposition = Arc::new(exposition);
@@ -21,6 +50,8 @@ impl Shared {
             Ok(mut latest) => *latest = exposition,
             Err(poisoned) => *poisoned.into_inner() = exposition,
         }
+        self.published_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.ready.store(true, Ordering::Release);
     }
 

@@ -314,7 +314,8 @@ impl Prometheus {
         }
         panic!(
             "PromQL {promql:?} never gave exactly {expected} within {timeout:?}; last result: \
-             {last:?}\nscrape targets: {}",
+             {last:?}\nlosses: {:?}\nscrape targets: {}",
+            self.query("goroscope_events_dropped_total > 0"),
             http_get(self.address, "/api/v1/targets", None).body
         );
     }

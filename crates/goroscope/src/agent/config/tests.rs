@@ -193,7 +193,7 @@ fn load_reads_the_file_or_says_why_not() {
 #[test]
 fn targets_match_pids_or_names_or_cgroups() {
     let all = Targets::default();
-    assert!(all.is_all() && all.matches(7, "anything", "/") && all.only_pids().is_none());
+    assert!(all.is_all() && all.matches(7, "anything", "/"));
 
     let t = parsed("targets: { pids: [42], comms: [\"api-*\"], cgroups: [\"/a/*\"] }").targets;
     assert!(!t.is_all());
@@ -201,10 +201,9 @@ fn targets_match_pids_or_names_or_cgroups() {
     assert!(t.matches(1, "api-gw\n", "/x"));
     assert!(t.matches(1, "bash", "/a/b"));
     assert!(!t.matches(1, "bash", "/a/b/c"));
-    assert_eq!(t.only_pids(), None);
 
     let pids = parsed("targets: { pids: [9, 3, 9] }").targets;
-    assert_eq!(pids.only_pids(), Some(&[3, 9][..]));
+    assert_eq!(pids.pids, [3, 9]);
     assert!(pids.matches(3, "x", "/") && !pids.matches(4, "x", "/"));
 }
 

@@ -47,6 +47,15 @@ struct Watched {
     report: Option<HealthReport>,
 }
 
+/// What ended Go processes counted, per owner, so counters summed over a name never go back.
+#[derive(Clone, Debug, Default)]
+struct Retired {
+    created: u64,
+    gc_cycles: u64,
+    pauses: LatencyHistogram,
+    pause_sum_ns: u64,
+}
+
 /// Go processes found, watched, and what went wrong.
 pub struct GoSource {
     discovery: GoDiscovery,
@@ -59,8 +68,9 @@ pub struct GoSource {
     pub pauses_missed: u64,
     /// Snapshots that failed (the process was mid-change; the next one is tried as usual).
     pub snapshot_failures: u64,
-    /// Processes not watched because `max_processes` were already watched.
+    /// Go processes found at the last discovery but not watched: `max_processes` were.
     pub over_limit: u64,
+    retired: HashMap<Owner, Retired>,
 }
 
 impl GoSource {
@@ -75,6 +85,7 @@ impl GoSource {
             pauses_missed: 0,
             snapshot_failures: 0,
             over_limit: 0,
+            retired: HashMap::new(),
         }
     }
 
@@ -86,7 +97,15 @@ impl GoSource {
     /// Discovers when due, drops processes that ended, and snapshots those that are due.
     pub fn collect(&mut self, owners: &mut Owners, proc_root: &Path) -> anyhow::Result<()> {
         let now = Instant::now();
-        self.watched.retain(|pid, _| owners.procfs().exists(*pid));
+        let ended: Vec<u32> = self
+            .watched
+            .keys()
+            .copied()
+            .filter(|pid| !owners.procfs().exists(*pid))
+            .collect();
+        for pid in ended {
+            self.retire(pid);
+        }
         self.refused.retain(|pid, _| owners.procfs().exists(*pid));
         if now >= self.next_discovery {
             self.next_discovery = now + self.settings.discover_every;
@@ -103,8 +122,12 @@ impl GoSource {
                 Ok(snapshot) => {
                     w.tracker.observe(&snapshot, &w.symbolizer);
                     let gc = &snapshot.gc;
+                    // A snapshot that could not read memstats says 0 cycles: skip it.
+                    if w.gc_cycles.is_some_and(|before| gc.cycles < before) {
+                        continue;
+                    }
                     if let Some(before) = w.gc_cycles {
-                        let new = gc.cycles.wrapping_sub(before) as usize;
+                        let new = (gc.cycles - before) as usize;
                         let kept = new.min(gc.recent_pauses_ns.len());
                         self.pauses_missed += (new - kept) as u64;
                         for &pause in &gc.recent_pauses_ns[gc.recent_pauses_ns.len() - kept..] {
@@ -120,13 +143,33 @@ impl GoSource {
             }
         }
         for pid in ended {
-            self.watched.remove(&pid);
+            self.retire(pid);
         }
         Ok(())
     }
 
+    /// Forgets what ended processes of owners `keep` refuses counted.
+    pub fn retain_owners(&mut self, mut keep: impl FnMut(&Owner) -> bool) {
+        self.retired.retain(|owner, _| keep(owner));
+    }
+
+    /// Stops watching a process that ended, keeping what its counters reached.
+    fn retire(&mut self, pid: u32) {
+        let Some(w) = self.watched.remove(&pid) else {
+            return;
+        };
+        let r = self.retired.entry(w.owner).or_default();
+        if let Some(report) = &w.report {
+            r.created = r.created.saturating_add(report.created_total);
+            r.gc_cycles = r.gc_cycles.saturating_add(u64::from(report.gc.cycles));
+        }
+        r.pauses.merge(&w.pauses);
+        r.pause_sum_ns = r.pause_sum_ns.saturating_add(w.pause_sum_ns);
+    }
+
     fn discover(&mut self, owners: &mut Owners, proc_root: &Path) -> anyhow::Result<()> {
         let pids = owners.procfs().pids()?;
+        self.over_limit = 0;
         let found = self.discovery.scan(owners.procfs(), pids);
         for process in found {
             let pid = process.pid;
@@ -136,8 +179,8 @@ impl GoSource {
             {
                 continue;
             }
-            let seen = owners.see(pid, &process.comm).clone();
-            if !seen.targeted || !seen.alive {
+            let seen = owners.see(pid, &process.comm);
+            if !seen.targeted || !owners.procfs().exists(pid) {
                 continue;
             }
             if self.watched.len() >= self.settings.max_processes {
@@ -265,6 +308,16 @@ impl GoSource {
             );
             let local: u64 = sched.local_runqueues.iter().map(|&n| u64::from(n)).sum();
             runqueue.add(labels.push("queue", "local"), local as f64);
+        }
+        if !plan.pid {
+            for (owner, r) in &self.retired {
+                let labels = plan.labels(owner, None);
+                created.add(labels.clone(), r.created as f64);
+                cycles.add(labels.clone(), r.gc_cycles as f64);
+                let (hist, sum) = pauses.entry(labels).or_default();
+                hist.merge(&r.pauses);
+                *sum = sum.saturating_add(r.pause_sum_ns);
+            }
         }
         let mut pause_family = Family::histogram(
             "goroscope_go_gc_pause_seconds",

@@ -49,7 +49,7 @@ impl ProcessSource {
     }
 
     /// Forgets the counts of owners the new targets exclude.
-    pub fn retain_owners(&mut self, keep: impl Fn(&Owner) -> bool) {
+    pub fn retain_owners(&mut self, mut keep: impl FnMut(&Owner) -> bool) {
         self.counts.retain(|(owner, _), _| keep(owner));
     }
 
@@ -75,6 +75,10 @@ impl ProcessSource {
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let Some(raw) = self.stream.next(left)? else {
+                // A timeout returns at the deadline; an early None means the reader is gone.
+                if std::time::Instant::now() + Duration::from_millis(5) < deadline {
+                    anyhow::bail!("the ring-buffer reader stopped");
+                }
                 return Ok(());
             };
             let Ok(event) = raw.decode() else {
@@ -84,8 +88,16 @@ impl ProcessSource {
             let comm =
                 String::from_utf8_lossy(goroscope_model::until_nul(event.header.comm)).into_owned();
             let happened = match event.detail {
-                EventDetail::Exec { .. } => Happened::Exec,
-                EventDetail::Fork { .. } => Happened::Fork,
+                EventDetail::Exec { .. } => {
+                    // Read where it lives while it is alive: short-lived processes keep their
+                    // cgroup label after they exit.
+                    owners.place_now(event.header.pid);
+                    Happened::Exec
+                }
+                EventDetail::Fork { child_pid } => {
+                    owners.place_now(child_pid);
+                    Happened::Fork
+                }
                 EventDetail::Exit { status, .. } => Happened::Exit(status_label(status)),
                 _ => continue,
             };
@@ -93,9 +105,7 @@ impl ProcessSource {
             if !seen.targeted {
                 continue;
             }
-            let mut owner = seen.owner.clone();
-            owner.comm = comm;
-            let key = (owner, happened);
+            let key = (seen.owner, happened);
             if let Some(count) = self.counts.get_mut(&key) {
                 *count += 1;
             } else if self.counts.len() < MAX_OWNERS {

@@ -8,7 +8,7 @@ use goroscope_model::sched_stats::SchedRow;
 use goroscope_model::LatencyHistogram;
 
 use crate::agent::ledger::{Ledger, Owner, Tally};
-use crate::agent::owners::Owners;
+use crate::agent::owners::{Fate, Owners};
 use crate::agent::series::{sum_by_labels, LabelPlan, LiveRow};
 
 /// One process's scheduler totals.
@@ -60,20 +60,8 @@ impl SchedSource {
         }
     }
 
-    /// Swaps in a freshly loaded collector (the kernel filter changed): the old one is read a
-    /// last time and everything it counted is retired, so no counter goes back.
-    pub fn restart(&mut self, owners: &mut Owners, collector: SchedCollector<'static>) {
-        if let Err(error) = self.collect(owners) {
-            eprintln!("goroscope: agent: last read before a reload failed: {error:#}");
-        }
-        for row in self.live.drain(..) {
-            self.ledger.retire(&row.owner, &row.key, &row.value);
-        }
-        self.collector = collector;
-    }
-
     /// Forgets what dead processes of owners the new targets exclude counted.
-    pub fn retain_owners(&mut self, keep: impl Fn(&Owner) -> bool) {
+    pub fn retain_owners(&mut self, mut keep: impl FnMut(&Owner) -> bool) {
         self.ledger.retain_owners(|owner| keep(owner));
     }
 
@@ -82,29 +70,41 @@ impl SchedSource {
         Ok(self.collector.losses()?)
     }
 
-    /// Reads the kernel rows; retires and deletes those of dead or untargeted processes.
+    /// Reads the kernel rows; retires and deletes those of processes gone since the last
+    /// cycle, and deletes those of untargeted processes.
     pub fn collect(&mut self, owners: &mut Owners) -> anyhow::Result<()> {
         let rows = self.collector.rows()?;
         self.live.clear();
         let mut forget = Vec::new();
+        let mut keep = std::collections::HashSet::new();
+        let mut retiring = Vec::new();
         for row in &rows {
-            let seen = owners.see(row.pid, &row.comm).clone();
+            let seen = owners.see(row.pid, &row.comm);
             if !seen.targeted {
                 forget.push(row.pid);
-            } else if seen.alive {
+            } else if seen.fate == Fate::Retire {
+                forget.push(row.pid);
+                retiring.push((seen.owner, SchedTally::from(row)));
+            } else {
+                keep.insert(row.pid);
                 self.live.push(LiveRow {
                     pid: row.pid,
                     owner: seen.owner,
                     key: (),
                     value: SchedTally::from(row),
                 });
-            } else {
-                self.ledger.retire(&seen.owner, &(), &SchedTally::from(row));
-                forget.push(row.pid);
             }
         }
+        forget.sort_unstable();
+        forget.dedup();
+        // Delete by pid only when none of its rows is targeted: a process's rows from before
+        // an exec carry the old name, which the targets may not name.
+        forget.retain(|pid| !keep.contains(pid));
         if !forget.is_empty() {
             self.collector.forget(&forget)?;
+        }
+        for (owner, tally) in retiring {
+            self.ledger.retire(&owner, &(), &tally);
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use goroscope_export::{BucketLayout, Exposition, Family};
 use goroscope_model::{errno_name, syscall_name, LatencyHistogram, SyscallRow};
 
 use crate::agent::ledger::{Ledger, Owner, Tally};
-use crate::agent::owners::Owners;
+use crate::agent::owners::{Fate, Owners};
 use crate::agent::series::{sum_by_labels, LabelPlan, LiveRow};
 
 /// x86_64 numbers of the syscalls that open files.
@@ -50,23 +50,8 @@ impl SyscallSource {
         }
     }
 
-    /// Swaps in a freshly loaded collector (the kernel filter changed): the old one is read a
-    /// last time and everything it counted is retired, so no counter goes back.
-    pub fn restart(&mut self, owners: &mut Owners, collector: SyscallCollector<'static>) {
-        if let Err(error) = self.collect(owners) {
-            eprintln!("goroscope: agent: last read before a reload failed: {error:#}");
-        }
-        for row in self.live_calls.drain(..) {
-            self.calls.retire(&row.owner, &row.key, &row.value);
-        }
-        for row in self.live_errors.drain(..) {
-            self.errors.retire(&row.owner, &row.key, &row.value);
-        }
-        self.collector = collector;
-    }
-
     /// Forgets what dead processes of owners the new targets exclude counted.
-    pub fn retain_owners(&mut self, keep: impl Fn(&Owner) -> bool) {
+    pub fn retain_owners(&mut self, mut keep: impl FnMut(&Owner) -> bool) {
         self.calls.retain_owners(|owner| keep(owner));
         self.errors.retain_owners(|owner| keep(owner));
     }
@@ -76,47 +61,57 @@ impl SyscallSource {
         Ok(self.collector.losses()?)
     }
 
-    /// Reads the kernel rows; retires and deletes those of dead or untargeted processes.
+    /// Reads the kernel rows; retires and deletes those of processes gone since the last
+    /// cycle, and deletes those of untargeted processes.
     pub fn collect(&mut self, owners: &mut Owners) -> anyhow::Result<()> {
         let rows = self.collector.rows()?;
         self.live_calls.clear();
         self.live_errors.clear();
         let mut forget = Vec::new();
+        let mut keep = std::collections::HashSet::new();
+        let mut retiring = Vec::new();
         for row in rows {
-            let seen = owners.see(row.pid, &row.comm).clone();
+            let seen = owners.see(row.pid, &row.comm);
             if !seen.targeted {
                 forget.push(row.pid);
                 continue;
             }
-            let tally = call_tally(&row);
-            if seen.alive {
-                for (&errno, &count) in &row.errors {
-                    self.live_errors.push(LiveRow {
-                        pid: row.pid,
-                        owner: seen.owner.clone(),
-                        key: (row.syscall_nr, errno),
-                        value: count,
-                    });
-                }
-                self.live_calls.push(LiveRow {
-                    pid: row.pid,
-                    owner: seen.owner,
-                    key: row.syscall_nr,
-                    value: tally,
-                });
-            } else {
-                for (&errno, count) in &row.errors {
-                    self.errors
-                        .retire(&seen.owner, &(row.syscall_nr, errno), count);
-                }
-                self.calls.retire(&seen.owner, &row.syscall_nr, &tally);
+            if seen.fate == Fate::Retire {
                 forget.push(row.pid);
+                retiring.push((seen.owner, row));
+                continue;
             }
+            keep.insert(row.pid);
+            for (&errno, &count) in &row.errors {
+                self.live_errors.push(LiveRow {
+                    pid: row.pid,
+                    owner: seen.owner.clone(),
+                    key: (row.syscall_nr, errno),
+                    value: count,
+                });
+            }
+            self.live_calls.push(LiveRow {
+                pid: row.pid,
+                owner: seen.owner,
+                key: row.syscall_nr,
+                value: call_tally(&row),
+            });
         }
         forget.sort_unstable();
         forget.dedup();
+        // Delete by pid only when none of its rows is targeted: a process's rows from before
+        // an exec carry the old name, which the targets may not name.
+        forget.retain(|pid| !keep.contains(pid));
         if !forget.is_empty() {
+            // Retired only once deleted: a failed delete leaves the rows for the next cycle.
             self.collector.forget(&forget)?;
+        }
+        for (owner, row) in retiring {
+            for (&errno, count) in &row.errors {
+                self.errors.retire(&owner, &(row.syscall_nr, errno), count);
+            }
+            self.calls
+                .retire(&owner, &row.syscall_nr, &call_tally(&row));
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use goroscope_model::tcp_stats::{TcpDirection, TcpEdge, TcpRow};
 use goroscope_model::LatencyHistogram;
 
 use crate::agent::ledger::{Ledger, Owner, Tally};
-use crate::agent::owners::Owners;
+use crate::agent::owners::{Fate, Owners};
 use crate::agent::series::{sum_by_labels, LabelPlan, LiveRow};
 
 /// One process's TCP totals in one direction.
@@ -142,23 +142,8 @@ impl TcpSource {
         }
     }
 
-    /// Swaps in a freshly loaded collector (the kernel filter changed): the old one is read a
-    /// last time and everything it counted is retired, so no counter goes back.
-    pub fn restart(&mut self, owners: &mut Owners, collector: TcpCollector<'static>) {
-        if let Err(error) = self.collect(owners) {
-            eprintln!("goroscope: agent: last read before a reload failed: {error:#}");
-        }
-        for row in self.live_rows.drain(..) {
-            self.rows.retire(&row.owner, &row.key, &row.value);
-        }
-        for row in self.live_edges.drain(..) {
-            self.edges.retire(&row.owner, &row.key, &row.value);
-        }
-        self.collector = collector;
-    }
-
     /// Forgets what dead processes of owners the new targets exclude counted.
-    pub fn retain_owners(&mut self, keep: impl Fn(&Owner) -> bool) {
+    pub fn retain_owners(&mut self, mut keep: impl FnMut(&Owner) -> bool) {
         self.rows.retain_owners(|owner| keep(owner));
         self.edges.retain_owners(|owner| keep(owner));
     }
@@ -168,64 +153,80 @@ impl TcpSource {
         Ok(self.collector.losses()?)
     }
 
-    /// Reads the kernel rows and edges; retires and deletes those of dead or untargeted
-    /// processes.
+    /// Reads the kernel rows and edges; retires and deletes those of processes gone since the
+    /// last cycle, and deletes those of untargeted processes.
     pub fn collect(&mut self, owners: &mut Owners) -> anyhow::Result<()> {
         let rows = self.collector.rows()?;
         let edges = self.collector.edges()?;
         self.live_rows.clear();
         self.live_edges.clear();
         let mut forget = Vec::new();
+        let mut keep = std::collections::HashSet::new();
+        let mut retiring_rows = Vec::new();
+        let mut retiring_edges = Vec::new();
         for row in &rows {
-            let seen = owners.see(row.pid, &row.comm).clone();
+            let seen = owners.see(row.pid, &row.comm);
             let key = Direction::of(row.direction);
             if !seen.targeted {
                 forget.push(row.pid);
-            } else if seen.alive {
+            } else if seen.fate == Fate::Retire {
+                forget.push(row.pid);
+                retiring_rows.push((seen.owner, key, TcpTally::from(row)));
+            } else {
+                keep.insert(row.pid);
                 self.live_rows.push(LiveRow {
                     pid: row.pid,
                     owner: seen.owner,
                     key,
                     value: TcpTally::from(row),
                 });
-            } else {
-                self.rows.retire(&seen.owner, &key, &TcpTally::from(row));
-                forget.push(row.pid);
             }
         }
         for edge in &edges {
-            let seen = owners.see(edge.pid, &edge.comm).clone();
+            let seen = owners.see(edge.pid, &edge.comm);
             let key = (Direction::of(edge.direction), edge.remote, edge.port);
             if !seen.targeted {
                 forget.push(edge.pid);
-            } else if seen.alive {
+            } else if seen.fate == Fate::Retire {
+                forget.push(edge.pid);
+                retiring_edges.push((seen.owner, key, EdgeTally::from(edge)));
+            } else {
+                keep.insert(edge.pid);
                 self.live_edges.push(LiveRow {
                     pid: edge.pid,
                     owner: seen.owner,
                     key,
                     value: EdgeTally::from(edge),
                 });
-            } else {
-                self.edges.retire(&seen.owner, &key, &EdgeTally::from(edge));
-                forget.push(edge.pid);
             }
         }
         forget.sort_unstable();
         forget.dedup();
+        // Delete by pid only when none of its rows is targeted: a process's rows from before
+        // an exec carry the old name, which the targets may not name.
+        forget.retain(|pid| !keep.contains(pid));
         if !forget.is_empty() {
             self.collector.forget(&forget)?;
+        }
+        for (owner, key, tally) in retiring_rows {
+            self.rows.retire(&owner, &key, &tally);
+        }
+        for (owner, key, tally) in retiring_edges {
+            self.edges.retire(&owner, &key, &tally);
         }
         Ok(())
     }
 
-    /// Adds the TCP families; the edge families only when `edges`.
+    /// Adds the TCP families; the edge families only when `edges`, keeping the `max_edges`
+    /// edges with the most connections. Returns how many edges that cut.
     pub fn families(
         &self,
         plan: &LabelPlan,
         layout: &BucketLayout,
         edges: bool,
+        max_edges: usize,
         out: &mut Exposition,
-    ) {
+    ) -> usize {
         let mut connections = Family::counter(
             "goroscope_tcp_connections_total",
             "TCP connections by direction (outbound: connected by the process, inbound: \
@@ -305,9 +306,15 @@ impl TcpSource {
                 "goroscope_tcp_edge_bytes_total",
                 "Bytes per remote endpoint, counted when each connection closes.",
             );
-            for ((labels, (dir, remote, port)), t) in
-                sum_by_labels(plan, &self.live_edges, &self.edges)
-            {
+            let mut all: Vec<_> = sum_by_labels(plan, &self.live_edges, &self.edges)
+                .into_iter()
+                .collect();
+            let cut = all.len().saturating_sub(max_edges);
+            if cut > 0 {
+                all.sort_unstable_by_key(|e| std::cmp::Reverse(e.1.connections));
+                all.truncate(max_edges);
+            }
+            for ((labels, (dir, remote, port)), t) in all {
                 let l = labels
                     .push("direction", dir.name())
                     .push("remote", remote.to_string())
@@ -318,7 +325,9 @@ impl TcpSource {
             }
             out.push(edge_connections);
             out.push(edge_bytes);
+            return cut;
         }
+        0
     }
 }
 
