@@ -697,6 +697,14 @@ fn doctor_json_says_the_core_collectors_are_ready() {
             .any(|c| c["name"] == "privileges" && c["ok"] == true),
         "as root, the privileges check passes: {report:#}"
     );
+    for collector in ["syscalls", "process", "files", "scheduler", "tcp"] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["group"] == "collector" && c["name"] == collector && c["ok"] == true),
+            "the {collector} self-test passes on this machine: {report:#}"
+        );
+    }
     // Loss counters are numbers (u64_field panics otherwise).
     u64_field(&report, "kernel_losses");
     u64_field(&report, "queue_drops");

@@ -138,11 +138,17 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
             report.push("collector", "syscalls", syscalls);
             report.push("collector", "process", process);
             report.push("collector", "files", files);
+            report.push(
+                "collector",
+                "scheduler",
+                self_test_scheduler(mode, &mut losses),
+            );
+            report.push("collector", "tcp", self_test_tcp(mode, &mut losses));
             report.kernel_losses = losses.total();
             report.queue_drops = drops;
         }
         None => {
-            for name in ["syscalls", "process", "files"] {
+            for name in ["syscalls", "process", "files", "scheduler", "tcp"] {
                 report.push(
                     "collector",
                     name,
@@ -180,6 +186,8 @@ fn is_required(group: &str, name: &str) -> bool {
     match group {
         "attach" => false,
         "kernel" => matches!(name, "BTF" | "ring buffer" | "task storage"),
+        // The agent runs without them, reporting them down.
+        "collector" => !matches!(name, "scheduler" | "tcp"),
         _ => true,
     }
 }
@@ -267,6 +275,73 @@ fn self_test_syscalls(mode: AttachMode, losses: &mut Losses) -> Result<String, S
     } else {
         Err(format!(
             "attached via {mode} but counted {seen} of {CALLS} getppid calls"
+        ))
+    }
+}
+
+/// Sleeps 20 times and checks the scheduler collector saw at least 20 voluntary switches.
+fn self_test_scheduler(mode: AttachMode, losses: &mut Losses) -> Result<String, String> {
+    const SLEEPS: u64 = 20;
+    let mut storage = MaybeUninit::uninit();
+    let collector = goroscope_bpf::SchedCollector::start(&mut storage, mode, &self_filter())
+        .map_err(|e| format!("{e:#}"))?;
+    for _ in 0..SLEEPS {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let rows = collector.rows().map_err(|e| e.to_string())?;
+    losses.add(&collector.losses().map_err(|e| e.to_string())?);
+    let seen: u64 = rows
+        .iter()
+        .filter(|r| r.pid == std::process::id())
+        .map(|r| r.voluntary_switches)
+        .sum();
+    if seen >= SLEEPS {
+        Ok(format!(
+            "works via {mode}: saw {seen} voluntary switches for {SLEEPS} sleeps"
+        ))
+    } else {
+        Err(format!(
+            "attached via {mode} but saw {seen} voluntary switches for {SLEEPS} sleeps"
+        ))
+    }
+}
+
+/// Makes 3 loopback connections to itself and checks the TCP collector counted them.
+fn self_test_tcp(mode: AttachMode, losses: &mut Losses) -> Result<String, String> {
+    const CONNECTIONS: u64 = 3;
+    let mut storage = MaybeUninit::uninit();
+    let collector = goroscope_bpf::TcpCollector::start(&mut storage, mode, &self_filter())
+        .map_err(|e| format!("{e:#}"))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    for _ in 0..CONNECTIONS {
+        let client = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+        let (server, _) = listener.accept().map_err(|e| e.to_string())?;
+        drop(client);
+        drop(server);
+    }
+    // Closes finish in softirq just after the calls return.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let rows = collector.rows().map_err(|e| e.to_string())?;
+    losses.add(&collector.losses().map_err(|e| e.to_string())?);
+    let opened: u64 = rows
+        .iter()
+        .filter(|r| r.pid == std::process::id())
+        .filter(|r| {
+            matches!(
+                r.direction,
+                goroscope_model::tcp_stats::TcpDirection::Outbound
+            )
+        })
+        .map(|r| r.opened)
+        .sum();
+    if opened == CONNECTIONS {
+        Ok(format!(
+            "works via {mode}: counted {opened} of {CONNECTIONS} outbound connections"
+        ))
+    } else {
+        Err(format!(
+            "attached via {mode} but counted {opened} of {CONNECTIONS} outbound connections"
         ))
     }
 }
