@@ -12,21 +12,22 @@
 #          testdata/go/httpserver with `Connection: close`, so every request is
 #          a new TCP connection (thousands per second).
 #   scrape with `labels: [comm, pid]` and enough long-lived processes started
-#          to make at least SERIES samples in /metrics: SCRAPES scrapes timed by
-#          curl (time_total), p50/p99/max in ms, text and OpenMetrics.
+#          to make at least SERIES samples in /metrics: scrapes back to back for
+#          SCRAPE_S seconds per format from one keep-alive wrk connection, p50/p99
+#          from wrk --latency, text and OpenMetrics; the agent's RSS after.
 #
 # Goals: idle CPU < 1% of a core, RSS < 50 MB, scrape p99 < 50 ms.
 #
 # Usage: bench/agent-overhead.sh   (as root)
 # Environment: GOROSCOPE_BIN (default: cargo build --release), IDLE_S (60),
-#   LOAD_S (30), SERIES (10000), SCRAPES (1000), PARTS ("idle load scrape").
+#   LOAD_S (30), SERIES (10000), SCRAPE_S (20), PARTS ("idle load scrape").
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IDLE_S=${IDLE_S:-60}
 LOAD_S=${LOAD_S:-30}
 SERIES=${SERIES:-10000}
-SCRAPES=${SCRAPES:-1000}
+SCRAPE_S=${SCRAPE_S:-20}
 PARTS=${PARTS:-idle load scrape}
 readonly WARMUP_S=5
 readonly PORT=19949
@@ -115,7 +116,9 @@ if [[ " $PARTS " == *" load "* ]]; then
         "http://127.0.0.1:$HTTP_PORT/" >"$work/wrk.txt" 2>&1 &
     pids_to_kill+=("$!")
     measure load "$LOAD_S"
-    echo "load  new TCP connections/s seen by the agent: $(metric_sum goroscope_tcp_connections_total | awk -v s="$((LOAD_S + WARMUP_S))" '{ printf "%.0f (all time, /%ss)", $1 / s, s }')"
+    opened="$(curl -sf "http://127.0.0.1:$PORT/metrics" |
+        awk '/^goroscope_tcp_connections_total\{/ && /direction="outbound"/ && /event="opened"/ { s += $NF } END { print s + 0 }')"
+    echo "load  outbound TCP connections counted by the agent: $opened in $((LOAD_S + WARMUP_S)) s ($(awk -v o="$opened" -v s="$((LOAD_S + WARMUP_S))" 'BEGIN { printf "%.0f", o / s }')/s)"
     stop_agent
     for p in "${pids_to_kill[@]}"; do [ "$p" != "$agent" ] && kill "$p" 2>/dev/null || true; done
     pkill -f "dd if=/dev/zero of=/dev/null bs=1" 2>/dev/null || true
@@ -132,20 +135,25 @@ YAML
     samples() { curl -sf "http://127.0.0.1:$PORT/metrics" | grep -vc '^#'; }
     spawned=0
     while [ "$(samples)" -lt "$SERIES" ]; do
-        for _ in $(seq 20); do sleep 600 & pids_to_kill+=("$!"); done
-        spawned=$((spawned + 20))
-        sleep 2.5
-        [ "$spawned" -gt 5000 ] && { echo "agent-overhead: cannot reach $SERIES samples" >&2; exit 1; }
+        sleep 600 &
+        pids_to_kill+=("$!")
+        spawned=$((spawned + 1))
+        sleep 2.2 # one collection: the new process's series appear
+        [ "$spawned" -gt 2000 ] && { echo "agent-overhead: cannot reach $SERIES samples" >&2; exit 1; }
     done
     n="$(samples)"
+    # One keep-alive client (wrk, one connection): a scrape per request, back to back, and no
+    # process churn from the client itself.
     for format in text openmetrics; do
         accept="text/plain"
         [ "$format" = openmetrics ] && accept="application/openmetrics-text;version=1.0.0"
-        for _ in $(seq "$SCRAPES"); do
-            curl -sf -o /dev/null -H "Accept: $accept" -w '%{time_total}\n' "http://127.0.0.1:$PORT/metrics"
-        done | sort -n | awk -v n="$n" -v f="$format" '{ v[NR] = $1 } END {
-            printf "scrape %s: %d samples, %d scrapes: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-                f, n, NR, 1000 * v[int(NR * 0.5)], 1000 * v[int(NR * 0.99)], 1000 * v[NR] }'
+        wrk -t1 -c1 -d"${SCRAPE_S}s" --latency -H "Accept: $accept" \
+            "http://127.0.0.1:$PORT/metrics" >"$work/scrape-$format.txt" 2>&1
+        awk -v n="$n" -v f="$format" '
+            /Requests\/sec/ { rps = $2 }
+            $1 == "50%" { p50 = $2 } $1 == "99%" { p99 = $2 }
+            END { printf "scrape %s: %d samples: p50 %s, p99 %s, %s scrapes/s\n", f, n, p50, p99, rps }' \
+            "$work/scrape-$format.txt"
     done
     echo "scrape agent RSS with $n samples: $(awk '{ printf "%.1f MB", $1 / 1024 }' <<<"$(rss_kb "$agent" VmRSS)")"
     stop_agent

@@ -1,15 +1,43 @@
 //! What the collection loop hands to the HTTP side: the latest exposition and whether the
-//! first collection is done. Swapped whole under a short lock; rendering happens outside it.
+//! first collection is done. Swapped whole under a short lock. Each format is rendered at most
+//! once per collection, on the first scrape that asks for it, and every later scrape shares
+//! those bytes: scrapes allocate nothing large and cost the same however often they come.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
 use goroscope_export::{Exposition, Format};
+
+/// One collection, and its renderings once asked for.
+#[derive(Default)]
+struct Published {
+    exposition: Exposition,
+    text: OnceLock<Bytes>,
+    openmetrics: OnceLock<Bytes>,
+}
+
+impl Published {
+    fn rendered(&self, format: Format) -> Bytes {
+        let cell = match format {
+            Format::PrometheusText => &self.text,
+            Format::OpenMetrics => &self.openmetrics,
+        };
+        cell.get_or_init(|| {
+            let mut body = Vec::with_capacity(self.exposition.series_count() * 96);
+            self.exposition.render(format, &mut body);
+            Bytes::from(body)
+        })
+        .clone()
+    }
+}
 
 /// State shared between the collection loop and the HTTP server.
 pub struct Shared {
-    latest: RwLock<Arc<Exposition>>,
+    latest: RwLock<Arc<Published>>,
     ready: AtomicBool,
     started: Instant,
     /// Milliseconds after `started` of the last publish.
@@ -45,7 +73,10 @@ impl Shared {
 
     /// Publishes a complete exposition; the agent is ready from the first one on.
     pub fn publish(&self, exposition: Exposition) {
-        let exposition = Arc::new(exposition);
+        let exposition = Arc::new(Published {
+            exposition,
+            ..Published::default()
+        });
         match self.latest.write() {
             Ok(mut latest) => *latest = exposition,
             Err(poisoned) => *poisoned.into_inner() = exposition,
@@ -61,13 +92,11 @@ impl Shared {
     }
 
     /// The latest exposition in `format`.
-    pub fn render(&self, format: Format) -> Vec<u8> {
+    pub fn render(&self, format: Format) -> Bytes {
         let latest = match self.latest.read() {
             Ok(latest) => Arc::clone(&latest),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         };
-        let mut body = Vec::with_capacity(64 * 1024);
-        latest.render(format, &mut body);
-        body
+        latest.rendered(format)
     }
 }

@@ -94,7 +94,7 @@ impl SyscallSource {
                 pid: row.pid,
                 owner: seen.owner,
                 key: row.syscall_nr,
-                value: call_tally(&row),
+                value: call_tally(row),
             });
         }
         forget.sort_unstable();
@@ -110,8 +110,8 @@ impl SyscallSource {
             for (&errno, count) in &row.errors {
                 self.errors.retire(&owner, &(row.syscall_nr, errno), count);
             }
-            self.calls
-                .retire(&owner, &row.syscall_nr, &call_tally(&row));
+            let nr = row.syscall_nr;
+            self.calls.retire(&owner, &nr, &call_tally(row));
         }
         Ok(())
     }
@@ -203,11 +203,12 @@ impl SyscallSource {
     }
 }
 
-fn call_tally(row: &SyscallRow) -> CallTally {
+/// The row's totals, taking its histogram rather than copying it.
+fn call_tally(row: SyscallRow) -> CallTally {
     CallTally {
         calls: row.count,
         total_ns: row.total_ns,
-        latency: row.histogram.clone(),
+        latency: row.histogram,
     }
 }
 
