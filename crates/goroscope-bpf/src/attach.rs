@@ -114,6 +114,23 @@ fn select_only(open: &mut OpenProbeSkel<'_>, kind: ProgramKind) {
     progs.probe_kprobe.set_autoload(kind == ProgramKind::Kprobe);
 }
 
+/// Attaches each loaded program, named for error messages; the links keep them attached.
+pub(crate) fn attach_all(
+    mode: AttachMode,
+    programs: &[(&str, &libbpf_rs::ProgramMut<'_>)],
+) -> Result<Vec<Link>, BpfError> {
+    programs
+        .iter()
+        .map(|(name, program)| {
+            program.attach().map_err(|source| BpfError::Attach {
+                program: (*name).to_owned(),
+                mode,
+                source,
+            })
+        })
+        .collect()
+}
+
 /// Loads and attaches an empty program of `kind`, then detaches it.
 /// `Err` says why the kernel (or this machine) refused, with the verifier log.
 pub fn probe_program(kind: ProgramKind) -> Result<(), String> {

@@ -27,6 +27,7 @@ pub mod attach;
 pub mod bpf_stats;
 pub mod error;
 pub mod events;
+mod evict;
 pub mod filter;
 mod libbpf_log;
 pub mod losses;

@@ -8,10 +8,11 @@ use std::mem::MaybeUninit;
 use goroscope_model::sched_stats::SchedRow;
 use goroscope_model::until_nul;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, OpenObject};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
-use crate::attach::AttachMode;
+use crate::attach::{attach_all, AttachMode};
 use crate::error::BpfError;
+use crate::evict;
 use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
 use crate::libbpf_log;
 use crate::losses::Losses;
@@ -105,14 +106,8 @@ impl<'obj> SchedCollector<'obj> {
             "handle__sched_wakeup",
             "handle__sched_wakeup_new",
         ];
-        let mut links = Vec::with_capacity(handlers.len());
-        for (program, prog) in names.into_iter().zip(handlers) {
-            links.push(prog.attach().map_err(|source| BpfError::Attach {
-                program: program.to_owned(),
-                mode,
-                source,
-            })?);
-        }
+        let named: Vec<_> = names.into_iter().zip(handlers).collect();
+        let links = attach_all(mode, &named)?;
         Ok(Self {
             skel,
             _links: links,
@@ -177,28 +172,15 @@ impl<'obj> SchedCollector<'obj> {
         if pids.is_empty() {
             return Ok(0);
         }
-        let wanted: HashSet<u32> = pids.iter().copied().collect();
-        let rows_map = &self.skel.maps.sched_rows;
-        let doomed: Vec<(u32, Vec<u8>)> = rows_map
-            .keys()
-            .filter_map(|key_bytes| {
-                let key: sched_key = pod::read(&key_bytes, ROWS).ok()?;
-                wanted.contains(&key.tgid).then_some((key.tgid, key_bytes))
-            })
-            .collect();
-        let mut forgotten = HashSet::new();
-        for (pid, key_bytes) in doomed {
-            match rows_map.delete(&key_bytes) {
-                Ok(()) => {
-                    forgotten.insert(pid);
-                }
-                Err(err) if err.kind() == ErrorKind::NotFound => {}
-                Err(source) => return Err(BpfError::Map { map: ROWS, source }),
-            }
-        }
+        let deleted =
+            evict::forget_by_tgid(&self.skel.maps.sched_rows, ROWS, &evict::sorted(pids))?;
+        let forgotten: HashSet<u32> = deleted.into_iter().collect();
         Ok(forgotten.len())
     }
 }
+
+// forget() reads the tgid from the first four bytes of each key.
+const _: () = assert!(std::mem::offset_of!(sched_key, tgid) == 0);
 
 /// Kernel memory the preallocated per-CPU row map may take.
 const ROW_MEMORY_BUDGET: usize = 32 << 20;

@@ -8,8 +8,9 @@ use goroscope_model::{until_nul, SyscallRow};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
-use crate::attach::AttachMode;
+use crate::attach::{attach_all, AttachMode};
 use crate::error::BpfError;
+use crate::evict;
 use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
 use crate::libbpf_log;
 use crate::losses::Losses;
@@ -68,14 +69,10 @@ impl<'obj> SyscallCollector<'obj> {
         } else {
             (&progs.handle__sys_enter_raw, &progs.handle__sys_exit_raw)
         };
-        let mut links = Vec::with_capacity(2);
-        for (program, prog) in [("handle__sys_enter", enter), ("handle__sys_exit", exit)] {
-            links.push(prog.attach().map_err(|source| BpfError::Attach {
-                program: program.to_owned(),
-                mode,
-                source,
-            })?);
-        }
+        let links = attach_all(
+            mode,
+            &[("handle__sys_enter", enter), ("handle__sys_exit", exit)],
+        )?;
         Ok(Self {
             skel,
             _links: links,
@@ -144,12 +141,11 @@ impl<'obj> SyscallCollector<'obj> {
         if pids.is_empty() {
             return Ok(0);
         }
-        let mut sorted = pids.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let rows = forget_in(&self.skel.maps.syscall_rows, "syscall_rows", &sorted)?;
-        let errors = forget_in(&self.skel.maps.syscall_errors, "syscall_errors", &sorted)?;
-        Ok(rows + errors)
+        let sorted = evict::sorted(pids);
+        let rows = evict::forget_by_tgid(&self.skel.maps.syscall_rows, "syscall_rows", &sorted)?;
+        let errors =
+            evict::forget_by_tgid(&self.skel.maps.syscall_errors, "syscall_errors", &sorted)?;
+        Ok(rows.len() + errors.len())
     }
 
     fn add_errors(&self, rows: &mut HashMap<(u32, u64, u32), SyscallRow>) -> Result<(), BpfError> {
@@ -174,44 +170,6 @@ impl<'obj> SyscallCollector<'obj> {
         }
         Ok(())
     }
-}
-
-/// Deletes the entries of `map` whose key starts with a tgid in `sorted_pids`.
-/// Keys are collected first: deleting the key an iteration stands on makes
-/// the kernel restart the walk from the first key.
-fn forget_in(
-    map: &dyn MapCore,
-    name: &'static str,
-    sorted_pids: &[u32],
-) -> Result<usize, BpfError> {
-    let mut doomed: Vec<u8> = Vec::new();
-    let key_size = map.key_size() as usize;
-    for key in map.keys() {
-        // Both key structs start with `__u32 tgid`.
-        let Some(tgid) = key
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_ne_bytes)
-        else {
-            return Err(BpfError::ShortRecord {
-                map: name,
-                len: key.len(),
-                expected: 4,
-            });
-        };
-        if sorted_pids.binary_search(&tgid).is_ok() {
-            doomed.extend_from_slice(&key);
-        }
-    }
-    let mut deleted = 0;
-    for key in doomed.chunks_exact(key_size.max(1)) {
-        match map.delete(key) {
-            Ok(()) => deleted += 1,
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
-            Err(source) => return Err(BpfError::Map { map: name, source }),
-        }
-    }
-    Ok(deleted)
 }
 
 const _: () = assert!(std::mem::offset_of!(syscall_key, tgid) == 0);

@@ -11,8 +11,9 @@ use goroscope_model::until_nul;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 
-use crate::attach::AttachMode;
+use crate::attach::{attach_all, AttachMode};
 use crate::error::BpfError;
+use crate::evict;
 use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
 use crate::libbpf_log;
 use crate::losses::Losses;
@@ -129,14 +130,8 @@ impl<'obj> TcpCollector<'obj> {
                 &p.handle__tcp_retransmit_skb_raw,
             ]
         };
-        let mut links = Vec::with_capacity(progs.len());
-        for (program, prog) in HANDLERS.into_iter().zip(progs) {
-            links.push(prog.attach().map_err(|source| BpfError::Attach {
-                program: program.to_owned(),
-                mode,
-                source,
-            })?);
-        }
+        let named: Vec<_> = HANDLERS.into_iter().zip(progs).collect();
+        let links = attach_all(mode, &named)?;
         Ok(Self {
             skel,
             _links: links,
@@ -211,27 +206,11 @@ impl<'obj> TcpCollector<'obj> {
         if pids.is_empty() {
             return Ok(0);
         }
-        let pids: HashSet<u32> = pids.iter().copied().collect();
+        let sorted = evict::sorted(pids);
         let maps = &self.skel.maps;
-        let mut deleted = 0;
-
-        let rows: Vec<Vec<u8>> = maps
-            .tcp_rows
-            .keys()
-            .filter(|k| {
-                pod::read::<tcp_row_key>(k, "tcp_rows").is_ok_and(|k| pids.contains(&k.tgid))
-            })
-            .collect();
-        deleted += delete_all(&maps.tcp_rows, &rows, "tcp_rows")?;
-
-        let edges: Vec<Vec<u8>> = maps
-            .tcp_edges
-            .keys()
-            .filter(|k| {
-                pod::read::<tcp_edge_key>(k, "tcp_edges").is_ok_and(|k| pids.contains(&k.tgid))
-            })
-            .collect();
-        deleted += delete_all(&maps.tcp_edges, &edges, "tcp_edges")?;
+        let mut deleted = evict::forget_by_tgid(&maps.tcp_rows, "tcp_rows", &sorted)?.len();
+        deleted += evict::forget_by_tgid(&maps.tcp_edges, "tcp_edges", &sorted)?.len();
+        let pids: HashSet<u32> = sorted.into_iter().collect();
 
         let mut conns = Vec::new();
         for key in maps.tcp_conns.keys() {
@@ -259,6 +238,10 @@ impl<'obj> TcpCollector<'obj> {
     }
 }
 
+// forget() reads the tgid from the first four bytes of each key.
+const _: () = assert!(std::mem::offset_of!(tcp_row_key, tgid) == 0);
+const _: () = assert!(std::mem::offset_of!(tcp_edge_key, tgid) == 0);
+
 fn lookup(map: &dyn MapCore, key: &[u8], name: &'static str) -> Result<Option<Vec<u8>>, BpfError> {
     map.lookup(key, MapFlags::ANY)
         .map_err(|source| BpfError::Map { map: name, source })
@@ -269,11 +252,7 @@ fn lookup(map: &dyn MapCore, key: &[u8], name: &'static str) -> Result<Option<Ve
 fn delete_all(map: &dyn MapCore, keys: &[Vec<u8>], name: &'static str) -> Result<usize, BpfError> {
     let mut deleted = 0;
     for key in keys {
-        match map.delete(key) {
-            Ok(()) => deleted += 1,
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
-            Err(source) => return Err(BpfError::Map { map: name, source }),
-        }
+        deleted += usize::from(evict::delete(map, key, name)?);
     }
     Ok(deleted)
 }
