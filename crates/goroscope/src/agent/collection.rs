@@ -103,11 +103,20 @@ pub struct Collection {
     counters: SelfCounters,
     started: Instant,
     last_prune: Instant,
+    layout: BucketLayout,
+}
+
+/// The histogram bounds a config asks for (its validation already built them once).
+fn layout_of(config: &AgentConfig) -> anyhow::Result<BucketLayout> {
+    let h = &config.histograms;
+    BucketLayout::new(h.buckets_per_octave, duration_ns(h.min), duration_ns(h.max))
+        .map_err(|e| anyhow::anyhow!("histograms: {e}"))
 }
 
 impl Collection {
     /// Starts every collector the config enables and the kernel allows.
-    pub fn start(config: AgentConfig) -> Collection {
+    pub fn start(config: AgentConfig) -> anyhow::Result<Collection> {
+        let layout = layout_of(&config)?;
         let mode = goroscope_bpf::choose_attach_mode().map_err(|e| format!("{e:#}"));
         let owners = Owners::new(ProcFs::new(PROC_ROOT), config.targets.clone());
         let mut collection = Collection {
@@ -123,10 +132,11 @@ impl Collection {
             counters: SelfCounters::default(),
             started: Instant::now(),
             last_prune: Instant::now(),
+            layout,
             config,
         };
         collection.start_missing();
-        collection
+        Ok(collection)
     }
 
     /// The config in force.
@@ -321,31 +331,22 @@ impl Collection {
 
     fn exposition(&mut self) -> Exposition {
         let plan = LabelPlan::from_config(&self.config.labels);
-        let h = &self.config.histograms;
-        let layout =
-            BucketLayout::new(h.buckets_per_octave, duration_ns(h.min), duration_ns(h.max))
-                .unwrap_or_else(|_| default_layout());
+        let layout = &self.layout;
         let c = &self.config.collectors;
         let mut out = Exposition::new();
         if let Some(s) = self.syscalls.get() {
-            s.families(
-                &plan,
-                &layout,
-                c.syscalls.enabled,
-                c.files.enabled,
-                &mut out,
-            );
+            s.families(&plan, layout, c.syscalls.enabled, c.files.enabled, &mut out);
         }
         if let Some(s) = self.processes.get() {
             s.families(&plan, &mut out);
         }
         if let Some(s) = self.sched.get() {
-            s.families(&plan, &layout, &mut out);
+            s.families(&plan, layout, &mut out);
         }
         if let Some(s) = self.tcp.get() {
             let cut = s.families(
                 &plan,
-                &layout,
+                layout,
                 c.tcp.edges,
                 self.config.limits.max_tcp_edges,
                 &mut out,
@@ -362,7 +363,7 @@ impl Collection {
             s.families(&mut out);
         }
         if let Some(s) = self.go.get() {
-            s.families(&plan, &layout, &mut out);
+            s.families(&plan, layout, &mut out);
         }
         for (family, dropped) in out.cap_series(self.config.limits.max_series_per_family) {
             *self.counters.series_dropped.entry(family).or_default() += dropped as u64;
@@ -407,7 +408,8 @@ impl Collection {
     /// Applies a reloaded config: collectors turned on or off, targets, labels, buckets and
     /// limits take effect at the next cycle; counters keep counting. Returns what could not be
     /// applied (needs a restart).
-    pub fn reload(&mut self, config: AgentConfig) -> Vec<String> {
+    pub fn reload(&mut self, config: AgentConfig) -> anyhow::Result<Vec<String>> {
+        self.layout = layout_of(&config)?;
         let not_applied = self.config.restart_required(&config);
         let targets_changed = self.config.targets != config.targets;
         let listen = self.config.listen;
@@ -436,7 +438,7 @@ impl Collection {
             }
         }
         self.start_missing();
-        not_applied
+        Ok(not_applied)
     }
 
     /// Drops what dead processes of cgroups that no longer exist counted (a container or pod
@@ -492,12 +494,4 @@ fn go_settings(config: &AgentConfig) -> GoSettings {
 
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Powers of two from 1 µs to 100 s (used only if a validated config's layout were refused).
-fn default_layout() -> BucketLayout {
-    match BucketLayout::new(1, 1_000, 100_000_000_000) {
-        Ok(layout) => layout,
-        Err(_) => unreachable!("the default bucket layout is valid"),
-    }
 }

@@ -52,7 +52,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
     goroscope_bpf::init();
     let shared = Arc::new(Shared::new(stale_after(config.interval)));
     let server = Server::start(config.listen, Arc::clone(&shared))?;
-    let mut collection = Collection::start(config);
+    let mut collection = Collection::start(config)?;
     // Tests and scripts wait for "goroscope: attached"; the address is what a scraper needs.
     eprintln!(
         "goroscope: attached (agent): serving http://{}/metrics (also /healthz, /readyz); {}; \
@@ -132,9 +132,8 @@ fn reload_config(args: &AgentArgs, collection: &mut Collection) {
         eprintln!("goroscope: agent: SIGHUP ignored: no --config file to reload");
         return;
     };
-    match load(args) {
-        Ok(config) => {
-            let not_applied = collection.reload(config);
+    match load(args).and_then(|config| collection.reload(config)) {
+        Ok(not_applied) => {
             collection.count_reload(true);
             eprintln!("goroscope: agent: reloaded {}", path.display());
             for sentence in not_applied {
