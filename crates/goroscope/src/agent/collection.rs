@@ -391,18 +391,22 @@ impl Collection {
         out
     }
 
-    fn kernel_losses(&self) -> Vec<(&'static str, Losses)> {
-        let mut all = vec![("stopped collectors", self.counters.stopped_losses)];
-        let mut add = |name: &'static str, losses: Option<anyhow::Result<Losses>>| {
-            if let Some(Ok(losses)) = losses {
-                all.push((name, losses));
-            }
-        };
-        add("syscalls", self.syscalls.get().map(SyscallSource::losses));
-        add("processes", self.processes.get().map(ProcessSource::losses));
-        add("scheduler", self.sched.get().map(SchedSource::losses));
-        add("tcp", self.tcp.get().map(TcpSource::losses));
-        all
+    /// Kernel-side losses of every collector, running or stopped, summed per reason.
+    fn kernel_losses(&self) -> Losses {
+        let mut total = self.counters.stopped_losses;
+        for losses in [
+            self.syscalls.get().map(SyscallSource::losses),
+            self.processes.get().map(ProcessSource::losses),
+            self.sched.get().map(SchedSource::losses),
+            self.tcp.get().map(TcpSource::losses),
+        ]
+        .into_iter()
+        .flatten()
+        .flatten()
+        {
+            total.add(&losses);
+        }
+        total
     }
 
     /// Applies a reloaded config: collectors turned on or off, targets, labels, buckets and

@@ -64,8 +64,8 @@ impl SelfCounters {
 pub struct View<'a> {
     /// (collector, up?) — None when turned off.
     pub probes: [(&'static str, Option<bool>); 6],
-    /// Kernel-side losses per collector.
-    pub kernel_losses: &'a [(&'static str, Losses)],
+    /// Kernel-side losses, summed over collectors.
+    pub kernel_losses: &'a Losses,
     /// Events dropped between the ring buffer and the agent.
     pub reader_drops: u64,
     /// Process events dropped while counting.
@@ -90,13 +90,7 @@ pub fn families(view: &View<'_>, out: &mut Exposition) {
          queue from the ring buffer was full; aggregation: dropped while summing in the agent) \
          and reason.",
     );
-    let mut kernel: HashMap<&str, u64> = HashMap::new();
-    for (_collector, losses) in view.kernel_losses {
-        for (reason, count) in LOSS_REASONS.iter().zip(losses.counts) {
-            *kernel.entry(reason).or_default() += count;
-        }
-    }
-    for (reason, count) in kernel {
+    for (reason, count) in LOSS_REASONS.iter().zip(view.kernel_losses.counts) {
         dropped.add_counter(stage("kernel", reason), count as f64);
     }
     dropped.add_counter(
