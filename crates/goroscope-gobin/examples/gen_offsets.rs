@@ -79,7 +79,7 @@ fn render(entries: &[((u32, u32), RuntimeOffsets)]) -> String {
         let _ = writeln!(
             out,
             "            g: GOffsets {{ size: {}, stack_lo: {}, stack_hi: {}, sched_sp: {}, sched_pc: {}, \
-             sched_bp: {}, atomicstatus: {}, goid: {}, waitsince: {}, waitreason: {}, gopc: {}, \
+             sched_bp: {}, syscallsp: {}, syscallpc: {}, atomicstatus: {}, goid: {}, waitsince: {}, waitreason: {}, gopc: {}, \
              startpc: {}, parent_goid: {:?}, tracking_seq: {:?} }},",
             g.size,
             g.stack_lo,
@@ -87,6 +87,8 @@ fn render(entries: &[((u32, u32), RuntimeOffsets)]) -> String {
             g.sched_sp,
             g.sched_pc,
             g.sched_bp,
+            g.syscallsp,
+            g.syscallpc,
             g.atomicstatus,
             g.goid,
             g.waitsince,

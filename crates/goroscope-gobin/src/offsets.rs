@@ -45,6 +45,11 @@ pub struct GOffsets {
     pub sched_pc: u64,
     /// `sched.bp` (the saved frame pointer).
     pub sched_bp: u64,
+    /// `syscallsp`: the stack pointer of the caller of `entersyscall`, saved when the goroutine
+    /// entered a system call (Go's own traceback starts a syscall goroutine's stack here).
+    pub syscallsp: u64,
+    /// `syscallpc`: the return address into that caller, saved with `syscallsp`.
+    pub syscallpc: u64,
     /// `atomicstatus` (uint32; an `atomic.Uint32` from Go 1.20).
     pub atomicstatus: u64,
     /// `goid` (8 bytes).
@@ -138,13 +143,15 @@ pub struct RuntimeOffsets {
 
 impl GOffsets {
     /// The offsets of every field goroscope always reads, in no particular order.
-    pub fn required_fields(&self) -> [u64; 11] {
+    pub fn required_fields(&self) -> [u64; 13] {
         [
             self.stack_lo,
             self.stack_hi,
             self.sched_sp,
             self.sched_pc,
             self.sched_bp,
+            self.syscallsp,
+            self.syscallpc,
             self.atomicstatus,
             self.goid,
             self.waitsince,
@@ -217,6 +224,8 @@ impl RuntimeOffsets {
                 sched_sp: field(G, "sched.sp")?,
                 sched_pc: field(G, "sched.pc")?,
                 sched_bp: field(G, "sched.bp")?,
+                syscallsp: field(G, "syscallsp")?,
+                syscallpc: field(G, "syscallpc")?,
                 atomicstatus: field(G, "atomicstatus")?,
                 goid: field(G, "goid")?,
                 waitsince: field(G, "waitsince")?,
