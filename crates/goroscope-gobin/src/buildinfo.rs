@@ -38,6 +38,16 @@ pub struct BuildInfo {
 }
 
 impl BuildInfo {
+    /// The paths of the main module and every dependency: the program's own code, as opposed to
+    /// the standard library.
+    pub fn module_paths(&self) -> Vec<String> {
+        self.main_path
+            .iter()
+            .cloned()
+            .chain(self.deps.iter().map(|module| module.path.clone()))
+            .collect()
+    }
+
     /// The value of build setting `key` (the last one if repeated), e.g. `setting("CGO_ENABLED")`.
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings

@@ -18,6 +18,7 @@
 
 mod find;
 mod format;
+mod frames;
 
 use format::{c_string, read_u32, read_varint, Header};
 
@@ -30,6 +31,8 @@ const PCDATA_INL_TREE_INDEX: u32 = 2;
 const FUNCDATA_INL_TREE: u32 = 3;
 /// Most inlined frames followed at one pc (guards against cycles in corrupt tables).
 const MAX_INLINE_DEPTH: usize = 256;
+/// Most steps read from one pc-value table (guards against corrupt tables).
+const MAX_PC_STEPS: usize = 1 << 16;
 
 /// Go 1.18–1.19 table magic.
 const MAGIC_GO118: u32 = 0xffff_fff0;
@@ -47,6 +50,9 @@ pub struct FuncInfo {
     pub entry: u64,
     /// Linked address just past the function (the next function's entry, or the table's end).
     pub end: u64,
+    /// The runtime's `funcID`: 0 for ordinary functions, a per-release number for special ones
+    /// (see [`Pclntab::wrapper_func_id`] for the one that marks compiler-generated wrappers).
+    pub func_id: u8,
 }
 
 /// One source-level frame at a pc.
@@ -60,6 +66,9 @@ pub struct Frame {
     pub line: u32,
     /// True when this call was inlined into the frame after it.
     pub inlined: bool,
+    /// True for compiler-generated code (method wrappers, `go` statement wrappers, hash and
+    /// equality functions): frames Go's own tracebacks and profiles leave out.
+    pub wrapper: bool,
 }
 
 /// Why a function table could not be read.
@@ -119,6 +128,8 @@ pub struct Pclntab {
     pctab: usize,
     functab: usize,
     funcdata: FuncData,
+    /// The `funcID` of wrappers, found on first use (see [`Pclntab::wrapper_func_id`]).
+    wrapper_id: std::sync::OnceLock<Option<u8>>,
 }
 
 /// The fixed fields of one `_func` record.
@@ -128,10 +139,13 @@ struct RawFunc {
     at: usize,
     entry: u64,
     name_off: u32,
+    pcsp: u32,
     pcfile: u32,
     pcln: u32,
     npcdata: u32,
     cu_offset: u32,
+    func_id: u8,
+    flag: u8,
     nfuncdata: u8,
 }
 
@@ -193,6 +207,7 @@ impl Pclntab {
             pctab: header.pctab,
             functab: header.functab,
             funcdata: FuncData::Missing,
+            wrapper_id: std::sync::OnceLock::new(),
             data,
         })
     }
@@ -239,45 +254,6 @@ impl Pclntab {
         (0..self.nfunc).filter_map(|index| self.info(index, &self.raw_func(index)?))
     }
 
-    /// The source frames at linked address `pc`, innermost first: one per inlined call, then the
-    /// physical function. Empty if no function contains `pc`. `pc` is used as given (pass a return
-    /// address minus one for callers' frames).
-    pub fn frames_at(&self, pc: u64) -> Vec<Frame> {
-        let Some(index) = self.index_at(pc) else {
-            return Vec::new();
-        };
-        let Some(func) = self.raw_func(index) else {
-            return Vec::new();
-        };
-        let end = self.entry_of(index + 1).unwrap_or(func.entry);
-        let mut frames = Vec::new();
-        let mut at = pc;
-        while frames.len() < MAX_INLINE_DEPTH {
-            let Some(call) = self.inlined_call(&func, at) else {
-                break;
-            };
-            let (file, line) = self.file_line(&func, at);
-            frames.push(Frame {
-                function: self.name(call.name_off),
-                file,
-                line,
-                inlined: true,
-            });
-            match func.entry.checked_add(u64::from(call.parent_pc)) {
-                Some(parent) if parent < end => at = parent,
-                _ => break,
-            }
-        }
-        let (file, line) = self.file_line(&func, at);
-        frames.push(Frame {
-            function: self.name(func.name_off),
-            file,
-            line,
-            inlined: false,
-        });
-        frames
-    }
-
     /// Index of the function containing `pc`, by binary search of the sorted entry offsets.
     fn index_at(&self, pc: u64) -> Option<usize> {
         let offset = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
@@ -309,6 +285,7 @@ impl Pclntab {
             name: String::from_utf8_lossy(self.name_bytes(func.name_off)?).into_owned(),
             entry: func.entry,
             end: self.entry_of(index + 1)?,
+            func_id: func.func_id,
         })
     }
 
@@ -325,10 +302,13 @@ impl Pclntab {
             at,
             entry,
             name_off: word(1)?,
+            pcsp: word(4)?,
             pcfile: word(5)?,
             pcln: word(6)?,
             npcdata: word(7)?,
             cu_offset: word(8)?,
+            func_id: *self.data.get(flags_at)?,
+            flag: *self.data.get(flags_at.checked_add(1)?)?,
             nfuncdata: *self.data.get(flags_at.checked_add(3)?)?,
         })
     }
@@ -374,25 +354,6 @@ impl Pclntab {
             .checked_add(usize::try_from(func.npcdata).ok()?.checked_mul(4)?)?
             .checked_add(usize::try_from(slot).ok()? * 4)?;
         self.u32_at(at).filter(|&offset| offset != u32::MAX)
-    }
-
-    /// The inline-tree entry active at `pc` in `func`, if `pc` is in inlined code.
-    fn inlined_call(&self, func: &RawFunc, pc: u64) -> Option<InlinedCall> {
-        if matches!(self.funcdata, FuncData::Missing) {
-            return None;
-        }
-        let index = self.pc_value(self.pcdata(func, PCDATA_INL_TREE_INDEX)?, func.entry, pc)?;
-        let index = usize::try_from(index).ok()?; // negative: not inlined
-        let tree = usize::try_from(self.funcdata_offset(func, FUNCDATA_INL_TREE)?).ok()?;
-        // Go 1.20+: {funcID u8, _ [3]u8, nameOff i32, parentPc i32, startLine i32}.
-        // Go 1.18–1.19: {parent i16, funcID u8, _ u8, file i32, line i32, func_ i32, parentPc i32}.
-        let (size, name_field, parent_field) = if self.go120 { (16, 4, 8) } else { (20, 12, 16) };
-        let at = tree.checked_add(index.checked_mul(size)?)?;
-        let parent_pc = self.funcdata_u32(at.checked_add(parent_field)?)?;
-        Some(InlinedCall {
-            name_off: self.funcdata_u32(at.checked_add(name_field)?)?,
-            parent_pc,
-        })
     }
 
     /// A u32 at `offset` from `go:func.*`.
@@ -458,6 +419,48 @@ impl Pclntab {
         }
     }
 
+    /// Every `(pc, value)` step of pc-value table `table` of a function entering at `entry`,
+    /// up to `end`: the value holds from that pc to the next step's.
+    fn pc_values(&self, table: u32, entry: u64, end: u64) -> Vec<(u64, i32)> {
+        let mut steps = Vec::new();
+        if table == 0 {
+            return steps;
+        }
+        let Some(mut at) = usize::try_from(table)
+            .ok()
+            .and_then(|table| self.pctab.checked_add(table))
+        else {
+            return steps;
+        };
+        let mut value: i32 = -1;
+        let mut pc = entry;
+        let mut first = true;
+        while pc < end && steps.len() < MAX_PC_STEPS {
+            let Some((value_delta, used)) = read_varint(&self.data, at) else {
+                break;
+            };
+            if value_delta == 0 && !first {
+                break;
+            }
+            first = false;
+            at += used;
+            value = value.wrapping_add((value_delta >> 1) as i32 ^ -((value_delta & 1) as i32));
+            let Some((pc_delta, used)) = read_varint(&self.data, at) else {
+                break;
+            };
+            at += used;
+            steps.push((pc, value));
+            match u64::from(pc_delta)
+                .checked_mul(self.quantum)
+                .and_then(|delta| pc.checked_add(delta))
+            {
+                Some(next) => pc = next,
+                None => break,
+            }
+        }
+        steps
+    }
+
     fn name(&self, name_off: u32) -> String {
         self.name_bytes(name_off)
             .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
@@ -486,11 +489,4 @@ impl Pclntab {
     fn u32_at(&self, offset: usize) -> Option<u32> {
         read_u32(&self.data, offset)
     }
-}
-
-/// The parts of an inline-tree entry the frames need.
-#[derive(Debug, Clone, Copy)]
-struct InlinedCall {
-    name_off: u32,
-    parent_pc: u32,
 }

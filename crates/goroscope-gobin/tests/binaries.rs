@@ -59,6 +59,7 @@ fn go1_27_parses() {
         );
         check_build_info(&elf, toolchain, mode, &what);
         check_pclntab(&elf, mode, &what);
+        check_wrappers_and_frame_layouts(&elf, toolchain, &what);
     }
 }
 
@@ -103,7 +104,67 @@ fn check_toolchain(version: &str) {
         let what = format!("{version} {} ({})", mode.name(), binary.display());
         check_build_info(&elf, toolchain, mode, &what);
         check_pclntab(&elf, mode, &what);
+        check_wrappers_and_frame_layouts(&elf, toolchain, &what);
     }
+}
+
+/// Wrappers are found as Go marks them (`abi.FuncIDWrapper`, whose number changes between
+/// releases), the wrapper Go generates for `go worker(ch)` leads to `main.worker`, and the pcsp
+/// table gives the stack-pointer deltas Go's traceback unwinds with.
+fn check_wrappers_and_frame_layouts(elf: &ElfFile, toolchain: Toolchain, what: &str) {
+    let table = Pclntab::read(elf).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let minor: u32 = toolchain.version["go1.".len()..]
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("{what}: bad version"));
+    // internal/abi.FuncIDWrapper (runtime/symtab.go funcID_wrapper before Go 1.21).
+    let expected = match minor {
+        ..=21 => 21,
+        22..=24 => 22,
+        _ => 23,
+    };
+    assert_eq!(table.wrapper_func_id(), Some(expected), "{what}");
+    let wrappers: Vec<_> = table
+        .functions()
+        .filter(|f| f.name.starts_with("main.main.") && table.is_wrapper(f.func_id))
+        .collect();
+    assert_eq!(wrappers.len(), 1, "{what}: {wrappers:?}");
+    let mut read_code = |address: u64, len: usize| elf.read_at(address, len).map(<[u8]>::to_vec);
+    assert_eq!(
+        table.wrapper_callee(wrappers[0].entry, &mut read_code),
+        Some("main.worker".to_string()),
+        "{what}: {:?}",
+        wrappers[0]
+    );
+    let worker = table
+        .function_by_name("main.worker")
+        .unwrap_or_else(|| panic!("{what}: no main.worker"));
+    assert!(!table.is_wrapper(worker.func_id), "{what}");
+    let at_entry = table
+        .frame_layout(worker.entry)
+        .unwrap_or_else(|| panic!("{what}"));
+    assert_eq!(at_entry.sp_delta, 0, "{what}: nothing pushed at entry");
+    assert!(!at_entry.top_frame, "{what}");
+    let deepest = (worker.entry..worker.end)
+        .filter_map(|pc| table.frame_layout(pc))
+        .map(|layout| layout.sp_delta)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        deepest >= 16 && deepest % 8 == 0,
+        "{what}: main.worker's frame is {deepest} bytes"
+    );
+    let goexit = table
+        .function_by_name("runtime.goexit")
+        .unwrap_or_else(|| panic!("{what}: no runtime.goexit"));
+    let layout = table
+        .frame_layout(goexit.entry + 1)
+        .unwrap_or_else(|| panic!("{what}"));
+    assert!(
+        layout.top_frame,
+        "{what}: goexit ends every goroutine's stack"
+    );
 }
 
 fn check_build_info(elf: &ElfFile, toolchain: Toolchain, mode: BuildMode, what: &str) {
@@ -349,6 +410,7 @@ fn synthetic_table_symbolizes_inlined_calls() {
         file: "/src/sample/main.go".into(),
         line,
         inlined,
+        wrapper: false,
     };
     assert_eq!(
         table.frames_at(TEXT + 5),
@@ -422,8 +484,11 @@ fn exercise_table(table: Option<Pclntab>, pcs: &[u64]) {
         ] {
             let _ = table.function_at(pc);
             let _ = table.frames_at(pc);
+            let _ = table.frame_layout(pc);
+            let _ = table.wrapper_callee(pc, &mut |_, len| Some(vec![0xe8; len]));
         }
     }
+    let _ = table.wrapper_func_id();
     for &pc in pcs {
         let _ = table.function_at(pc);
         let _ = table.frames_at(pc);
