@@ -12,6 +12,7 @@ use goroscope_gobin::pclntab::Pclntab;
 use goroscope_gobin::{ElfFile, GoVersion, GobinError};
 
 use crate::error::AttachError;
+use crate::frame_table::FrameTable;
 use crate::maps::load_bias;
 use crate::memory::{LeBytes, ProcessMemory, ReadRange};
 use crate::validate;
@@ -113,14 +114,16 @@ impl GoProcess {
         };
         let mut memory = ProcessMemory::new(pid);
         let wait_reasons = read_wait_reasons(&mut memory, &globals, &info)?;
+        let pclntab = Arc::new(pclntab);
+        let frames = FrameTable::new(Arc::clone(&pclntab), bias);
         let mut process = GoProcess {
             info,
             offsets,
             globals,
             memory,
             wait_reasons,
-            pclntab: Arc::new(pclntab),
-            reader: crate::snapshot::ReaderState::default(),
+            pclntab,
+            reader: crate::snapshot::ReaderState::new(frames),
         };
         validate::check_attach(&mut process)?;
         Ok(process)
@@ -138,7 +141,11 @@ impl GoProcess {
 
     /// A symbolizer for this process's program counters.
     pub fn symbolizer(&self) -> crate::symbolizer::ProcessSymbolizer {
-        crate::symbolizer::ProcessSymbolizer::new(Arc::clone(&self.pclntab), self.info.load_bias)
+        crate::symbolizer::ProcessSymbolizer::new(
+            Arc::clone(&self.pclntab),
+            self.info.load_bias,
+            self.info.pid,
+        )
     }
 
     pub(crate) fn implausible(&self, what: String) -> AttachError {

@@ -6,6 +6,7 @@
 pub mod attach;
 pub mod error;
 mod fasthash;
+mod frame_table;
 pub mod maps;
 pub mod memory;
 pub mod snapshot;

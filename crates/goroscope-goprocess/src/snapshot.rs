@@ -13,6 +13,7 @@ use goroscope_model::goroutines::{
 
 use crate::attach::GoProcess;
 use crate::error::MemoryError;
+use crate::frame_table::FrameTable;
 use crate::memory::{LeBytes, ReadRange};
 use crate::unwind::{StackCache, UnwindRequest};
 
@@ -40,7 +41,6 @@ impl Default for SnapshotOptions {
 }
 
 /// Buffers and caches kept between snapshots so a steady-state snapshot allocates little.
-#[derive(Default)]
 pub(crate) struct ReaderState {
     header: Vec<u8>,
     pointers: Vec<u8>,
@@ -50,6 +50,24 @@ pub(crate) struct ReaderState {
     g_bytes: Vec<u8>,
     g_offsets: Vec<usize>,
     pub(crate) stacks: StackCache,
+    frames: FrameTable,
+}
+
+impl ReaderState {
+    /// Empty buffers, and `frames` to unwind with.
+    pub(crate) fn new(frames: FrameTable) -> ReaderState {
+        ReaderState {
+            header: Vec::new(),
+            pointers: Vec::new(),
+            order: Vec::new(),
+            ranges: Vec::new(),
+            ok: Vec::new(),
+            g_bytes: Vec::new(),
+            g_offsets: Vec::new(),
+            stacks: StackCache::default(),
+            frames,
+        }
+    }
 }
 
 /// Where each header field sits in the header buffer.
@@ -334,6 +352,7 @@ impl GoProcess {
         }
         let stacks = self.reader.stacks.resolve(
             &mut self.memory,
+            &mut self.reader.frames,
             &pending,
             options.max_frames,
             &mut records,
@@ -489,18 +508,29 @@ fn parse_g(
             | GoroutineState::Preempted
             | GoroutineState::Leaked
     );
-    let sp = bytes.u64_at(g.sched_sp);
-    let mut pc = bytes.u64_at(g.sched_pc);
+    let syscall_sp = bytes.u64_at(g.syscallsp);
+    let (mut pc, sp, bp) = if state == GoroutineState::Syscall && syscall_sp != 0 {
+        // Where Go's own traceback starts a goroutine in a system call: the pc and sp of
+        // entersyscall's caller. Before Go 1.23 nothing saved bp on the way in: the unwinder
+        // goes by the pcsp table instead.
+        let bp = if syscall_bp {
+            bytes.u64_at(g.sched_bp)
+        } else {
+            0
+        };
+        (bytes.u64_at(g.syscallpc), syscall_sp, bp)
+    } else {
+        (
+            bytes.u64_at(g.sched_pc),
+            bytes.u64_at(g.sched_sp),
+            bytes.u64_at(g.sched_bp),
+        )
+    };
     if pc != 0 && pc == record.start_pc {
         // Never run yet: the saved pc is its function's entry, not a return address. Every pc
         // of a stack is symbolized as `pc - 1`, so step past the entry to stay inside it.
         pc += 1;
     }
-    let bp = if state == GoroutineState::Syscall && !syscall_bp {
-        0 // not saved on syscall entry before Go 1.23: report the syscall's caller frame only
-    } else {
-        bytes.u64_at(g.sched_bp)
-    };
     let request = (unwindable && sp >= stack_lo && sp < stack_hi).then_some(UnwindRequest {
         record: 0,
         goid,

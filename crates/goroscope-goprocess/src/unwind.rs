@@ -1,18 +1,29 @@
-//! Unwinding the stacks of goroutines that are not running, with frame pointers, from the pc, sp
-//! and bp the scheduler saved in their `g.sched`.
+//! Unwinding the stacks of goroutines that are not running, from the pc, sp and bp the scheduler
+//! saved in their `g.sched` (or, for a goroutine in a system call, the `g.syscallpc` and
+//! `g.syscallsp` it saved on the way in, where Go's own traceback starts such a stack).
 //!
 //! Go on x86-64 keeps frame pointers: at a frame's bp sit the caller's bp and then the return
-//! address. Each round reads one window of stack per goroutine still being walked (all goroutines
-//! in one batched read), so a snapshot costs a few system calls however many goroutines there are.
-//! A parked goroutine's frames do not change while it stays parked, so a stack is unwound once
-//! and reused while the goroutine's saved (pc, sp, bp) and its `trackingSeq` (which moves every
-//! time it stops running) stay the same. Without `trackingSeq` nothing is cached: (pc, sp, bp)
-//! alone cannot tell two blocking calls at the same depth apart.
+//! address. That chain is the fast path, and every step of it is checked against the pclntab's
+//! stack-pointer delta at the frame's pc (`pcsp`, the table Go's traceback unwinds with; decoded
+//! once per distinct pc): the return address must sit where the delta says. Where the chain is
+//! missing (before Go 1.23 nothing saves bp on syscall entry), leaves a frame out (a frameless
+//! function keeps its caller's bp) or disagrees, the delta decides: the return address is at
+//! `sp + delta`, the caller's sp 8 bytes above it, and its bp (when the function has a frame)
+//! just below. The walk ends at the stack's top (`goexit`), at a function that writes SP, at
+//! the stack's bounds or after `max_frames` frames.
+//!
+//! Each round reads one window of stack per goroutine still being walked (all goroutines in one
+//! batched read), so a snapshot costs a few system calls however many goroutines there are. A
+//! parked goroutine's frames do not change while it stays parked, so a stack is unwound once and
+//! reused while the goroutine's saved (pc, sp, bp) and its `trackingSeq` (which moves every time
+//! it stops running) stay the same. Without `trackingSeq` nothing is cached: (pc, sp, bp) alone
+//! cannot tell two blocking calls at the same depth apart.
 
 use goroscope_model::goroutines::GoroutineRecord;
 
 use crate::error::MemoryError;
 use crate::fasthash::FastMap;
+use crate::frame_table::{FrameTable, Layout};
 use crate::memory::{LeBytes, ProcessMemory, ReadRange};
 
 /// Bytes of stack read per goroutine per round.
@@ -28,6 +39,7 @@ pub(crate) struct UnwindRequest {
     pub goid: u64,
     pub pc: u64,
     pub sp: u64,
+    /// The frame pointer, 0 when it was not saved.
     pub bp: u64,
     pub stack_hi: u64,
     /// The goroutine's `trackingSeq`: part of the cache key, because a goroutine that woke and
@@ -48,8 +60,20 @@ struct Cached {
 struct Walk {
     request: UnwindRequest,
     pcs: Vec<u64>,
+    /// The current frame: its pc (the last one pushed), sp and bp (0 when unknown).
+    pc: u64,
+    sp: u64,
     bp: u64,
     done: bool,
+}
+
+/// Where the current frame's return address sits, and how that was found.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    address: u64,
+    /// Found by the frame pointer (then the caller's bp is right below it).
+    by_frame_pointer: bool,
+    layout: Option<Layout>,
 }
 
 /// Stacks unwound so far, interned, and which goroutine had which.
@@ -72,6 +96,7 @@ impl StackCache {
     pub fn resolve(
         &mut self,
         memory: &mut ProcessMemory,
+        table: &mut FrameTable,
         requests: &[UnwindRequest],
         max_frames: usize,
         records: &mut [GoroutineRecord],
@@ -100,13 +125,15 @@ impl StackCache {
                 _ => walks.push(Walk {
                     request: *request,
                     pcs: vec![request.pc],
+                    pc: request.pc,
+                    sp: request.sp,
                     bp: request.bp,
                     done: max_frames <= 1,
                 }),
             }
         }
         self.unwound_last = walks.len();
-        self.walk(memory, &mut walks, max_frames)?;
+        self.walk(memory, table, &mut walks, max_frames)?;
         for walk in walks {
             let id = self.intern(walk.pcs);
             self.by_goroutine.insert(
@@ -155,6 +182,7 @@ impl StackCache {
     fn walk(
         &mut self,
         memory: &mut ProcessMemory,
+        table: &mut FrameTable,
         walks: &mut [Walk],
         max_frames: usize,
     ) -> Result<(), MemoryError> {
@@ -166,14 +194,14 @@ impl StackCache {
                 if walk.done {
                     continue;
                 }
-                let request = &walk.request;
-                if walk.bp < request.sp || walk.bp.saturating_add(16) > request.stack_hi {
+                let Some(slot) = next_slot(walk, table) else {
                     walk.done = true;
                     continue;
-                }
-                let len = WINDOW.min(request.stack_hi - walk.bp) as usize;
+                };
+                let start = slot.address - 8;
+                let len = WINDOW.min(walk.request.stack_hi - start) as usize;
                 self.ranges.push(ReadRange {
-                    address: walk.bp,
+                    address: start,
                     len,
                     offset: total,
                 });
@@ -196,36 +224,82 @@ impl StackCache {
                     continue;
                 }
                 let window = &self.window[range.offset..range.offset + range.len];
-                step_within(walk, window, range.address, max_frames);
+                step_within(walk, table, window, range.address, max_frames);
             }
         }
         Ok(())
     }
 }
 
-/// Follows the frame-pointer chain while it stays inside `window` (which starts at `base`).
-fn step_within(walk: &mut Walk, window: &[u8], base: u64, max_frames: usize) {
+/// Where the return address of `walk`'s current frame is: at bp + 8 when the frame pointer is
+/// known and agrees with the pcsp delta (or there is no delta to check it against), else at
+/// sp + delta. `None` (the walk is over) at the stack's top, past its bounds, or with neither.
+fn next_slot(walk: &Walk, table: &mut FrameTable) -> Option<Slot> {
+    let layout = table.layout(walk.pc);
+    if layout.is_some_and(|l| l.last) {
+        return None;
+    }
+    let by_delta = layout.map(|l| walk.sp.saturating_add(l.sp_delta));
+    let by_bp = (walk.bp != 0).then(|| walk.bp.saturating_add(8));
+    let (address, by_frame_pointer) = match (by_bp, by_delta) {
+        (Some(fp), Some(delta)) if fp == delta => (fp, true),
+        (_, Some(delta)) => (delta, false),
+        (Some(fp), None) => (fp, true),
+        (None, None) => return None,
+    };
+    let in_stack = address >= walk.sp.max(8) && address.saturating_add(8) <= walk.request.stack_hi;
+    in_stack.then_some(Slot {
+        address,
+        by_frame_pointer,
+        layout,
+    })
+}
+
+/// Steps out of frames while their return address slots lie inside `window` (which starts at
+/// `base`).
+fn step_within(
+    walk: &mut Walk,
+    table: &mut FrameTable,
+    window: &[u8],
+    base: u64,
+    max_frames: usize,
+) {
     loop {
-        let bp = walk.bp;
-        if bp < base || bp + 16 > base + window.len() as u64 {
+        if walk.pcs.len() >= max_frames {
+            walk.done = true;
+            return;
+        }
+        let Some(slot) = next_slot(walk, table) else {
+            walk.done = true;
+            return;
+        };
+        let end = base + window.len() as u64;
+        if slot.address - 8 < base || slot.address + 8 > end {
             return; // needs the next window
         }
-        let at = bp - base;
-        let saved_bp = window.u64_at(at);
-        let return_address = window.u64_at(at + 8);
+        let at = slot.address - base;
+        let return_address = window.u64_at(at);
+        let saved_bp = window.u64_at(at - 8);
         if return_address == 0 {
             walk.done = true;
             return;
         }
         walk.pcs.push(return_address);
-        if walk.pcs.len() >= max_frames
-            || saved_bp <= bp
-            || saved_bp.saturating_add(16) > walk.request.stack_hi
-        {
+        // A function with a frame saved its caller's bp right below the return address; a
+        // frameless one (delta 0) left it in place.
+        let framed = slot.by_frame_pointer || slot.layout.is_some_and(|l| l.sp_delta >= 16);
+        let caller_bp = if framed { saved_bp } else { walk.bp };
+        walk.pc = return_address;
+        walk.sp = slot.address + 8;
+        walk.bp = if caller_bp > walk.sp && caller_bp.saturating_add(16) <= walk.request.stack_hi {
+            caller_bp
+        } else {
+            0
+        };
+        if walk.sp >= walk.request.stack_hi {
             walk.done = true;
             return;
         }
-        walk.bp = saved_bp;
     }
 }
 
@@ -245,20 +319,42 @@ mod tests {
         }
     }
 
+    fn walk_of(words: &[u64], base: u64, pc: u64, bp: u64) -> Walk {
+        Walk {
+            request: request(words, base, bp),
+            pcs: vec![pc],
+            pc,
+            sp: base,
+            bp,
+            done: false,
+        }
+    }
+
+    fn bytes(words: &[u64]) -> Vec<u8> {
+        words.iter().flat_map(|w: &u64| w.to_le_bytes()).collect()
+    }
+
+    fn layout(sp_delta: u64) -> Layout {
+        Layout {
+            sp_delta,
+            last: false,
+        }
+    }
+
+    const TOP: Layout = Layout {
+        sp_delta: 0,
+        last: true,
+    };
+
     #[test]
-    fn follows_frame_pointers_and_stops_at_the_top() {
+    fn follows_frame_pointers_where_no_delta_is_known() {
         // Words of a fake stack at `base`: frames at word 2 and word 6; the outer frame's saved bp
         // is 0 and its return address is 0x3000.
         let base = 0x10_000u64;
         let words = [0, 0, base + 6 * 8, 0x2000, 0, 0, 0, 0x3000, 0, 0];
-        let bytes: Vec<u8> = words.iter().flat_map(|w: &u64| w.to_le_bytes()).collect();
-        let mut walk = Walk {
-            request: request(&words, base, base + 16),
-            pcs: vec![0x1000],
-            bp: base + 16,
-            done: false,
-        };
-        step_within(&mut walk, &bytes, base, 32);
+        let mut table = FrameTable::with_layouts(&[]);
+        let mut walk = walk_of(&words, base, 0x1000, base + 16);
+        step_within(&mut walk, &mut table, &bytes(&words), base, 32);
         assert_eq!(walk.pcs, vec![0x1000, 0x2000, 0x3000]);
         assert!(walk.done);
     }
@@ -267,16 +363,56 @@ mod tests {
     fn stops_on_a_chain_that_goes_down() {
         let base = 0x10_000u64;
         let words = [0, 0, base, 0x2000, 0, 0];
-        let bytes: Vec<u8> = words.iter().flat_map(|w: &u64| w.to_le_bytes()).collect();
-        let mut walk = Walk {
-            request: request(&words, base, base + 16),
-            pcs: vec![0x1000],
-            bp: base + 16,
-            done: false,
-        };
-        step_within(&mut walk, &bytes, base, 32);
+        let mut table = FrameTable::with_layouts(&[]);
+        let mut walk = walk_of(&words, base, 0x1000, base + 16);
+        step_within(&mut walk, &mut table, &bytes(&words), base, 32);
         assert_eq!(walk.pcs, vec![0x1000, 0x2000]);
         assert!(walk.done);
+    }
+
+    #[test]
+    fn unwinds_by_the_sp_delta_without_a_frame_pointer() {
+        // A syscall goroutine before Go 1.23: no bp. 0x1000 has a 24-byte frame (bp saved at
+        // +16), 0x2000 is frameless, 0x3000 is goexit.
+        let base = 0x10_000u64;
+        let words = [0, 0, base + 0x100, 0x2000, 0x3000, 0, 0, 0];
+        let mut table =
+            FrameTable::with_layouts(&[(0x1000, layout(24)), (0x2000, layout(0)), (0x3000, TOP)]);
+        let mut walk = walk_of(&words, base, 0x1000, 0);
+        step_within(&mut walk, &mut table, &bytes(&words), base, 32);
+        assert_eq!(walk.pcs, vec![0x1000, 0x2000, 0x3000]);
+        assert!(walk.done, "goexit ends the stack");
+    }
+
+    #[test]
+    fn the_delta_wins_over_a_frame_pointer_that_disagrees() {
+        // bp points at an old frame (words 4–5) holding a stale return address 0x9999; the delta
+        // says the return address is at sp + 8.
+        let base = 0x10_000u64;
+        let words = [0, 0x2000, 0, 0, base + 0x40, 0x9999, 0, 0];
+        let mut table = FrameTable::with_layouts(&[(0x1000, layout(8)), (0x2000, TOP)]);
+        let mut walk = walk_of(&words, base, 0x1000, base + 32);
+        step_within(&mut walk, &mut table, &bytes(&words), base, 32);
+        assert_eq!(walk.pcs, vec![0x1000, 0x2000]);
+    }
+
+    #[test]
+    fn a_frameless_function_in_the_middle_is_not_skipped() {
+        // C (0x1000, 24-byte frame, bp chain to A's frame) was called by frameless B (0x2000),
+        // called by A (0x3000, 24-byte frame), called from goexit (0x4000). Following bp alone
+        // would go from C straight to A's caller and lose A.
+        let base = 0x10_000u64;
+        let a_bp = base + 56;
+        let words = [0, 0, a_bp, 0x2000, 0x3000, 0, 0, 0, 0x4000];
+        let mut table = FrameTable::with_layouts(&[
+            (0x1000, layout(24)),
+            (0x2000, layout(0)),
+            (0x3000, layout(24)),
+            (0x4000, TOP),
+        ]);
+        let mut walk = walk_of(&words, base, 0x1000, base + 16);
+        step_within(&mut walk, &mut table, &bytes(&words), base, 32);
+        assert_eq!(walk.pcs, vec![0x1000, 0x2000, 0x3000, 0x4000]);
     }
 
     fn record() -> GoroutineRecord {
@@ -302,6 +438,7 @@ mod tests {
         words[6] = 0;
         words[7] = 0x3000;
         let mut memory = ProcessMemory::new(std::process::id());
+        let mut table = FrameTable::with_layouts(&[]);
         let mut cache = StackCache::default();
         let request = |seq: u8| UnwindRequest {
             record: 0,
@@ -314,14 +451,14 @@ mod tests {
         };
         let mut records = [record()];
         let stacks = cache
-            .resolve(&mut memory, &[request(1)], 32, &mut records)
+            .resolve(&mut memory, &mut table, &[request(1)], 32, &mut records)
             .unwrap();
         assert_eq!(stacks, vec![vec![0x1000, 0x2000, 0x3000]]);
         // It blocked again elsewhere at the same depth, and its trackingSeq moved.
         words[3] = 0x2500;
         std::hint::black_box(&words);
         let stacks = cache
-            .resolve(&mut memory, &[request(1)], 32, &mut records)
+            .resolve(&mut memory, &mut table, &[request(1)], 32, &mut records)
             .unwrap();
         assert_eq!(
             stacks,
@@ -329,7 +466,7 @@ mod tests {
             "same seq: cached"
         );
         let stacks = cache
-            .resolve(&mut memory, &[request(2)], 32, &mut records)
+            .resolve(&mut memory, &mut table, &[request(2)], 32, &mut records)
             .unwrap();
         assert_eq!(
             stacks,

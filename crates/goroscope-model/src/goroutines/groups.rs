@@ -4,9 +4,10 @@
 //! [`health`](super::health) for the rules.
 
 use super::health_report::{GoroutineGroup, LeakSuspect};
-use super::leaks::{leak_score, reason_line, short_location, ReasonInputs, ScoreInputs};
+use super::leaks::{judge, reason_line, short_location, Evidence, WaitKind};
 use super::snapshot::{GoroutineSnapshot, GoroutineState, Symbolizer};
 use super::symbols::{FxHashMap, SymbolCache, NONE};
+use super::trend::{Growth, Horizon, Releases};
 use std::collections::HashMap;
 
 /// All states, in the order of the per-state counters.
@@ -57,45 +58,58 @@ struct GroupKey {
 #[derive(Debug, Clone)]
 pub(super) struct GroupHistory {
     key: GroupKey,
-    /// Members in the first snapshot of the window.
-    first_count: u64,
-    /// Largest size in any appearance before the current one.
-    peak_before: u64,
+    /// The runtime's own goroutines (start function in package `runtime`, other than
+    /// `runtime.main`): Go's `NumGoroutine` and its profiles leave them out, and so do the
+    /// counts, groups and leak suspects.
+    pub(super) runtime: bool,
+    /// The main goroutine (start function `runtime.main`).
+    main: bool,
+    /// Its members wait inside a mutex or RWMutex lock call.
+    lock_wait: bool,
     /// Members in snapshot `seen_in`.
     count: u64,
     seen_in: u64,
-    prev_count: u64,
-    prev_seen_in: u64,
-    stable_since_ns: u64,
     states: [u64; STATES.len()],
     long_blocked: u64,
     min_long_blocked_ns: u64,
-    /// Members that had been blocked ≥ leak_after and then woke or exited.
+    /// Members that had been blocked ≥ leak_after and then woke or exited, since first seen.
     pub(super) released: u64,
+    /// `released` over the growth horizon.
+    releases: Releases,
+    /// Members in snapshot `seen_in` that joined during the growth horizon and have been
+    /// blocked ≥ leak_after since.
+    growth: Growth,
 }
 
 impl GroupHistory {
-    fn new(key: GroupKey) -> Self {
+    fn new(key: GroupKey, runtime: bool, main: bool, lock_wait: bool) -> Self {
         GroupHistory {
             key,
-            first_count: 0,
-            peak_before: 0,
+            runtime,
+            main,
+            lock_wait,
             count: 0,
             seen_in: NEVER,
-            prev_count: 0,
-            prev_seen_in: NEVER,
-            stable_since_ns: 0,
             states: [0; STATES.len()],
             long_blocked: 0,
             min_long_blocked_ns: u64::MAX,
             released: 0,
+            releases: Releases::default(),
+            growth: Growth::default(),
         }
     }
 
-    /// Counts a member blocked at least `leak_after_ns`, for `blocked_ns`.
-    pub(super) fn record_long_blocked(&mut self, blocked_ns: u64) {
+    /// Counts a member blocked at least `leak_after_ns`, for `blocked_ns`, since it started
+    /// waiting in this group at `joined_ns`.
+    pub(super) fn record_long_blocked(
+        &mut self,
+        blocked_ns: u64,
+        joined_ns: u64,
+        horizon: &Horizon,
+    ) {
         self.long_blocked += 1;
         self.min_long_blocked_ns = self.min_long_blocked_ns.min(blocked_ns);
+        horizon.count(joined_ns, &mut self.growth);
     }
 
     /// Starts counting for snapshot `index`; returns true on the first touch in it.
@@ -103,12 +117,12 @@ impl GroupHistory {
         if self.seen_in == index {
             return false;
         }
-        if self.seen_in != NEVER {
-            self.peak_before = self.peak_before.max(self.count);
+        if self.seen_in.wrapping_add(1) != index {
+            // Absent from the snapshot before: its history starts over.
+            self.releases.clear();
         }
-        self.prev_count = self.count;
-        self.prev_seen_in = self.seen_in;
         self.seen_in = index;
+        self.growth = Growth::default();
         self.count = 0;
         self.states = [0; STATES.len()];
         self.long_blocked = 0;
@@ -124,10 +138,6 @@ pub(super) struct ReportContext {
     pub(super) latest_index: u64,
     /// The leak threshold.
     pub(super) leak_after_ns: u64,
-    /// Latest minus first snapshot time.
-    pub(super) window_ns: u64,
-    /// Latest snapshot time.
-    pub(super) now_ns: u64,
 }
 
 /// All groups seen in the window.
@@ -153,6 +163,7 @@ impl GroupTable {
     pub(super) fn group_of(
         &mut self,
         key: NumericKey,
+        lock_wait: bool,
         snapshot: &GoroutineSnapshot,
         symbols: &mut SymbolCache,
         symbolizer: &dyn Symbolizer,
@@ -160,8 +171,16 @@ impl GroupTable {
         if let Some(&gid) = self.numeric.get(&key) {
             return gid;
         }
-        let creation = symbols.creation_site(key.creation_pc, symbolizer);
         let start = symbols.start_function(key.start_pc, symbolizer);
+        let start_name = symbols.strings.get(start);
+        let main = start_name == "runtime.main";
+        let runtime = is_runtime_start(start_name);
+        // The main goroutine has no creator (the runtime's bootstrap is not a `go` statement).
+        let creation = if main {
+            NONE
+        } else {
+            symbols.creation_site(key.creation_pc, symbolizer)
+        };
         let wait = match u8::try_from(key.wait) {
             Ok(index) => symbols.strings.intern(&snapshot.wait_reason_name(index)),
             Err(_) => NONE,
@@ -174,7 +193,7 @@ impl GroupTable {
         };
         let groups = &mut self.groups;
         let gid = *self.ids.entry(group_key).or_insert_with(|| {
-            groups.push(GroupHistory::new(group_key));
+            groups.push(GroupHistory::new(group_key, runtime, main, lock_wait));
             groups.len() as u32 - 1
         });
         self.numeric.insert(key, gid);
@@ -199,23 +218,25 @@ impl GroupTable {
         Some(group)
     }
 
+    /// True when group `gid` holds the runtime's own goroutines.
+    pub(super) fn is_runtime(&self, gid: u32) -> bool {
+        self.groups.get(gid as usize).is_some_and(|g| g.runtime)
+    }
+
     /// Group `gid`.
     pub(super) fn get_mut(&mut self, gid: u32) -> Option<&mut GroupHistory> {
         self.groups.get_mut(gid as usize)
     }
 
-    /// Ends snapshot `index` taken at `now`: first-window sizes and stability.
-    pub(super) fn end_snapshot(&mut self, index: u64, now: u64) {
+    /// Ends a snapshot: every group present records its releases so far (kept over `horizon`)
+    /// and the span its growth was counted over.
+    pub(super) fn end_snapshot(&mut self, horizon: &Horizon) {
         for &gid in &self.touched {
             if let Some(group) = self.groups.get_mut(gid as usize) {
-                if index == 0 {
-                    group.first_count = group.count;
-                }
-                let unchanged =
-                    group.prev_seen_in.wrapping_add(1) == index && group.prev_count == group.count;
-                if !unchanged {
-                    group.stable_since_ns = now;
-                }
+                group
+                    .releases
+                    .push(horizon.now_ns, group.released, horizon.start_ns);
+                group.growth.span_ns = horizon.now_ns - horizon.start_ns;
             }
         }
     }
@@ -234,7 +255,7 @@ impl GroupTable {
             .iter()
             .filter_map(|&g| self.groups.get(g as usize))
         {
-            if group.seen_in != latest_index || group.count == 0 {
+            if group.seen_in != latest_index || group.count == 0 || group.runtime {
                 continue;
             }
             let key = group.key;
@@ -242,33 +263,28 @@ impl GroupTable {
             let blocked_at = symbols.location(key.blocking);
             let start_function = symbols.strings.get(key.start).to_owned();
             let wait_reason = symbols.strings.get(key.wait).to_owned();
-            let is_suspect = key.wait != NONE
-                && group.long_blocked > 0
-                && group.count >= group.peak_before
-                && !start_function.starts_with("runtime.");
-            if is_suspect {
-                let growth = i64::try_from(group.count)
-                    .unwrap_or(i64::MAX)
-                    .saturating_sub(i64::try_from(group.first_count).unwrap_or(i64::MAX));
-                let min_blocked_ns = group.min_long_blocked_ns;
-                let leak_score = leak_score(&ScoreInputs {
-                    count: group.long_blocked,
-                    released: group.released,
-                    growth,
-                    min_blocked_ns,
-                    leak_after_ns: context.leak_after_ns,
-                    wait_reason: &wait_reason,
-                });
-                let reason = reason_line(&ReasonInputs {
-                    count: group.long_blocked,
-                    wait_reason: &wait_reason,
-                    min_blocked_ns,
-                    growth,
-                    window_ns: context.window_ns,
-                    stable_ns: context.now_ns.saturating_sub(group.stable_since_ns),
-                    created_at: &short_location(&creation.file, creation.line),
-                    blocked_at: &short_location(&blocked_at.file, blocked_at.line),
-                });
+            let leaked = group.states[state_index(GoroutineState::Leaked)] > 0;
+            let evidence = Evidence {
+                wait_reason: &wait_reason,
+                kind: WaitKind::of(&wait_reason, group.lock_wait, group.main, leaked),
+                count: group.long_blocked,
+                min_blocked_ns: group.min_long_blocked_ns,
+                released: group.releases.during_horizon(),
+                growth: group.growth,
+                leak_after_ns: context.leak_after_ns,
+            };
+            let verdict = if key.wait == NONE && !leaked {
+                None
+            } else {
+                judge(&evidence)
+            };
+            if let Some(verdict) = verdict {
+                let reason = reason_line(
+                    &evidence,
+                    &verdict,
+                    &short_location(&creation.file, creation.line),
+                    &short_location(&blocked_at.file, blocked_at.line),
+                );
                 suspects.push(LeakSuspect {
                     count: group.long_blocked,
                     recently_blocked: group.count - group.long_blocked,
@@ -276,10 +292,14 @@ impl GroupTable {
                     start_function: start_function.clone(),
                     creation: creation.clone(),
                     blocked_at: blocked_at.clone(),
-                    min_blocked_ns,
-                    leak_score,
+                    min_blocked_ns: evidence.min_blocked_ns,
+                    leak_score: verdict.score,
                     reason,
-                    growth,
+                    stuck: verdict.stuck,
+                    growing: verdict.growing,
+                    growth: i64::try_from(verdict.growth).unwrap_or(i64::MAX),
+                    growth_per_minute: verdict.growth_per_minute,
+                    released: evidence.released,
                 });
             }
             groups.push(GoroutineGroup {
@@ -314,6 +334,17 @@ impl GroupTable {
         });
         (groups, suspects)
     }
+}
+
+/// True for the start function of a goroutine the runtime runs for itself, by Go's own rule
+/// (`isSystemGoroutine`): any function of package `runtime` except `runtime.main` (the main
+/// goroutine) and `runtime.corostart` (coroutines of `iter.Pull`, which run user code). The
+/// finalizer goroutine counts as the runtime's, as it does for Go except while it runs a
+/// finalizer.
+pub(super) fn is_runtime_start(function: &str) -> bool {
+    function.starts_with("runtime.")
+        && function != "runtime.main"
+        && function != "runtime.corostart"
 }
 
 /// Collects `(name, count)` pairs, most frequent first, ties by name.

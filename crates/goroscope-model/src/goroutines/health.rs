@@ -4,14 +4,24 @@
 //! # Groups
 //!
 //! Live goroutines are grouped by (creation site, start function, blocking frame, wait reason).
-//! The creation site is the innermost frame at `creation_pc - 1`; the start function is
-//! `function_at(start_pc)`; the blocking frame is, walking the stack innermost → outermost and
-//! expanding inlined frames, the first frame in user code (package `main`, or a package path whose
-//! first element contains a dot such as `github.com/…`), else the first frame outside `runtime`,
-//! `runtime/internal/…` and `internal/…`, else the innermost frame. Grouping first uses numbers
-//! (creation pc, start pc, the blocking frame computed once per stack, wait reason index), cached
-//! across snapshots; each new numeric key is symbolized once and mapped to its symbolic key, so
-//! numeric groups with equal symbolic keys merge.
+//! The creation site is the innermost frame at `creation_pc - 1` (none for the main goroutine);
+//! the start function is the function the `go` statement named ([`Symbolizer::start_function`]:
+//! the callee of the wrapper Go generates for `go f(x)`); the blocking frame is, walking the stack
+//! innermost → outermost through inlined frames and skipping compiler-generated wrappers (as Go's
+//! tracebacks and profiles do), the first frame in the program's own code (package `main`, a
+//! package of one of the binary's modules, or a path whose first element contains a dot), else the
+//! first frame outside `runtime`, `runtime/internal/…` and `internal/…`, else the innermost frame.
+//! Grouping first uses numbers (creation pc, start pc, the blocking frame computed once per stack,
+//! wait reason index), cached across snapshots; each new numeric key is symbolized once and mapped
+//! to its symbolic key, so numeric groups with equal symbolic keys merge.
+//!
+//! # Counts as Go counts them
+//!
+//! Goroutines whose start function is in package `runtime` (other than `runtime.main`) are the
+//! runtime's own — GC workers, sweeper, scavenger, forcegc, finalizer, … — and Go's
+//! `NumGoroutine()`, its goroutine profile and `go_goroutines` leave them out. So do the report's
+//! totals, states, wait reasons, groups and leak suspects; they are counted on their own
+//! (`runtime_goroutines`).
 //!
 //! # Blocked time
 //!
@@ -20,31 +30,14 @@
 //! since. Sampling cannot see a goroutine that wakes and re-parks between snapshots, so when the
 //! runtime does report `waitsince` values and two GC cycles have completed since we first saw the
 //! goroutine waiting but its `waitsince` is still 0, it must have run (the GC stamps every blocked
-//! goroutine it scans, and running clears the stamp): our observation restarts.
+//! goroutine it scans, and running clears the stamp): our observation restarts. A `trackingSeq`
+//! that moved says the same.
 //!
 //! # Leak suspects
 //!
-//! A group of the latest snapshot is a suspect when its members are waiting (it has a wait
-//! reason), at least one has a known blocked time ≥ `leak_after_ns`, its size in the latest
-//! snapshot is at least its size in every earlier snapshot of the window (it never shrank below
-//! the current size), and it is not a runtime goroutine (start function `runtime.*`). `count` is
-//! the number of members blocked ≥ `leak_after_ns`. Goroutines that churn (each blocked briefly)
-//! never reach the threshold and are never counted.
-//!
-//! # Leak score
-//!
-//! `leak_score = kind × released × duration × evidence`, each in `[0, 1]`:
-//! - `kind`: 1.0 for channel, `select`, `sync.*`, `semacquire` and coroutine waits; 0.3 for
-//!   `sleep`, single-goroutine `IO wait` (a listener's accept) and runtime housekeeping waits; 0.6
-//!   for `IO wait` with several goroutines; 0.7 otherwise.
-//! - `released = count / (count + released)`, `released` being members that had been blocked
-//!   past the threshold and then woke or exited during the window (the wait does end).
-//! - `duration = 1 − 2^(−min_blocked / leak_after)`: 0.5 at the threshold, saturating to 1.
-//! - `evidence = 0.2 + 0.8 × (1 − (1 − 0.8 × size) × (1 − growth))` with
-//!   `size = 1 − 2^(−count / 4)` and `growth = 1 − 2^(−max(growth, 0) / 2)`.
-//!
-//! It is monotone in growth, blocked duration and count: one goroutine stuck on a channel scores
-//! about 0.15–0.3, dozens stuck with a growing count close to 1.
+//! See [`leaks`](super::leaks): groups stuck on an operation healthy code does not wait on for
+//! long, or still growing over the growth horizon while their members stay. Long waits alone —
+//! idle pools, select loops, accept loops, idle connections, timers — never make a suspect.
 
 use super::groups::{
     sorted_counts, state_index, GroupTable, NumericKey, ReportContext, NOT_WAITING, STATES,
@@ -55,7 +48,8 @@ use super::health_report::{
 use super::lifetimes::{GoroutineTracks, SnapshotClock};
 use super::quantiles::quantiles_of;
 use super::snapshot::{GcState, GoroutineSnapshot, SchedulerState, Symbolizer};
-use super::symbols::{SymbolCache, NONE};
+use super::symbols::{BlockingFrame, SymbolCache, NONE};
+use super::trend::Horizon;
 
 /// Thresholds of the health model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +58,8 @@ pub struct HealthSettings {
     pub leak_after_ns: u64,
     /// Goroutines living at least this long count as long-lived (default 300 ms).
     pub long_lived_ns: u64,
+    /// Growth of a group is judged over this much recent time (default 10 minutes).
+    pub growth_window_ns: u64,
 }
 
 impl Default for HealthSettings {
@@ -71,6 +67,7 @@ impl Default for HealthSettings {
         HealthSettings {
             leak_after_ns: 1_000_000_000,
             long_lived_ns: 300_000_000,
+            growth_window_ns: 600_000_000_000,
         }
     }
 }
@@ -85,6 +82,8 @@ struct Edge {
     live: u64,
     states: [u64; STATES.len()],
     by_wait_reason: Vec<(String, u64)>,
+    runtime_live: u64,
+    runtime_by_wait_reason: Vec<(String, u64)>,
 }
 
 /// Snapshot gaps and read times kept for their quantiles: the most recent ones only, so a
@@ -114,15 +113,26 @@ pub struct HealthTracker {
     wait_reasons: Vec<String>,
     groups: GroupTable,
     tracks: GoroutineTracks,
-    /// Blocking location of each stack of the current snapshot.
-    stack_blocking: Vec<u32>,
+    /// Blocking frame of each stack of the current snapshot.
+    stack_blocking: Vec<BlockingFrame>,
 }
 
 impl HealthTracker {
-    /// A tracker that has seen nothing yet.
+    /// A tracker that has seen nothing yet, for a binary whose modules are unknown (only package
+    /// `main` and paths whose first element contains a dot count as the program's own code).
     pub fn new(settings: HealthSettings) -> Self {
         HealthTracker {
             settings,
+            ..HealthTracker::default()
+        }
+    }
+
+    /// A tracker for a binary built from `modules` (module paths, main module first, as its
+    /// build info lists them): their packages are the program's own code for blocking frames.
+    pub fn with_modules(settings: HealthSettings, modules: &[String]) -> Self {
+        HealthTracker {
+            settings,
+            symbols: SymbolCache::with_modules(modules),
             ..HealthTracker::default()
         }
     }
@@ -156,8 +166,8 @@ impl HealthTracker {
 
         self.stack_blocking.clear();
         for stack in &snapshot.stacks {
-            let id = self.symbols.blocking_frame(stack, symbolizer);
-            self.stack_blocking.push(id);
+            let frame = self.symbols.blocking_frame(stack, symbolizer);
+            self.stack_blocking.push(frame);
         }
 
         let clock = SnapshotClock {
@@ -165,48 +175,72 @@ impl HealthTracker {
             now_ns: now,
             gc_cycles: snapshot.gc.cycles,
         };
+        let horizon = Horizon::at(
+            now,
+            self.first.as_ref().map_or(now, |first| first.taken_at_ns),
+            self.settings.growth_window_ns,
+            self.settings.leak_after_ns,
+        );
         let mut states = [0u64; STATES.len()];
         let mut waits = [0u64; 256];
+        let mut runtime_live = 0u64;
+        let mut runtime_waits = [0u64; 256];
+        let unknown = BlockingFrame {
+            location: NONE,
+            lock_wait: false,
+        };
         for record in &snapshot.goroutines {
             if !record.state.is_live() {
                 continue;
             }
             let state = state_index(record.state);
-            states[state] += 1;
             let waiting = record.state.is_blocked();
-            if waiting {
-                waits[usize::from(record.wait_reason)] += 1;
-            }
             let blocking = record
                 .stack
                 .and_then(|i| self.stack_blocking.get(i as usize).copied())
-                .unwrap_or(NONE);
+                .unwrap_or(unknown);
             let key = NumericKey {
                 creation_pc: record.creation_pc,
                 start_pc: record.start_pc,
-                blocking,
+                blocking: blocking.location,
                 wait: if waiting {
                     u16::from(record.wait_reason)
                 } else {
                     NOT_WAITING
                 },
             };
-            let gid = self
-                .groups
-                .group_of(key, snapshot, &mut self.symbols, symbolizer);
+            let gid = self.groups.group_of(
+                key,
+                blocking.lock_wait,
+                snapshot,
+                &mut self.symbols,
+                symbolizer,
+            );
+            if self.groups.is_runtime(gid) {
+                runtime_live += 1;
+                if waiting {
+                    runtime_waits[usize::from(record.wait_reason)] += 1;
+                }
+            } else {
+                states[state] += 1;
+                if waiting {
+                    waits[usize::from(record.wait_reason)] += 1;
+                }
+            }
             let sighting = self
                 .tracks
                 .observe(record, gid, clock, self.settings.leak_after_ns);
             if let Some(group) = self.groups.count_member(gid, index, state) {
-                if let Some(blocked) = sighting.long_blocked_ns {
-                    group.record_long_blocked(blocked);
+                if let (Some(blocked), Some(joined)) =
+                    (sighting.long_blocked_ns, sighting.joined_ns)
+                {
+                    group.record_long_blocked(blocked, joined, &horizon);
                 }
             }
             if let Some(previous) = sighting.released_from.and_then(|g| self.groups.get_mut(g)) {
                 previous.released += 1;
             }
         }
-        self.groups.end_snapshot(index, now);
         let groups = &mut self.groups;
         self.tracks.end_snapshot(
             index,
@@ -218,13 +252,18 @@ impl HealthTracker {
                 }
             },
         );
-        let by_wait_reason = sorted_counts(
-            waits
-                .iter()
-                .enumerate()
-                .filter(|(_, &n)| n > 0)
-                .map(|(i, &n)| (snapshot.wait_reason_name(i as u8), n)),
-        );
+        self.groups.end_snapshot(&horizon);
+        let named = |counts: &[u64; 256]| {
+            sorted_counts(
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &n)| n > 0)
+                    .map(|(i, &n)| (snapshot.wait_reason_name(i as u8), n)),
+            )
+        };
+        let by_wait_reason = named(&waits);
+        let runtime_by_wait_reason = named(&runtime_waits);
         let edge = Edge {
             taken_at_ns: now,
             created_total: snapshot.created_total,
@@ -233,6 +272,8 @@ impl HealthTracker {
             live: states.iter().sum(),
             states,
             by_wait_reason,
+            runtime_live,
+            runtime_by_wait_reason,
         };
         if self.first.is_none() {
             self.first = Some(edge.clone());
@@ -273,8 +314,6 @@ impl HealthTracker {
             &ReportContext {
                 latest_index: self.snapshots.saturating_sub(1),
                 leak_after_ns: self.settings.leak_after_ns,
-                window_ns: span_ns,
-                now_ns: latest.taken_at_ns,
             },
         );
         HealthReport {
@@ -287,6 +326,8 @@ impl HealthTracker {
             goroutines_total: latest.live,
             by_state,
             by_wait_reason: latest.by_wait_reason.clone(),
+            runtime_goroutines: latest.runtime_live,
+            runtime_by_wait_reason: latest.runtime_by_wait_reason.clone(),
             created_total: latest.created_total,
             created_per_second,
             lifetimes: self

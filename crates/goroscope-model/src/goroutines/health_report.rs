@@ -8,20 +8,26 @@ use super::snapshot::{CodeLocation, SchedulerState};
 pub struct HealthReport {
     /// The span of time covered.
     pub window: WindowSummary,
-    /// Live goroutines (not dead or idle) in the latest snapshot.
+    /// Live goroutines (not dead or idle) of the latest snapshot as Go counts them
+    /// (`runtime.NumGoroutine()`, pprof's total, `go_goroutines`): without the runtime's own.
     pub goroutines_total: u64,
-    /// Live goroutines of the latest snapshot by state name, most frequent first.
+    /// Those goroutines by state name, most frequent first.
     pub by_state: Vec<(String, u64)>,
-    /// Waiting goroutines of the latest snapshot by wait reason name, most frequent first.
+    /// The waiting ones by wait reason name, most frequent first.
     pub by_wait_reason: Vec<(String, u64)>,
+    /// The runtime's own live goroutines (GC workers, sweeper, scavenger, forcegc, finalizer,
+    /// …: those whose start function is in package `runtime`, other than `runtime.main`).
+    pub runtime_goroutines: u64,
+    /// The waiting ones among them by wait reason name, most frequent first.
+    pub runtime_by_wait_reason: Vec<(String, u64)>,
     /// Goroutines created since the process started (`sched.goidgen` of the latest snapshot).
     pub created_total: u64,
     /// Goroutine creation rate over the window; `None` with fewer than two snapshots.
     pub created_per_second: Option<f64>,
     /// Lifetimes of goroutines born and ended within the window.
     pub lifetimes: LifetimeSummary,
-    /// Live goroutines of the latest snapshot grouped by creation site, start function, blocking
-    /// frame and wait reason; largest first.
+    /// Live goroutines of the latest snapshot (the runtime's own left out) grouped by creation
+    /// site, start function, blocking frame and wait reason; largest first.
     pub groups: Vec<GoroutineGroup>,
     /// Groups that look leaked, most suspicious first.
     pub leak_suspects: Vec<LeakSuspect>,
@@ -68,6 +74,9 @@ pub struct LifetimeSummary {
     pub max_ns: Option<u64>,
     /// The resolution of these numbers: the window's median snapshot interval.
     pub resolution_ns: Option<u64>,
+    /// Of the `count`, those seen in a single snapshot: they lived less than about two
+    /// intervals, and their observed lifetime (0) says nothing more.
+    pub seen_once: u64,
     /// Goroutines that appeared during the window (absent from the first snapshot), ended or not.
     pub appeared: u64,
     /// Of those, how many lived at least `long_lived_threshold_ns` (observed age, for the ones
@@ -85,9 +94,11 @@ pub struct LifetimeSummary {
 pub struct GoroutineGroup {
     /// Members in the latest snapshot.
     pub count: u64,
-    /// The `go` statement that created them (innermost frame at `creation_pc - 1`).
+    /// The `go` statement that created them (innermost frame at `creation_pc - 1`); empty for
+    /// the main goroutine, which no `go` statement created.
     pub creation: CodeLocation,
-    /// The function they started in; empty when unknown.
+    /// The function the `go` statement started (the callee of the wrapper Go generates for
+    /// `go f(x)`); empty when unknown.
     pub start_function: String,
     /// Where they are blocked: the innermost user-code frame of their stack (see the module
     /// docs of [`health`](super::health)); unknown for goroutines without a stack.
@@ -98,7 +109,7 @@ pub struct GoroutineGroup {
     pub by_state: Vec<(String, u64)>,
 }
 
-/// A group of goroutines that looks leaked. See [`health`](super::health) for the rule and the
+/// A group of goroutines that looks leaked. See [`leaks`](super::leaks) for the rule and the
 /// score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeakSuspect {
@@ -119,11 +130,21 @@ pub struct LeakSuspect {
     pub min_blocked_ns: u64,
     /// How suspicious, in `[0, 1]`.
     pub leak_score: f64,
-    /// One line for humans.
+    /// One line for humans, with the evidence.
     pub reason: String,
-    /// Change of the group's size from the first snapshot of the window (0 if absent there) to
-    /// the latest.
+    /// Stuck on an operation healthy code does not wait on for long (a send nobody receives, a
+    /// nil channel, `select {}`, a lock) or proven leaked by the GC.
+    pub stuck: bool,
+    /// Kept growing over the growth horizon while its members stayed.
+    pub growing: bool,
+    /// Net change over the growth horizon of the members blocked past the threshold (0 when
+    /// there were too few snapshots to tell).
     pub growth: i64,
+    /// That change per minute.
+    pub growth_per_minute: f64,
+    /// Members that had been blocked past the threshold and left the group (woke or ended)
+    /// during the horizon.
+    pub released: u64,
 }
 
 /// Garbage collector summary.

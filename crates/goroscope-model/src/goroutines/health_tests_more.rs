@@ -145,7 +145,7 @@ impl Symbolizer for SyntheticSymbolizer {
 fn observe_100k_goroutines() {
     const N: u64 = 100_000;
     let mut base = GoroutineSnapshot {
-        wait_reasons: vec!["".into(), "chan receive".into(), "select".into()],
+        wait_reasons: vec!["".into(), "chan receive".into(), "chan send".into()],
         ..GoroutineSnapshot::default()
     };
     for s in 0..2_000u64 {

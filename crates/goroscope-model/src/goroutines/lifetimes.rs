@@ -27,6 +27,9 @@ struct Track {
 pub(super) struct Sighting {
     /// Its blocked time, when it is waiting and blocked at least the leak threshold.
     pub(super) long_blocked_ns: Option<u64>,
+    /// When it started waiting in its group as far as the snapshots saw (the first snapshot's
+    /// time for goroutines already waiting then), when it is waiting.
+    pub(super) joined_ns: Option<u64>,
     /// The group it had been blocked in for at least the threshold and has now left (woke,
     /// changed group or, as far as GC stamps tell, ran in between).
     pub(super) released_from: Option<u32>,
@@ -51,6 +54,8 @@ pub(super) struct GoroutineTracks {
     wait_since_seen: bool,
     lifetimes: LogHistogram,
     appeared_ended: u64,
+    /// Ended goroutines seen in a single snapshot (observed lifetime 0).
+    seen_once: u64,
     long_lived_ended: u64,
 }
 
@@ -108,6 +113,7 @@ impl GoroutineTracks {
                 .filter(|&since| since != 0 && since <= now)
                 .map_or(0, |since| now - since);
             let blocked = observed.max(stamped);
+            sighting.joined_ns = Some(track.waiting_since_ns);
             if blocked >= leak_after_ns {
                 sighting.long_blocked_ns = Some(blocked);
             }
@@ -141,6 +147,7 @@ impl GoroutineTracks {
         let lifetimes = &mut self.lifetimes;
         let mut appeared_ended = 0;
         let mut long_lived_ended = 0;
+        let mut seen_once = 0;
         self.tracks.retain(|_, track| {
             if track.last_seen_index == index {
                 return true;
@@ -152,6 +159,7 @@ impl GoroutineTracks {
                 let lifetime = track.last_seen_ns.saturating_sub(track.first_seen_ns);
                 lifetimes.record(lifetime);
                 appeared_ended += 1;
+                seen_once += u64::from(track.first_seen_index == track.last_seen_index);
                 if lifetime >= long_lived_ns {
                     long_lived_ended += 1;
                 }
@@ -160,6 +168,7 @@ impl GoroutineTracks {
         });
         self.appeared_ended += appeared_ended;
         self.long_lived_ended += long_lived_ended;
+        self.seen_once += seen_once;
     }
 
     /// Lifetimes and the long-lived share; see [`LifetimeSummary`].
@@ -184,6 +193,7 @@ impl GoroutineTracks {
             p99_ns: h.quantile(0.99),
             max_ns: h.max(),
             resolution_ns,
+            seen_once: self.seen_once,
             appeared,
             long_lived,
             long_lived_share: (appeared > 0).then(|| long_lived as f64 / appeared as f64),

@@ -10,6 +10,7 @@ mod lifetimes;
 mod quantiles;
 pub mod snapshot;
 mod symbols;
+mod trend;
 
 #[cfg(test)]
 mod health_tests;

@@ -185,4 +185,11 @@ pub trait Symbolizer {
 
     /// The function whose entry is exactly `pc` or that contains it, if known.
     fn function_at(&self, pc: u64) -> Option<String>;
+
+    /// The function a goroutine starting at `pc` (its `startpc`) runs, as the `go` statement
+    /// names it: when `pc` is a compiler-generated wrapper (Go wraps `go f(x)` in one), the
+    /// function the wrapper calls. Defaults to [`function_at`](Self::function_at).
+    fn start_function(&self, pc: u64) -> Option<String> {
+        self.function_at(pc)
+    }
 }

@@ -62,25 +62,43 @@ pub(crate) type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 /// How a frame's function ranks as a blocking frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FrameClass {
-    /// Package `main` or a package path whose first element contains a dot.
+    /// The program's own code: package `main`, a package of one of the binary's modules, or a
+    /// package path whose first element contains a dot (`github.com/…`).
     User,
-    /// Not runtime-internal (e.g. `sync`, `net`, `time`).
+    /// The standard library outside the runtime (e.g. `sync`, `net`, `time`).
     Library,
     /// `runtime.*`, `runtime/internal/*`, `internal/*`.
     Runtime,
 }
 
-fn classify(function: &str) -> FrameClass {
-    // Type arguments may contain other packages' paths; only the part before them names the
-    // function's own package.
+/// The package path of a fully qualified Go function name (`net/http.(*conn).serve` →
+/// `net/http`). Type arguments may contain other packages' paths; only the part before them names
+/// the function's own package.
+pub(crate) fn package_of(function: &str) -> &str {
     let name = function.split('[').next().unwrap_or(function);
     let last_slash = name.rfind('/').map_or(0, |i| i + 1);
     let package_end = name[last_slash..]
         .find('.')
         .map_or(name.len(), |i| last_slash + i);
-    let package = &name[..package_end];
+    &name[..package_end]
+}
+
+/// A package path as function symbols spell it: the dots of its last element escaped as `%2e`.
+pub(crate) fn symbol_form(path: &str) -> String {
+    let last = path.rfind('/').map_or(0, |i| i + 1);
+    format!("{}{}", &path[..last], path[last..].replace('.', "%2e"))
+}
+
+/// The class of a fully qualified function name; `modules` in [`symbol_form`].
+fn classify(function: &str, modules: &[String]) -> FrameClass {
+    let package = package_of(function);
     let first_element = package.split('/').next().unwrap_or(package);
-    if package == "main" || first_element.contains('.') {
+    let in_module = |module: &String| {
+        package
+            .strip_prefix(module.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    if package == "main" || first_element.contains('.') || modules.iter().any(in_module) {
         FrameClass::User
     } else if package == "runtime"
         || package.starts_with("runtime/internal/")
@@ -90,6 +108,34 @@ fn classify(function: &str) -> FrameClass {
     } else {
         FrameClass::Library
     }
+}
+
+/// True for the functions a goroutine waiting for a `sync.Mutex` or `sync.RWMutex` sits in
+/// (before Go 1.20 such waits are only called `semacquire`; from Go 1.24 the mutex lives in
+/// `internal/sync`).
+fn is_lock_function(function: &str) -> bool {
+    let method = function
+        .strip_prefix("sync.")
+        .or_else(|| function.strip_prefix("internal/sync."));
+    matches!(
+        method,
+        Some(
+            "(*Mutex).Lock"
+                | "(*Mutex).lockSlow"
+                | "(*RWMutex).Lock"
+                | "(*RWMutex).RLock"
+                | "(*RWMutex).rLockSlow"
+        )
+    )
+}
+
+/// What a stack says about where and how its goroutine waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockingFrame {
+    /// Interned location of the blocking frame, [`NONE`] when no pc symbolizes.
+    pub(crate) location: u32,
+    /// True when the goroutine waits inside a mutex or RWMutex lock call.
+    pub(crate) lock_wait: bool,
 }
 
 /// Interned strings, `u32` ids.
@@ -119,9 +165,12 @@ impl Interner {
 /// Caches of everything symbolized so far.
 #[derive(Debug, Default)]
 pub(crate) struct SymbolCache {
-    /// Interned locations and their classes, by location id.
+    /// Module paths of the target (main module and dependencies): their packages are user code.
+    modules: Vec<String>,
+    /// Interned locations, their classes and whether they are lock calls, by location id.
     locations: Vec<CodeLocation>,
     classes: Vec<FrameClass>,
+    locks: Vec<bool>,
     location_ids: HashMap<CodeLocation, u32>,
     /// For each return address symbolized so far: a range of `frame_ids` (innermost first).
     pc_frames: FxHashMap<u64, (u32, u32)>,
@@ -133,12 +182,22 @@ pub(crate) struct SymbolCache {
 }
 
 impl SymbolCache {
+    /// A cache that counts the packages of `modules` (module paths) as user code.
+    pub(crate) fn with_modules(modules: &[String]) -> SymbolCache {
+        SymbolCache {
+            modules: modules.iter().map(|module| symbol_form(module)).collect(),
+            ..SymbolCache::default()
+        }
+    }
+
     fn intern_location(&mut self, location: CodeLocation) -> u32 {
         if let Some(&id) = self.location_ids.get(&location) {
             return id;
         }
         let id = self.locations.len() as u32;
-        self.classes.push(classify(&location.function));
+        self.classes
+            .push(classify(&location.function, &self.modules));
+        self.locks.push(is_lock_function(&location.function));
         self.locations.push(location.clone());
         self.location_ids.insert(location, id);
         id
@@ -170,12 +229,13 @@ impl SymbolCache {
         self.frame_ids.get(start as usize).copied().unwrap_or(NONE)
     }
 
-    /// The interned name of the function starting at `start_pc`.
+    /// The interned name of the function a goroutine starting at `start_pc` runs (the callee of
+    /// a `go` statement wrapper).
     pub(crate) fn start_function(&mut self, start_pc: u64, symbolizer: &dyn Symbolizer) -> u32 {
         if let Some(&id) = self.start_functions.get(&start_pc) {
             return id;
         }
-        let id = match symbolizer.function_at(start_pc) {
+        let id = match symbolizer.start_function(start_pc) {
             Some(name) => self.strings.intern(&name),
             None => NONE,
         };
@@ -185,16 +245,27 @@ impl SymbolCache {
 
     /// The blocking frame of a stack (innermost pc first): the first user-code frame walking
     /// outwards through inlined frames, else the first frame outside the runtime, else the
-    /// innermost frame; [`NONE`] when no pc symbolizes.
-    pub(crate) fn blocking_frame(&mut self, stack: &[u64], symbolizer: &dyn Symbolizer) -> u32 {
+    /// innermost frame; with whether a mutex lock call lies on the way there.
+    pub(crate) fn blocking_frame(
+        &mut self,
+        stack: &[u64],
+        symbolizer: &dyn Symbolizer,
+    ) -> BlockingFrame {
         let mut first_library = NONE;
         let mut innermost = NONE;
+        let mut lock_wait = false;
         for &pc in stack {
             let (start, len) = self.frames_at_return(pc, symbolizer);
             let range = start as usize..(start + len) as usize;
             for &id in self.frame_ids.get(range).unwrap_or(&[]) {
+                lock_wait |= self.locks.get(id as usize).copied().unwrap_or(false);
                 match self.classes.get(id as usize) {
-                    Some(FrameClass::User) => return id,
+                    Some(FrameClass::User) => {
+                        return BlockingFrame {
+                            location: id,
+                            lock_wait,
+                        }
+                    }
                     Some(FrameClass::Library) if first_library == NONE => first_library = id,
                     _ => {}
                 }
@@ -203,10 +274,13 @@ impl SymbolCache {
                 }
             }
         }
-        if first_library != NONE {
-            first_library
-        } else {
-            innermost
+        BlockingFrame {
+            location: if first_library != NONE {
+                first_library
+            } else {
+                innermost
+            },
+            lock_wait,
         }
     }
 
@@ -237,6 +311,7 @@ mod tests {
 
     #[test]
     fn classes() {
+        let classify = |name: &str| classify(name, &[]);
         assert_eq!(classify("main.main.func1"), FrameClass::User);
         assert_eq!(classify("main.(*T).Run"), FrameClass::User);
         assert_eq!(classify("github.com/a/b.(*C).Serve"), FrameClass::User);
@@ -253,6 +328,38 @@ mod tests {
         assert_eq!(classify("time.Sleep"), FrameClass::Library);
         assert_eq!(classify("sync.F[github.com/x.T]"), FrameClass::Library);
         assert_eq!(classify("maintenance.F"), FrameClass::Library);
+        // A module path without a dot: its packages are the program's, the standard library's
+        // package of the same first element is not.
+        let modules = ["leaky".to_owned()];
+        assert_eq!(
+            super::classify("leaky/internal/pool.(*P).Get", &modules),
+            FrameClass::User
+        );
+        assert_eq!(super::classify("leaky.F", &modules), FrameClass::User);
+        assert_eq!(
+            super::classify("leakyish/x.F", &modules),
+            FrameClass::Library
+        );
+        assert_eq!(package_of("net/http.(*conn).serve"), "net/http");
+        // Symbol names escape the dots of a package path's last element.
+        assert_eq!(
+            package_of("gopkg.in/yaml%2ev3.Unmarshal"),
+            "gopkg.in/yaml%2ev3"
+        );
+        let modules = [symbol_form("myapp.v2")];
+        assert_eq!(
+            super::classify("myapp%2ev2/store.Open", &modules),
+            FrameClass::User
+        );
+    }
+
+    #[test]
+    fn lock_functions() {
+        assert!(is_lock_function("sync.(*Mutex).lockSlow"));
+        assert!(is_lock_function("internal/sync.(*Mutex).Lock"));
+        assert!(is_lock_function("sync.(*RWMutex).RLock"));
+        assert!(!is_lock_function("sync.(*WaitGroup).Wait"));
+        assert!(!is_lock_function("sync.(*Cond).Wait"));
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
     let mut process = GoProcess::attach(Path::new(PROC_ROOT), args.pid).map_err(attach_error)?;
     let info = process.info().clone();
     eprintln!(
-        "goroscope: attached to PID {} ({}, offsets from {}, runtime globals from {}): a snapshot every {}; Ctrl-C to stop",
+        "goroscope: attached to PID {} ({}; struct offsets: {}; runtime globals: {}): a snapshot every {}; Ctrl-C to stop",
         info.pid,
         info.build.go_version,
         offsets_source(info.offsets_source),
@@ -52,10 +52,14 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
     );
     let control = RunControl::start(duration)?;
     let symbolizer = process.symbolizer();
-    let mut tracker = HealthTracker::new(HealthSettings {
-        leak_after_ns: u64::try_from(args.leak_after.as_nanos()).unwrap_or(u64::MAX),
-        long_lived_ns: u64::try_from(args.long_lived.as_nanos()).unwrap_or(u64::MAX),
-    });
+    let mut tracker = HealthTracker::with_modules(
+        HealthSettings {
+            leak_after_ns: u64::try_from(args.leak_after.as_nanos()).unwrap_or(u64::MAX),
+            long_lived_ns: u64::try_from(args.long_lived.as_nanos()).unwrap_or(u64::MAX),
+            ..HealthSettings::default()
+        },
+        &info.build.module_paths(),
+    );
     let options = SnapshotOptions {
         max_frames: args.frames,
     };

@@ -57,6 +57,35 @@ pub fn globals_source(source: GlobalsSource) -> &'static str {
     }
 }
 
+/// A lifetime quantile in seconds, or null when it is below the resolution (the snapshot
+/// interval): such a goroutine was seen in one snapshot only, and its lifetime is unknown
+/// beyond "shorter than the resolution" (0 would be wrong).
+fn lifetime_seconds(ns: Option<u64>, resolution_ns: Option<u64>) -> Value {
+    match (ns, resolution_ns) {
+        (Some(ns), Some(resolution)) if ns < resolution => Value::Null,
+        (ns, _) => opt_seconds(ns),
+    }
+}
+
+/// What made a group a leak suspect.
+fn evidence(stuck: bool, growing: bool) -> &'static str {
+    match (stuck, growing) {
+        (true, true) => "stuck and growing",
+        (true, false) => "stuck",
+        _ => "growing",
+    }
+}
+
+/// A group's wait reason, or for goroutines that are not waiting, their state(s) (`syscall`,
+/// `running`, `runnable/running`).
+fn group_state(group: &goroscope_model::goroutines::GoroutineGroup) -> String {
+    if !group.wait_reason.is_empty() {
+        return "waiting".into();
+    }
+    let states: Vec<&str> = group.by_state.iter().map(|(s, _)| s.as_str()).collect();
+    states.join("/")
+}
+
 /// The whole report as one JSON object.
 pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -> Value {
     let window = &report.window;
@@ -75,7 +104,10 @@ pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -
                 "blocked_at": location_json(&s.blocked_at),
                 "min_blocked_seconds": seconds(s.min_blocked_ns),
                 "leak_score": s.leak_score,
+                "evidence": evidence(s.stuck, s.growing),
                 "growth": s.growth,
+                "growth_per_minute": s.growth_per_minute,
+                "released": s.released,
                 "reason": s.reason,
             })
         })
@@ -86,6 +118,7 @@ pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -
         .map(|g| {
             json!({
                 "count": g.count,
+                "state": group_state(g),
                 "wait_reason": g.wait_reason,
                 "start_function": g.start_function,
                 "creation": location_json(&g.creation),
@@ -117,20 +150,23 @@ pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -
             "total": report.goroutines_total,
             "by_state": pairs_json(&report.by_state),
             "by_wait_reason": pairs_json(&report.by_wait_reason),
+            "runtime": report.runtime_goroutines,
+            "runtime_by_wait_reason": pairs_json(&report.runtime_by_wait_reason),
         },
         "created_total": report.created_total,
         "created_per_second": report.created_per_second,
         "lifetimes": {
             "ended": lifetimes.count,
-            "p50_seconds": opt_seconds(lifetimes.p50_ns),
-            "p90_seconds": opt_seconds(lifetimes.p90_ns),
-            "p99_seconds": opt_seconds(lifetimes.p99_ns),
-            "max_seconds": opt_seconds(lifetimes.max_ns),
+            "p50_seconds": lifetime_seconds(lifetimes.p50_ns, lifetimes.resolution_ns),
+            "p90_seconds": lifetime_seconds(lifetimes.p90_ns, lifetimes.resolution_ns),
+            "p99_seconds": lifetime_seconds(lifetimes.p99_ns, lifetimes.resolution_ns),
+            "max_seconds": lifetime_seconds(lifetimes.max_ns, lifetimes.resolution_ns),
             "resolution_seconds": opt_seconds(lifetimes.resolution_ns),
             "appeared": lifetimes.appeared,
             "long_lived": lifetimes.long_lived,
             "long_lived_share": lifetimes.long_lived_share,
             "long_lived_threshold_seconds": seconds(lifetimes.long_lived_threshold_ns),
+            "seen_in_one_snapshot": lifetimes.seen_once,
         },
         "leak_suspects": suspects,
         "groups": groups,
@@ -234,8 +270,12 @@ pub fn write_text(
         for suspect in &report.leak_suspects {
             writeln!(
                 out,
-                "  {:>6} × {:<20} score {:.2}  {}",
-                suspect.count, suspect.wait_reason, suspect.leak_score, suspect.reason
+                "  {:>6} × {:<20} score {:.2} ({})  {}",
+                suspect.count,
+                suspect.wait_reason,
+                suspect.leak_score,
+                evidence(suspect.stuck, suspect.growing),
+                suspect.reason
             )?;
             writeln!(out, "         created at  {}", site(&suspect.creation))?;
             writeln!(out, "         blocked at  {}", site(&suspect.blocked_at))?;
@@ -265,6 +305,21 @@ pub fn write_text(
     if !reasons.is_empty() {
         writeln!(out, "  by wait reason: {}", reasons.join(", "))?;
     }
+    let runtime: Vec<String> = report
+        .runtime_by_wait_reason
+        .iter()
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    writeln!(
+        out,
+        "  the runtime's own (not counted above, as Go does not count them): {}{}",
+        report.runtime_goroutines,
+        if runtime.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", runtime.join(", "))
+        }
+    )?;
     let lifetimes = &report.lifetimes;
     if let (Some(p50), Some(p99), Some(max)) =
         (lifetimes.p50_ns, lifetimes.p99_ns, lifetimes.max_ns)
@@ -303,9 +358,9 @@ pub fn write_text(
     writeln!(out, "LARGEST GROUPS")?;
     for group in report.groups.iter().take(10) {
         let reason = if group.wait_reason.is_empty() {
-            "-"
+            group_state(group)
         } else {
-            &group.wait_reason
+            group.wait_reason.clone()
         };
         writeln!(
             out,

@@ -191,15 +191,20 @@ impl GoSource {
                 Ok(attached) => {
                     let symbolizer = attached.symbolizer();
                     let go_version = attached.info().build.go_version.clone();
+                    let modules = attached.info().build.module_paths();
                     self.watched.insert(
                         pid,
                         Watched {
                             process: attached,
                             symbolizer,
-                            tracker: HealthTracker::new(HealthSettings {
-                                leak_after_ns: duration_ns(self.settings.leak_after),
-                                long_lived_ns: duration_ns(self.settings.interval),
-                            }),
+                            tracker: HealthTracker::with_modules(
+                                HealthSettings {
+                                    leak_after_ns: duration_ns(self.settings.leak_after),
+                                    long_lived_ns: duration_ns(self.settings.interval),
+                                    ..HealthSettings::default()
+                                },
+                                &modules,
+                            ),
                             owner: seen.owner,
                             go_version,
                             next_snapshot: Instant::now(),
