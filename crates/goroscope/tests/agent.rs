@@ -549,6 +549,12 @@ fn check_accepts_the_example_and_points_at_each_error() {
             "histograms.buckets_per_octave",
         ),
         ("listen: localhost-ish\n", 1, "listen"),
+        // An unclosed bracket: where it opens, not where the parser gave up (line 4).
+        (
+            "interval: 5s\ncollectors:\n  tcp: [oops\n",
+            3,
+            "collectors.tcp: unclosed '['",
+        ),
     ] {
         let (finished, path) = check(yaml);
         finished.assert_code(2);

@@ -8,10 +8,13 @@
 //!
 //! Every error names the file, the line and column, and the field, and says what to do
 //! (see [`ConfigError`]). The work is split by job:
-//! - `node`: the YAML text as a plain tree (syntax errors, more than one document);
+//! - `node`: the YAML text as a plain tree whose nodes know where they start (more than one
+//!   document is refused there), with `scalar` saying what each scalar means and `syntax`
+//!   saying what is wrong with text that is not YAML (an unclosed bracket or quote is
+//!   reported where it was opened);
 //! - `read`: that tree checked section by section into an [`AgentConfig`], with `values`
 //!   reading the single values (booleans, durations, numbers, addresses, patterns);
-//! - `locate`: where in the text a field sits, so validation errors can point at it;
+//! - `locate`: where in the tree a field sits, so validation errors can point at it;
 //! - `glob`: the patterns of `targets` and `collectors.network`;
 //! - `error`: [`ConfigError`] and the field paths it reports.
 
@@ -20,10 +23,14 @@ pub mod glob;
 mod locate;
 mod node;
 mod read;
+mod scalar;
+mod syntax;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_malformed;
+#[cfg(test)]
+mod tests_syntax;
 mod values;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -297,8 +304,8 @@ impl AgentConfig {
 
     /// Parses and validates `text`; `origin` is the file it came from, named in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<AgentConfig, ConfigError> {
-        let root = node::parse_document(text).map_err(|e| e.in_file(origin, text))?;
-        let mut config = read::read(&root).map_err(|e| e.in_file(origin, text))?;
+        let root = node::parse_document(text).map_err(|e| e.in_file(origin, None))?;
+        let mut config = read::read(&root).map_err(|e| e.in_file(origin, Some(&root)))?;
         config.source = ConfigSource::File(origin.to_path_buf());
         Ok(config)
     }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::locate::{locate, Spot};
+use super::node::{Node, Position};
 
 /// One step of a field path: a field name or a list position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,8 +64,10 @@ impl fmt::Display for FieldPath {
 pub(super) enum Problem {
     /// The text is not YAML (or not one document); the parser knows where.
     Syntax {
-        /// 1-based line and column, when the parser reported them.
-        at: Option<(usize, usize)>,
+        /// Where to point, when known.
+        at: Option<Position>,
+        /// The field the mistake is in, when the parser knows it (an unclosed bracket).
+        field: Option<FieldPath>,
         message: String,
     },
     /// The YAML is well formed but a field is unknown, of the wrong type or out of range.
@@ -96,26 +99,29 @@ impl Problem {
         }
     }
 
-    /// The error to report for `file`, whose text is `text`: validation problems are located
-    /// in the text (at the nearest enclosing field present, when the field itself is absent).
-    pub(super) fn in_file(self, file: &Path, text: &str) -> ConfigError {
+    /// The error to report for `file`, parsed into `root` when it could be: validation
+    /// problems are located in the tree (at the nearest enclosing field present, when the
+    /// field itself is absent).
+    pub(super) fn in_file(self, file: &Path, root: Option<&Node>) -> ConfigError {
         match self {
-            Problem::Syntax { at, message } => ConfigError {
+            Problem::Syntax { at, field, message } => ConfigError {
                 file: file.to_path_buf(),
                 at,
-                field: None,
+                field: field.map(|f| f.to_string()),
                 message,
                 source: None,
             },
             Problem::Invalid { at, spot, message } => {
                 let segments = at.segments();
-                let position = (0..=segments.len()).rev().find_map(|len| {
-                    let spot = if len == segments.len() {
-                        spot
-                    } else {
-                        Spot::Value
-                    };
-                    locate(text, 0, &segments[..len], spot)
+                let position = root.and_then(|root| {
+                    (0..=segments.len()).rev().find_map(|len| {
+                        let spot = if len == segments.len() {
+                            spot
+                        } else {
+                            Spot::Value
+                        };
+                        locate(root, &segments[..len], spot)
+                    })
                 });
                 ConfigError {
                     file: file.to_path_buf(),
@@ -134,7 +140,7 @@ impl Problem {
 #[derive(Debug)]
 pub struct ConfigError {
     file: PathBuf,
-    at: Option<(usize, usize)>,
+    at: Option<Position>,
     field: Option<String>,
     message: String,
     source: Option<std::io::Error>,

@@ -1,22 +1,9 @@
-//! Finds where a field sits in the YAML text, so an error found after parsing (a value out of
-//! range, two fields that disagree) can still point at its line and column.
-//!
-//! The parser keeps positions only while it parses, so this parses again, walking down the
-//! field path and stopping with a marker error at the wanted key or value: the YAML parser
-//! stamps that error with the node's position. Flow style (`{ enabled: true }`), anchors and
-//! comments are therefore handled exactly as the parser handles them.
-
-use std::fmt;
-
-use serde::de::{
-    self, DeserializeSeed, Deserializer, EnumAccess, IgnoredAny, MapAccess, SeqAccess,
-    VariantAccess, Visitor,
-};
+//! Finds where a field sits in the parsed tree, so an error found after parsing (a value out
+//! of range, two fields that disagree) can still point at its line and column. Every node
+//! carries its start in the text, so this walks the tree; nothing is parsed again.
 
 use super::error::Segment;
-
-/// The marker carried by the error that stops the walk where the wanted node is.
-const FOUND: &str = "\u{1}goroscope-config-locate-found\u{1}";
+use super::node::{Node, Position, Value};
 
 /// Which part of a field to point at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,248 +18,87 @@ pub(super) enum Spot {
     Value,
 }
 
-/// The 1-based line and column of the field at `path` in YAML document `document` (from 0)
-/// of `text`; `None` when the path is not in the text. For an empty path, the document.
-pub(super) fn locate(
-    text: &str,
-    document: usize,
-    path: &[Segment],
-    spot: Spot,
-) -> Option<(usize, usize)> {
-    let deserializer = serde_yaml_ng::Deserializer::from_str(text).nth(document)?;
-    match (Seek { path, spot }).deserialize(deserializer) {
-        Err(error) if error.to_string().contains(FOUND) => {
-            error.location().map(|l| (l.line(), l.column()))
+/// Where the field at `path` under `node` starts; `None` when the path is not in the tree.
+/// For an empty path, `node` itself. Through a repeated key, the first occurrence that holds
+/// the rest of the path.
+pub(super) fn locate(node: &Node, path: &[Segment], spot: Spot) -> Option<Position> {
+    let Some((first, rest)) = path.split_first() else {
+        return Some(node.at);
+    };
+    match (first, &node.value) {
+        (Segment::Key(name), Value::Map(entries)) => {
+            let mut matching = entries
+                .iter()
+                .filter(|(key, _)| key.key_text().as_deref() == Some(name.as_str()));
+            match spot {
+                Spot::Key { occurrence } if rest.is_empty() => {
+                    matching.nth(occurrence).map(|(key, _)| key.at)
+                }
+                _ => matching.find_map(|(_, value)| locate(value, rest, spot)),
+            }
         }
+        (Segment::Index(index), Value::Seq(items)) => locate(items.get(*index)?, rest, spot),
         _ => None,
     }
 }
 
-/// Walks down `path`; stops with the marker error at the wanted node.
-struct Seek<'p> {
-    path: &'p [Segment],
-    spot: Spot,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::config::node::parse_document;
 
-impl<'de> DeserializeSeed<'de> for Seek<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        if self.path.is_empty() {
-            return deserializer.deserialize_any(Here);
-        }
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Seek<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any YAML value")
+    fn key(name: &str) -> Segment {
+        Segment::Key(name.to_owned())
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    #[test]
+    fn fields_are_found_in_block_and_flow_style() {
+        let tree = parse_document(
+            "# top\ncollectors:\n  tcp: { enabled: true }\n  go:\n    interval: 5s\n\
+             targets:\n  comms: [a, \"b\"]\n5: x\n",
+        )
+        .unwrap();
+        let value = |path: &[Segment]| locate(&tree, path, Spot::Value);
+        assert_eq!(value(&[]), Some((2, 1)));
+        assert_eq!(value(&[key("collectors")]), Some((3, 3)));
+        assert_eq!(value(&[key("collectors"), key("tcp")]), Some((3, 8)));
+        assert_eq!(
+            value(&[key("collectors"), key("tcp"), key("enabled")]),
+            Some((3, 19))
+        );
+        assert_eq!(
+            value(&[key("collectors"), key("go"), key("interval")]),
+            Some((5, 15))
+        );
+        assert_eq!(
+            value(&[key("targets"), key("comms"), Segment::Index(1)]),
+            Some((7, 14))
+        );
+        assert_eq!(value(&[key("targets"), key("pids")]), None);
+        assert_eq!(
+            value(&[key("targets"), key("comms"), Segment::Index(2)]),
+            None
+        );
+        let first_key = Spot::Key { occurrence: 0 };
+        assert_eq!(locate(&tree, &[key("5")], first_key), Some((8, 1)));
+        assert_eq!(
+            locate(&tree, &[key("collectors"), key("go")], first_key),
+            Some((4, 3))
+        );
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i128<E>(self, _: i128) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u128<E>(self, _: u128) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
-        let (IgnoredAny, variant) = data.variant::<IgnoredAny>()?;
-        variant.newtype_variant::<IgnoredAny>().map(|_| ())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let (first, rest) = match self.path.split_first() {
-            Some((Segment::Key(key), rest)) => (key.as_str(), rest),
-            _ => return drain_map(map),
-        };
-        let key_wanted = rest.is_empty() && matches!(self.spot, Spot::Key { .. });
-        let mut seen = 0;
-        loop {
-            let stop_at_key = match self.spot {
-                Spot::Key { occurrence } => key_wanted && seen == occurrence,
-                Spot::Value => false,
-            };
-            let probe = KeyProbe {
-                wanted: first,
-                stop_at_key,
-            };
-            match map.next_key_seed(probe)? {
-                None => return Ok(()),
-                Some(true) if !key_wanted => {
-                    map.next_value_seed(Seek {
-                        path: rest,
-                        spot: self.spot,
-                    })?;
-                }
-                Some(true) => {
-                    seen += 1;
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Some(false) => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let (wanted, rest) = match self.path.split_first() {
-            Some((Segment::Index(index), rest)) => (*index, rest),
-            _ => {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                return Ok(());
-            }
-        };
-        let mut index = 0;
-        loop {
-            let more = if index == wanted {
-                seq.next_element_seed(Seek {
-                    path: rest,
-                    spot: self.spot,
-                })?
-                .is_some()
-            } else {
-                seq.next_element::<IgnoredAny>()?.is_some()
-            };
-            if !more {
-                return Ok(());
-            }
-            index += 1;
-        }
-    }
-}
-
-fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-    Ok(())
-}
-
-/// The wanted node: refuses whatever it is, with the marker (every default `visit_*` reports
-/// what it expected, and this expects the marker).
-struct Here;
-
-impl Visitor<'_> for Here {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(FOUND)
-    }
-}
-
-/// Reads a key: whether it is the wanted one, or the marker error when it is and the key
-/// itself is what is looked for.
-struct KeyProbe<'a> {
-    wanted: &'a str,
-    stop_at_key: bool,
-}
-
-impl KeyProbe<'_> {
-    fn check<E: de::Error>(&self, key: &str) -> Result<bool, E> {
-        if key != self.wanted {
-            Ok(false)
-        } else if self.stop_at_key {
-            Err(E::custom(FOUND))
-        } else {
-            Ok(true)
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for KeyProbe<'_> {
-    type Value = bool;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyProbe<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a mapping key")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        self.check(v)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
-        self.check(&v.to_string())
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
-        self.check(&v.to_string())
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
-        self.check(&v.to_string())
-    }
-
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<bool, E> {
-        self.check(&v.to_string())
-    }
-
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<bool, E> {
-        self.check(&v.to_string())
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
-        self.check(&v.to_string())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        self.check("~")
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
-        self.check("~")
-    }
-
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<bool, A::Error> {
-        let (IgnoredAny, variant) = data.variant::<IgnoredAny>()?;
-        variant.newtype_variant::<IgnoredAny>().map(|_| false)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-        drain_map(map).map(|()| false)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(false)
+    #[test]
+    fn repeated_keys_are_told_apart() {
+        let tree = parse_document("a: 1\nb: 2\na: {c: 3}\n").unwrap();
+        let second = Spot::Key { occurrence: 1 };
+        assert_eq!(locate(&tree, &[key("a")], second), Some((3, 1)));
+        assert_eq!(
+            locate(&tree, &[key("a"), key("c")], Spot::Value),
+            Some((3, 8))
+        );
+        assert_eq!(
+            locate(&tree, &[key("b")], Spot::Key { occurrence: 1 }),
+            None
+        );
     }
 }

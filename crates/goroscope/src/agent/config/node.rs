@@ -1,17 +1,42 @@
-//! The YAML text as a plain tree of nodes, keeping what a typed parse would lose: repeated
-//! keys, the order of fields, and what a value actually was (for "found ..." in errors).
-//! YAML syntax errors and files with more than one document are reported here.
+//! The YAML text as a plain tree of nodes, each stamped with where it starts in the text, and
+//! keeping what a typed parse would lose: repeated keys, the order of fields, and what a value
+//! actually was (for "found ..." in errors). Files with more than one document are refused
+//! here; syntax errors are turned into problems by `syntax`.
+//!
+//! The tree is built from the events of libyaml (its safe Rust port): every event carries its
+//! start in the text, so a validation error can point at its field without parsing again, and
+//! a syntax error knows which brackets were still open.
 
-use std::fmt;
+use std::collections::HashMap;
 
-use serde::de::{self, Deserialize, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess};
+use libyaml_safer::{Event, EventData, MappingStyle, Mark, Parser, SequenceStyle};
 
-use super::error::Problem;
-use super::locate::{locate, Spot};
+use super::error::{FieldPath, Problem};
+use super::scalar;
+use super::syntax::{self, OpenFlow};
 
-/// One YAML node.
+/// A 1-based line and column (in characters) in the config text.
+pub(super) type Position = (usize, usize);
+
+/// How deeply collections may nest: deeper is surely a mistake, and keeps the tree's drop and
+/// walks shallow.
+const MAX_DEPTH: usize = 128;
+
+/// How many values the tree may hold, counting every value an alias repeats: a handful of
+/// anchors can otherwise expand into billions of values.
+const MAX_VALUES: usize = 100_000;
+
+/// One YAML node: what it is, and where it starts.
 #[derive(Clone, Debug, PartialEq)]
-pub(super) enum Node {
+pub(super) struct Node {
+    pub(super) value: Value,
+    /// Where the node starts: its tag or anchor when it has one, else its first character.
+    pub(super) at: Position,
+}
+
+/// What a YAML node is.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Value {
     /// `~`, `null` or nothing.
     Null,
     Bool(bool),
@@ -22,189 +47,323 @@ pub(super) enum Node {
     /// Entries in document order, repeated keys kept.
     Map(Vec<(Node, Node)>),
     /// A value with a local tag, like `!duration 5s`: the tag without `!`, and the value.
-    Tagged(String, Box<Node>),
+    Tagged(String, Box<Value>),
+}
+
+impl Value {
+    /// How the value reads in an error: `"yes please"`, `5`, `a list`.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            Value::Null => "nothing (null)".to_owned(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(x) => x.to_string(),
+            Value::Str(s) => format!("{s:?}"),
+            Value::Seq(_) => "a list".to_owned(),
+            Value::Map(_) => "a mapping".to_owned(),
+            Value::Tagged(tag, _) => format!("a value tagged !{tag}"),
+        }
+    }
+
+    /// The value as a mapping key, as field paths spell it: its text for scalars.
+    pub(super) fn key_text(&self) -> Option<String> {
+        match self {
+            Value::Str(s) => Some(s.clone()),
+            Value::Null => Some("~".to_owned()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(x) => Some(x.to_string()),
+            Value::Seq(_) | Value::Map(_) | Value::Tagged(..) => None,
+        }
+    }
 }
 
 impl Node {
     /// How the node reads in an error: `"yes please"`, `5`, `a list`.
     pub(super) fn describe(&self) -> String {
-        match self {
-            Node::Null => "nothing (null)".to_owned(),
-            Node::Bool(b) => b.to_string(),
-            Node::Int(i) => i.to_string(),
-            Node::Float(x) => x.to_string(),
-            Node::Str(s) => format!("{s:?}"),
-            Node::Seq(_) => "a list".to_owned(),
-            Node::Map(_) => "a mapping".to_owned(),
-            Node::Tagged(tag, _) => format!("a value tagged !{tag}"),
-        }
+        self.value.describe()
     }
 
-    /// The node as a mapping key: its text for scalars (as the locator compares keys).
+    /// The node as a mapping key, as field paths spell it: its text for scalars.
     pub(super) fn key_text(&self) -> Option<String> {
-        match self {
-            Node::Str(s) => Some(s.clone()),
-            Node::Null => Some("~".to_owned()),
-            Node::Bool(b) => Some(b.to_string()),
-            Node::Int(i) => Some(i.to_string()),
-            Node::Float(x) => Some(x.to_string()),
-            Node::Seq(_) | Node::Map(_) | Node::Tagged(..) => None,
+        self.value.key_text()
+    }
+
+    /// How many values the node holds, itself included.
+    fn size(&self) -> usize {
+        1 + match &self.value {
+            Value::Seq(items) => items.iter().map(Node::size).sum(),
+            Value::Map(entries) => entries.iter().map(|(k, v)| k.size() + v.size()).sum(),
+            _ => 0,
         }
     }
 }
 
-/// Parses `text` as one YAML document. No document at all (empty, only comments) is `Null`.
+/// The position of libyaml mark `mark` (0-based).
+pub(super) fn position(mark: Mark) -> Position {
+    let number = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).saturating_add(1);
+    (number(mark.line), number(mark.column))
+}
+
+/// Parses `text` as one YAML document. No document at all (empty, only comments) is null.
 pub(super) fn parse_document(text: &str) -> Result<Node, Problem> {
-    let mut documents = serde_yaml_ng::Deserializer::from_str(text);
-    let Some(first) = documents.next() else {
-        return Ok(Node::Null);
-    };
-    let root = Node::deserialize(first).map_err(|e| syntax(&e, text))?;
-    if documents.next().is_some() {
-        return Err(Problem::Syntax {
-            at: locate(text, 1, &[], Spot::Value),
-            message: "a second YAML document starts here, after a `---` line; the file must \
-                      hold one document: remove that line and what follows, or merge it into \
-                      the first"
-                .to_owned(),
+    let mut input = text.as_bytes();
+    let mut parser = Parser::new();
+    parser.set_input_string(&mut input);
+    let mut tree = Tree::default();
+    let mut in_document = false;
+    loop {
+        let event = parser
+            .parse()
+            .map_err(|e| syntax::problem(&e, text, &tree.open_flows(text), &tree.here()))?;
+        match event.data {
+            EventData::StreamStart { .. } | EventData::DocumentEnd { .. } => {}
+            EventData::StreamEnd => break,
+            EventData::DocumentStart { .. } if !in_document => in_document = true,
+            EventData::DocumentStart { .. } => {
+                // Point at the second document's content, or at its `---` when it has none.
+                let at = match parser.parse() {
+                    Ok(next) if !matches!(next.data, EventData::DocumentEnd { .. }) => {
+                        next.start_mark
+                    }
+                    _ => event.start_mark,
+                };
+                return Err(Problem::Syntax {
+                    at: Some(position(at)),
+                    field: None,
+                    message: "a second YAML document starts here, after a `---` line; the file \
+                              must hold one document: remove that line and what follows, or \
+                              merge it into the first"
+                        .to_owned(),
+                });
+            }
+            _ => tree.add(event)?,
+        }
+    }
+    Ok(tree.root.unwrap_or(Node {
+        value: Value::Null,
+        at: (1, 1),
+    }))
+}
+
+/// A collection whose end has not been read yet.
+struct Frame {
+    /// Where it starts.
+    at: Position,
+    anchor: Option<String>,
+    /// Its local tag without the `!`, when it has one.
+    tag: Option<String>,
+    /// Where its `[` or `{` is, when it is written in flow style.
+    bracket: Option<Position>,
+    items: Items,
+}
+
+enum Items {
+    Seq(Vec<Node>),
+    /// The entries so far, and the key whose value comes next.
+    Map(Vec<(Node, Node)>, Option<Node>),
+}
+
+/// The tree as it is built from events: the collections still open, the anchors seen, and
+/// the root once the document's top node is complete.
+#[derive(Default)]
+struct Tree {
+    open: Vec<Frame>,
+    anchors: HashMap<String, Node>,
+    values: usize,
+    root: Option<Node>,
+}
+
+impl Tree {
+    /// Adds one node event (scalar, alias, start or end of a collection).
+    fn add(&mut self, event: Event) -> Result<(), Problem> {
+        let at = position(event.start_mark);
+        match event.data {
+            EventData::Scalar {
+                anchor,
+                tag,
+                value,
+                style,
+                ..
+            } => {
+                let value = scalar::resolve(value, style, tag.as_deref()).map_err(|message| {
+                    Problem::Syntax {
+                        at: Some(at),
+                        field: None,
+                        message,
+                    }
+                })?;
+                self.count(1, at)?;
+                self.complete(Node { value, at }, anchor)
+            }
+            EventData::Alias { anchor } => {
+                let Some(node) = self.anchors.get(&anchor).cloned() else {
+                    return Err(Problem::Syntax {
+                        at: Some(at),
+                        field: None,
+                        message: format!(
+                            "invalid YAML: unknown anchor; *{anchor} must come after an \
+                             &{anchor} that it repeats"
+                        ),
+                    });
+                };
+                self.count(node.size(), at)?;
+                self.complete(node, None)
+            }
+            EventData::SequenceStart {
+                anchor, tag, style, ..
+            } => {
+                let flow = style == SequenceStyle::Flow;
+                self.begin(&event.start_mark, &event.end_mark, flow, anchor, tag, false)
+            }
+            EventData::MappingStart {
+                anchor, tag, style, ..
+            } => {
+                let flow = style == MappingStyle::Flow;
+                self.begin(&event.start_mark, &event.end_mark, flow, anchor, tag, true)
+            }
+            EventData::SequenceEnd | EventData::MappingEnd => {
+                let Some(frame) = self.open.pop() else {
+                    return Ok(()); // libyaml pairs every end with its start
+                };
+                let items = match frame.items {
+                    Items::Seq(items) => Value::Seq(items),
+                    Items::Map(entries, _) => Value::Map(entries),
+                };
+                let value = match frame.tag {
+                    Some(tag) => Value::Tagged(tag, Box::new(items)),
+                    None => items,
+                };
+                self.complete(
+                    Node {
+                        value,
+                        at: frame.at,
+                    },
+                    frame.anchor,
+                )
+            }
+            EventData::StreamStart { .. }
+            | EventData::StreamEnd
+            | EventData::DocumentStart { .. }
+            | EventData::DocumentEnd { .. } => Ok(()),
+        }
+    }
+
+    fn begin(
+        &mut self,
+        start: &Mark,
+        end: &Mark,
+        flow: bool,
+        anchor: Option<String>,
+        tag: Option<String>,
+        mapping: bool,
+    ) -> Result<(), Problem> {
+        let at = position(*start);
+        if self.open.len() >= MAX_DEPTH {
+            return Err(Problem::Syntax {
+                at: Some(at),
+                field: None,
+                message: format!(
+                    "invalid YAML: lists and mappings nest more than {MAX_DEPTH} deep here; \
+                     check the brackets"
+                ),
+            });
+        }
+        self.count(1, at)?;
+        // A flow collection's start event ends just after its bracket; an implicit one-pair
+        // mapping inside `[ ]` (`[a: b]`) has no bracket and an empty event.
+        let bracket = (flow && end.index > start.index && end.column > 0).then(|| {
+            let (line, column) = position(*end);
+            (line, column - 1)
         });
+        self.open.push(Frame {
+            at,
+            anchor,
+            tag: tag.as_deref().and_then(scalar::local_tag),
+            bracket,
+            items: if mapping {
+                Items::Map(Vec::new(), None)
+            } else {
+                Items::Seq(Vec::new())
+            },
+        });
+        Ok(())
     }
-    Ok(root)
-}
 
-/// A parser error as a problem: the position kept apart, and advice added.
-fn syntax(error: &serde_yaml_ng::Error, text: &str) -> Problem {
-    let at = error.location().map(|l| (l.line(), l.column()));
-    let problem = without_positions(&error.to_string());
-    // libyaml names tabs in some messages only ("found character that cannot start any token").
-    let tab_indented = at.is_some_and(|(line, _)| {
-        text.lines()
-            .nth(line.saturating_sub(1))
-            .is_some_and(|l| l.trim_start_matches(' ').starts_with('\t'))
-    });
-    let advice = if tab_indented || problem.contains("tab") {
-        "indent with spaces, not tabs"
-    } else {
-        "check the indentation (spaces only) and the quotes on this line and the one above"
-    };
-    Problem::Syntax {
-        at,
-        message: format!("invalid YAML: {problem}; {advice}"),
-    }
-}
-
-/// `text` without the parser's " at line L column C" and " at position P" (reported apart).
-fn without_positions(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find(" at ") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 4..];
-        let skipped = skip_position(after);
-        if skipped.len() == after.len() {
-            out.push_str(" at ");
+    /// Counts `values` more values against [`MAX_VALUES`].
+    fn count(&mut self, values: usize, at: Position) -> Result<(), Problem> {
+        self.values = self.values.saturating_add(values);
+        if self.values > MAX_VALUES {
+            return Err(Problem::Syntax {
+                at: Some(at),
+                field: None,
+                message: format!(
+                    "invalid YAML: the file holds more than {MAX_VALUES} values, counting \
+                     what aliases repeat; a config needs far fewer: check the aliases (*name)"
+                ),
+            });
         }
-        rest = skipped;
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `text` after a leading "line L column C" or "position P", or `text` when it has none.
-fn skip_position(text: &str) -> &str {
-    fn number(t: &str) -> Option<&str> {
-        let rest = t.trim_start_matches(|c: char| c.is_ascii_digit());
-        (rest.len() < t.len()).then_some(rest)
-    }
-    let line_column = text
-        .strip_prefix("line ")
-        .and_then(number)
-        .and_then(|t| t.strip_prefix(" column "))
-        .and_then(number);
-    let position = text.strip_prefix("position ").and_then(number);
-    line_column.or(position).unwrap_or(text)
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Node, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> de::Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any YAML value")
+        Ok(())
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
-        Ok(Node::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
-        Ok(Node::Int(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
-        Ok(Node::Int(v.into()))
-    }
-
-    fn visit_i128<E>(self, v: i128) -> Result<Node, E> {
-        Ok(Node::Int(v))
-    }
-
-    fn visit_u128<E>(self, v: u128) -> Result<Node, E> {
-        // Beyond i128 is beyond every limit; keep its size, lose its last digits.
-        Ok(i128::try_from(v).map_or(Node::Float(v as f64), Node::Int))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
-        Ok(Node::Float(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Node, E> {
-        Ok(Node::Str(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Node, E> {
-        Ok(Node::Str(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
-        Node::deserialize(deserializer)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
+    /// Places a finished node in the collection it belongs to (or as the root).
+    fn complete(&mut self, node: Node, anchor: Option<String>) -> Result<(), Problem> {
+        if let Some(anchor) = anchor {
+            self.anchors.insert(anchor, node.clone());
         }
-        Ok(Node::Seq(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(entry) = map.next_entry()? {
-            entries.push(entry);
+        match self.open.last_mut().map(|frame| &mut frame.items) {
+            None => self.root = Some(node),
+            Some(Items::Seq(items)) => items.push(node),
+            Some(Items::Map(entries, key)) => match key.take() {
+                None => *key = Some(node),
+                Some(key) => entries.push((key, node)),
+            },
         }
-        Ok(Node::Map(entries))
+        Ok(())
     }
 
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Node, A::Error> {
-        let (tag, variant) = data.variant::<String>()?;
-        let value = variant.newtype_variant::<Node>()?;
-        Ok(Node::Tagged(tag, Box::new(value)))
+    /// The field the parser is in: where the node being read now goes. A key being read
+    /// counts as its mapping.
+    fn here(&self) -> FieldPath {
+        self.paths().1
+    }
+
+    /// The open flow collections that have a bracket, innermost first, with the field each
+    /// one is the value of.
+    fn open_flows(&self, text: &str) -> Vec<OpenFlow> {
+        let (paths, _) = self.paths();
+        self.open
+            .iter()
+            .zip(paths)
+            .rev()
+            .filter_map(|(frame, field)| {
+                let at = frame.bracket?;
+                let bracket = syntax::char_at(text, at)?;
+                matches!(bracket, '[' | '{').then_some(OpenFlow { at, bracket, field })
+            })
+            .collect()
+    }
+
+    /// The field of each open collection, and of the node being read inside the innermost.
+    fn paths(&self) -> (Vec<FieldPath>, FieldPath) {
+        let mut path = FieldPath::root();
+        let mut in_key = false;
+        let mut paths = Vec::with_capacity(self.open.len());
+        for frame in &self.open {
+            paths.push(path.clone());
+            if in_key {
+                continue;
+            }
+            match &frame.items {
+                Items::Seq(items) => path = path.index(items.len()),
+                Items::Map(_, Some(key)) => match key.key_text() {
+                    Some(text) => path = path.key(&text),
+                    None => in_key = true,
+                },
+                Items::Map(_, None) => in_key = true,
+            }
+        }
+        (paths, path)
     }
 }
 
@@ -212,35 +371,94 @@ impl<'de> de::Visitor<'de> for NodeVisitor {
 mod tests {
     use super::*;
 
-    #[test]
-    fn positions_are_cut_from_parser_messages() {
-        assert_eq!(
-            without_positions(
-                "did not find expected key at line 3 column 5, while parsing a block mapping \
-                 at line 1 column 1"
-            ),
-            "did not find expected key, while parsing a block mapping"
-        );
-        assert_eq!(without_positions("x at position 12"), "x");
-        assert_eq!(without_positions("look at this"), "look at this");
+    fn at(value: Value, line: usize, column: usize) -> Node {
+        Node {
+            value,
+            at: (line, column),
+        }
+    }
+
+    fn s(text: &str, line: usize, column: usize) -> Node {
+        at(Value::Str(text.to_owned()), line, column)
     }
 
     #[test]
-    fn documents_become_trees_with_repeats_and_tags_kept() {
+    fn documents_become_trees_with_positions_repeats_and_tags_kept() {
         let node = parse_document("a: 1\na: !t x\nb: [~, 2.5, -3]\n").unwrap();
-        let s = |t: &str| Node::Str(t.to_owned());
         assert_eq!(
             node,
-            Node::Map(vec![
-                (s("a"), Node::Int(1)),
-                (s("a"), Node::Tagged("t".to_owned(), Box::new(s("x")))),
-                (
-                    s("b"),
-                    Node::Seq(vec![Node::Null, Node::Float(2.5), Node::Int(-3)])
-                ),
-            ])
+            at(
+                Value::Map(vec![
+                    (s("a", 1, 1), at(Value::Int(1), 1, 4)),
+                    (
+                        s("a", 2, 1),
+                        at(
+                            Value::Tagged("t".to_owned(), Box::new(Value::Str("x".to_owned()))),
+                            2,
+                            4
+                        )
+                    ),
+                    (
+                        s("b", 3, 1),
+                        at(
+                            Value::Seq(vec![
+                                at(Value::Null, 3, 5),
+                                at(Value::Float(2.5), 3, 8),
+                                at(Value::Int(-3), 3, 13),
+                            ]),
+                            3,
+                            4
+                        )
+                    ),
+                ]),
+                1,
+                1
+            )
         );
-        assert_eq!(parse_document("").unwrap(), Node::Null);
-        assert_eq!(parse_document("# nothing\n").unwrap(), Node::Null);
+        assert_eq!(parse_document("").unwrap().value, Value::Null);
+        assert_eq!(parse_document("# nothing\n").unwrap().value, Value::Null);
+        assert_eq!(parse_document("---\n").unwrap().value, Value::Null);
+    }
+
+    #[test]
+    fn aliases_repeat_their_anchor_within_a_budget() {
+        let node = parse_document("a: &x [1, 2]\nb: *x\n").unwrap();
+        let Value::Map(entries) = node.value else {
+            panic!("not a mapping: {node:?}");
+        };
+        assert_eq!(entries[0].1, entries[1].1);
+
+        let bomb = (1..12).fold(
+            "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n".to_owned(),
+            |t, i| {
+                let p = i - 1;
+                format!("{t}a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n")
+            },
+        );
+        match parse_document(&bomb) {
+            Err(Problem::Syntax { message, .. }) => {
+                assert!(message.contains("more than 100000 values"), "{message}")
+            }
+            other => panic!("accepted an alias bomb: {other:?}"),
+        }
+        match parse_document("a: *nowhere\n") {
+            Err(Problem::Syntax { at, message, .. }) => {
+                assert_eq!(at, Some((1, 4)));
+                assert!(message.contains("unknown anchor"), "{message}");
+            }
+            other => panic!("accepted an unknown alias: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!("a: {}{}\n", "[".repeat(200), "]".repeat(200));
+        match parse_document(&deep) {
+            Err(Problem::Syntax { at, message, .. }) => {
+                assert_eq!(at, Some((1, 4 + MAX_DEPTH - 1)));
+                assert!(message.contains("nest more than 128 deep"), "{message}");
+            }
+            other => panic!("accepted {other:?}"),
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use goroscope_export::BucketLayout;
 
 use super::error::{FieldPath, Problem};
-use super::node::Node;
+use super::node::{Node, Value};
 use super::values::{duration, fields, flag, globs, items, listen, show, text, whole};
 use super::values::{Bounds, Patterns};
 use super::{
@@ -45,7 +45,7 @@ const MAX_PID: u64 = 4_194_304;
 /// is [`super::ConfigSource::Defaults`]; the caller sets it.
 pub(super) fn read(root: &Node) -> Result<AgentConfig, Problem> {
     let top = FieldPath::root();
-    if !matches!(root, Node::Map(_) | Node::Null) {
+    if !matches!(root.value, Value::Map(_) | Value::Null) {
         return Err(Problem::value(
             &top,
             format!(

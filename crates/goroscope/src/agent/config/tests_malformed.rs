@@ -5,11 +5,13 @@ use super::tests::{check, refused};
 
 #[test]
 fn syntax_errors_point_at_the_line() {
+    // An unclosed bracket points where it opens, not where the parser gave up (4:1); more
+    // of these are in `tests_syntax`.
     let error = refused("listen: \"127.0.0.1:9949\"\ncollectors:\n  tcp: { enabled: true\n");
-    assert_eq!(error.line(), Some(4));
-    assert_eq!(error.field(), None);
+    assert_eq!((error.line(), error.column()), (Some(3), Some(8)));
+    assert_eq!(error.field(), Some("collectors.tcp"));
     assert!(
-        error.to_string().starts_with("agent.yaml:4:1: invalid YAML: did not find expected ',' or '}', while parsing a flow mapping; check the indentation"),
+        error.to_string().starts_with("agent.yaml:3:8: collectors.tcp: unclosed '{' (the file ends at 4:1 before the closing '}')"),
         "{error}"
     );
     let tab = refused("collectors:\n\ttcp: { enabled: true }\n");

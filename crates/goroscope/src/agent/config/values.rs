@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::error::{FieldPath, Problem};
 use super::glob::{Glob, GlobKind};
-use super::node::Node;
+use super::node::{Node, Value};
 
 /// The fields of the mapping `node` at `at`, in document order, with their paths. Null is an
 /// empty mapping. Unknown and repeated fields are refused; `example` shows what belongs here.
@@ -18,9 +18,9 @@ pub(super) fn fields<'a>(
     names: &[&str],
     example: &str,
 ) -> Result<Vec<(&'a str, &'a Node, FieldPath)>, Problem> {
-    let entries = match node {
-        Node::Null => return Ok(Vec::new()),
-        Node::Map(entries) => entries,
+    let entries = match &node.value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Map(entries) => entries,
         other => {
             return Err(Problem::value(
                 at,
@@ -33,8 +33,8 @@ pub(super) fn fields<'a>(
     };
     let mut fields: Vec<(&str, &Node, FieldPath)> = Vec::with_capacity(entries.len());
     for (key, value) in entries {
-        let name = match key {
-            Node::Str(name) => name.as_str(),
+        let name = match &key.value {
+            Value::Str(name) => name.as_str(),
             other => {
                 let message = format!("unknown field; expected one of {}", names.join(", "));
                 return Err(match other.key_text() {
@@ -95,9 +95,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// `true` or `false`.
 pub(super) fn flag(node: &Node, at: &FieldPath, slot: &mut bool) -> Result<(), Problem> {
-    match node {
-        Node::Null => {}
-        Node::Bool(value) => *slot = *value,
+    match &node.value {
+        Value::Null => {}
+        Value::Bool(value) => *slot = *value,
         other => {
             return Err(Problem::value(
                 at,
@@ -125,9 +125,9 @@ pub(super) fn duration(
     bounds: Bounds,
     slot: &mut Duration,
 ) -> Result<(), Problem> {
-    let text = match node {
-        Node::Null => return Ok(()),
-        Node::Str(text) => text,
+    let text = match &node.value {
+        Value::Null => return Ok(()),
+        Value::Str(text) => text,
         other => {
             return Err(Problem::value(
                 at,
@@ -175,10 +175,10 @@ pub(super) fn whole(
     min: u64,
     max: u64,
 ) -> Result<Option<u64>, Problem> {
-    let number = match node {
-        Node::Null => return Ok(None),
-        Node::Int(n) => Some(*n),
-        Node::Str(text)
+    let number = match &node.value {
+        Value::Null => return Ok(None),
+        Value::Int(n) => Some(*n),
+        Value::Str(text)
             if text.starts_with(|c: char| c.is_ascii_digit())
                 && text.chars().all(|c| c.is_ascii_digit() || c == '_') =>
         {
@@ -230,9 +230,9 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 
 /// An address to listen on.
 pub(super) fn listen(node: &Node, at: &FieldPath, slot: &mut SocketAddr) -> Result<(), Problem> {
-    match node {
-        Node::Null => Ok(()),
-        Node::Str(text) => {
+    match &node.value {
+        Value::Null => Ok(()),
+        Value::Str(text) => {
             *slot = parse_listen(text).map_err(|e| Problem::value(at, e))?;
             Ok(())
         }
@@ -252,9 +252,9 @@ pub(super) fn items<'a>(
     at: &FieldPath,
     example: &str,
 ) -> Result<Option<&'a [Node]>, Problem> {
-    match node {
-        Node::Null => Ok(None),
-        Node::Seq(items) => Ok(Some(items)),
+    match &node.value {
+        Value::Null => Ok(None),
+        Value::Seq(items) => Ok(Some(items)),
         other => Err(Problem::value(
             at,
             format!("expected a list like {example}, found {}", other.describe()),
@@ -264,8 +264,8 @@ pub(super) fn items<'a>(
 
 /// A text item of a list.
 pub(super) fn text<'a>(node: &'a Node, at: &FieldPath, example: &str) -> Result<&'a str, Problem> {
-    match node {
-        Node::Str(text) => Ok(text),
+    match &node.value {
+        Value::Str(text) => Ok(text),
         other => Err(Problem::value(
             at,
             format!("expected text like {example}, found {}", other.describe()),
