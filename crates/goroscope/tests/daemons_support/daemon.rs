@@ -1,8 +1,10 @@
 //! The real daemons: installed once per test binary by scripts/install-daemons.sh, each started
 //! by the test on loopback with free ports and a temporary directory for its data, config and
-//! log, waited for until it serves, and killed (with its directory removed) on drop.
+//! log, waited for until it serves, and killed (with its directory removed) on drop, or by the
+//! kernel when the test process dies first.
 
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -176,6 +178,17 @@ impl Daemon {
         let err_log = log
             .try_clone()
             .unwrap_or_else(|e| panic!("duplicating the log file: {e}"));
+        // SAFETY: between fork and exec only prctl, which is async-signal-safe, runs.
+        unsafe {
+            command.pre_exec(|| {
+                // A test binary killed outright (Ctrl-C, SIGKILL) takes its daemons with it.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
         let child = command
             .current_dir(&dir)
             .stdin(Stdio::null())
