@@ -112,6 +112,9 @@ const SELF_AGREEMENT: f64 = 0.8;
 const CERTAIN_SCRAPE_SERVING: u64 = 2;
 /// Rounds of (dump, /metrics, dump) measuring a scrape's serving goroutines.
 const CALIBRATION_ROUNDS: usize = 5;
+/// How many more collector goroutines one scrape may have in flight than the most the
+/// calibration rounds saw (caddy's went 5, 5, 5, 5, 5 in calibration and 6 the scrape after).
+const SCRAPE_JITTER: u64 = 2;
 
 /// A short name of a goroutine for "came and went" lists.
 fn short(key: &daemons_support::compare::Key) -> String {
@@ -190,8 +193,9 @@ fn sanity(daemon: &Daemon, table: &mut Table) -> ScrapeServing {
         "sanity",
         &format!(
             "go_goroutines counts {min}..{max} goroutines serving its own scrape (dump/metrics/dump \
-             rounds: {}); check (a) allows {CERTAIN_SCRAPE_SERVING}..{max}",
-            rounds.join(" ")
+             rounds: {}); check (a) allows {CERTAIN_SCRAPE_SERVING}..{}",
+            rounds.join(" "),
+            max + SCRAPE_JITTER
         ),
     );
     assert!(
@@ -205,7 +209,7 @@ fn sanity(daemon: &Daemon, table: &mut Table) -> ScrapeServing {
     );
     ScrapeServing {
         min: CERTAIN_SCRAPE_SERVING,
-        max,
+        max: max + SCRAPE_JITTER,
     }
 }
 

@@ -1,38 +1,51 @@
-// Command leaky plants goroutine leaks of known, distinct sizes for goroscope's goroutine tests and
-// benchmarks, prints one JSON line once they are all blocked, and then runs until SIGTERM/SIGINT
-// (or SIGKILL). It never reads stdin.
+// Command leaky plants goroutine groups of known, distinct sizes for goroscope's goroutine tests
+// and benchmarks — real leaks next to the long waits every healthy service has — prints one JSON
+// line once they are all blocked, and then runs until SIGTERM/SIGINT (or SIGKILL). It never reads
+// stdin.
 //
-// Each group is started by its own `go` statement and blocks in a named //go:noinline function
-// that is also the goroutine's start function. The `go` statement's line ends in a "create"
-// marker comment and the exact line the group blocks on in a "block" marker comment, each
-// followed by the kind (see the code: the marker comments there are the only text in this file
-// that uses the marker prefix). Tests find the markers by grepping this file, so keep each marked
-// statement on one line.
+// Each group is started by its own `go` statement and blocks in a named //go:noinline function.
+// The `go` statement's line ends in a "create" marker comment and the exact line the group blocks
+// on in a "block" marker comment, each followed by the kind (the marker comments in this
+// program's files are the only text that uses the marker prefix). Tests find the markers by
+// grepping the files, so keep each marked statement on one line.
 //
-// The leak functions take no arguments (they use globals): `go f(x)` makes the compiler start the
-// goroutine in a generated wrapper (main.plant.func1 or main.plant.gowrap1, depending on the Go
-// release), while `go f()` starts it in f itself, which is what the tests expect.
+// The static groups (this file) start in functions that take no arguments, so `go f()` starts
+// them in f itself; growing.go and healthy.go also use `go f(x)`, which Go starts through a
+// compiler-generated wrapper.
 //
-//	kind       count  start function (= blocking function unless noted)  blocks in
-//	chan-send     37  main.leakChanSend                                  send on an unbuffered chan nobody receives
-//	chan-recv     23  main.leakChanRecv                                  receive on a chan nobody sends on
-//	select        19  main.leakSelect                                    select on two never-ready chans, no default
-//	mutex         13  main.leakMutex                                     sync.Mutex.Lock on a mutex main holds forever
-//	waitgroup     11  main.leakWaitGroup                                 WaitGroup.Wait on a WaitGroup never done
-//	net-read       7  main.leakNetRead                                   conn.Read on loopback TCP; the peer never writes
-//	sleep          5  main.leakSleep                                     time.Sleep(24h)
-//	deep           3  main.deepStart (blocks in main.deepRecurse, 40 deepRecurse frames deep)
-//	idle      -idle N main.idleWait                                      receive on one shared chan (for scale)
+//	kind          count  leak?  start function (= blocking function unless noted)  blocks in
+//	chan-send        37  stuck  main.leakChanSend    send on an unbuffered chan nobody receives
+//	nil-chan         17  stuck  main.leakNilChan     receive on a nil channel
+//	mutex            13  stuck  main.leakMutex       sync.Mutex.Lock on a mutex main holds forever
+//	empty-select      9  stuck  main.leakEmptySelect select {}
+//	chan-recv        23  no     main.leakChanRecv    receive on a chan nobody sends on (the shape
+//	                                                 of an idle pool: a long wait, not a leak)
+//	select           19  no     main.leakSelect      select on two never-ready chans, no default
+//	waitgroup        11  no     main.leakWaitGroup   WaitGroup.Wait on a WaitGroup never done
+//	net-read          7  no     main.leakNetRead     conn.Read on loopback TCP; the peer never writes
+//	sleep             5  no     main.leakSleep       time.Sleep(24h)
+//	deep              3  no     main.deepStart (blocks in main.deepRecurse, 40 frames deep)
+//	syscall           2  no     main.leakSyscall     read(2) on a blocking pipe (syscall.go)
+//	pool             15  no     main.poolWorker      job channel, a job every 100 ms (healthy.go)
+//	ticker            4  no     main.tickerLoop      select loop on a 50 ms ticker (healthy.go)
+//	accept            1  no     main.acceptLoop      Accept on a listener (healthy.go)
+//	idle-conn         6  no     main.serveConn       reading idle keep-alive connections (healthy.go)
+//	cond              8  no     main.condWaiter      sync.Cond.Wait, a Signal every 200 ms (healthy.go)
+//	idle        -idle N  no     main.idleWait        receive on one shared chan (for scale)
+//	reply-leak  growing  grows  main.replyWorker     chan send, -leak-rate a second (growing.go)
+//	watch-leak  growing  grows  main.watch           chan receive, -leak-rate a second (growing.go)
 //
-// The accepted (server) side of every net-read connection is held by main in a global slice with
-// no goroutine of its own; the listener is closed once all are accepted.
+// "stuck" groups wait on an operation healthy code does not wait on for long; "no" groups are
+// long waits, which healthy services hold for hours; "grows" groups gain members that never
+// finish. The accepted (server) side of every net-read connection is held by main in a global
+// slice with no goroutine of its own; the listener is closed once all are accepted.
 //
 // Output, one line on stdout once every planted goroutine is blocked and runtime.GC() has run
 // twice (so the runtime has recorded each one's waitsince):
 //
-//	{"ready":true,"pid":123,"planted":{"chan-recv":23,...},"total":118,"churn_per_second":0,...}
+//	{"ready":true,"pid":123,"planted":{"chan-recv":23,...},"total":184,"leak_rate":0,...}
 //
-// "planted" holds every kind above; "idle" is present only when -idle is above 0.
+// "planted" holds every static kind above; "idle" is present only when -idle is above 0.
 //
 // Flags:
 //
@@ -40,6 +53,7 @@
 //	               main.churnOne, started from main.churnLoop); default 0
 //	-idle N        also plant N goroutines blocked on one channel receive in main.idleWait; default 0
 //	-gc-every D    run runtime.GC() every D (from main.gcLoop) so GC pause figures exist; default 0 = off
+//	-leak-rate N   serve N leaking requests a second (growing.go); default 0
 package main
 
 import (
@@ -66,6 +80,8 @@ const (
 	countNetRead   = 7
 	countSleep     = 5
 	countDeep      = 3
+	countNilChan   = 17
+	countEmpty     = 9
 
 	// deepFrames is how many main.deepRecurse frames a deep goroutine's stack holds.
 	deepFrames = 40
@@ -82,6 +98,7 @@ var (
 	neverDone   sync.WaitGroup
 	deepCh      = make(chan int)
 	idleCh      = make(chan struct{})
+	nilCh       chan int   // never made: operations on it block forever
 	clientConns []net.Conn // read by the net-read goroutines
 	// netReadConns hands each net-read goroutine its connection.
 	netReadConns = make(chan net.Conn, countNetRead)
@@ -96,6 +113,16 @@ func leakChanSend() {
 //go:noinline
 func leakChanRecv() {
 	<-chanRecvCh // goroscope:block chan-recv
+}
+
+//go:noinline
+func leakNilChan() {
+	<-nilCh // goroscope:block nil-chan
+}
+
+//go:noinline
+func leakEmptySelect() {
+	select {} // goroscope:block empty-select
 }
 
 //go:noinline
@@ -239,23 +266,43 @@ func plant(idle int) error {
 	for i := 0; i < countDeep; i++ {
 		go deepStart() // goroscope:create deep
 	}
+	for i := 0; i < countNilChan; i++ {
+		go leakNilChan() // goroscope:create nil-chan
+	}
+	for i := 0; i < countEmpty; i++ {
+		go leakEmptySelect() // goroscope:create empty-select
+	}
 	for i := 0; i < idle; i++ {
 		go idleWait() // goroscope:create idle
+	}
+	if err := plantSyscall(); err != nil {
+		return fmt.Errorf("pipe: %v", err)
+	}
+	if err := plantHealthy(); err != nil {
+		return fmt.Errorf("healthy patterns: %v", err)
 	}
 	return nil
 }
 
 // kindOfFunction maps the innermost main-package function of a blocked goroutine to its kind.
 var kindOfFunction = map[string]string{
-	"main.leakChanSend":  "chan-send",
-	"main.leakChanRecv":  "chan-recv",
-	"main.leakSelect":    "select",
-	"main.leakMutex":     "mutex",
-	"main.leakWaitGroup": "waitgroup",
-	"main.leakNetRead":   "net-read",
-	"main.leakSleep":     "sleep",
-	"main.deepRecurse":   "deep",
-	"main.idleWait":      "idle",
+	"main.leakChanSend":    "chan-send",
+	"main.leakChanRecv":    "chan-recv",
+	"main.leakSelect":      "select",
+	"main.leakMutex":       "mutex",
+	"main.leakWaitGroup":   "waitgroup",
+	"main.leakNetRead":     "net-read",
+	"main.leakSleep":       "sleep",
+	"main.deepRecurse":     "deep",
+	"main.idleWait":        "idle",
+	"main.leakNilChan":     "nil-chan",
+	"main.leakEmptySelect": "empty-select",
+	"main.leakSyscall":     "syscall",
+	"main.poolWorker":      "pool",
+	"main.tickerLoop":      "ticker",
+	"main.acceptLoop":      "accept",
+	"main.serveConn":       "idle-conn",
+	"main.condWaiter":      "cond",
 }
 
 // allStacks returns runtime.Stack for every goroutine.
@@ -270,8 +317,9 @@ func allStacks() string {
 	}
 }
 
-// blockedCounts counts, per kind, the goroutines that are parked (not running, runnable, in a
-// syscall or being moved) with that kind's function as their innermost main-package frame.
+// blockedCounts counts, per kind, the goroutines that are parked (not running, runnable or being
+// moved; in a syscall only for the syscall kind) with that kind's function as their innermost
+// main-package frame.
 func blockedCounts() map[string]int {
 	counts := map[string]int{}
 	for _, block := range strings.Split(allStacks(), "\n\n") {
@@ -286,7 +334,7 @@ func blockedCounts() map[string]int {
 			state = state[:i]
 		}
 		switch state {
-		case "running", "runnable", "syscall", "copystack", "preempted", "idle", "dead":
+		case "running", "runnable", "copystack", "preempted", "idle", "dead":
 			continue
 		}
 		for _, line := range lines[1:] {
@@ -295,7 +343,7 @@ func blockedCounts() map[string]int {
 				if i := strings.IndexByte(function, '('); i >= 0 {
 					function = function[:i]
 				}
-				if kind, ok := kindOfFunction[function]; ok {
+				if kind, ok := kindOfFunction[function]; ok && (state == "syscall") == (kind == "syscall") {
 					counts[kind]++
 				}
 				break
@@ -336,6 +384,7 @@ type readyLine struct {
 	Planted        map[string]int `json:"planted"`
 	Total          int            `json:"total"`
 	ChurnPerSecond int            `json:"churn_per_second"`
+	LeakRate       int            `json:"leak_rate"`
 	GCEverySeconds float64        `json:"gc_every_seconds"`
 	GoVersion      string         `json:"go_version"`
 	Cgo            bool           `json:"cgo"`
@@ -345,8 +394,9 @@ func main() {
 	churn := flag.Int("churn", 0, "also start `N` short-lived (~1 ms) goroutines per second")
 	idle := flag.Int("idle", 0, "also plant `N` goroutines blocked in main.idleWait")
 	gcEvery := flag.Duration("gc-every", 0, "run runtime.GC() every `D` (0: never)")
+	leakRate := flag.Int("leak-rate", 0, "serve `N` leaking requests a second")
 	flag.Parse()
-	if *churn < 0 || *idle < 0 || *gcEvery < 0 || flag.NArg() > 0 {
+	if *churn < 0 || *idle < 0 || *gcEvery < 0 || *leakRate < 0 || flag.NArg() > 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -358,14 +408,22 @@ func main() {
 	cgo := cgoValue() == 42
 
 	planted := map[string]int{
-		"chan-send": countChanSend,
-		"chan-recv": countChanRecv,
-		"select":    countSelect,
-		"mutex":     countMutex,
-		"waitgroup": countWaitGroup,
-		"net-read":  countNetRead,
-		"sleep":     countSleep,
-		"deep":      countDeep,
+		"chan-send":    countChanSend,
+		"chan-recv":    countChanRecv,
+		"select":       countSelect,
+		"mutex":        countMutex,
+		"waitgroup":    countWaitGroup,
+		"net-read":     countNetRead,
+		"sleep":        countSleep,
+		"deep":         countDeep,
+		"nil-chan":     countNilChan,
+		"empty-select": countEmpty,
+		"syscall":      countSyscall,
+		"pool":         countPool,
+		"ticker":       countTicker,
+		"accept":       countAccept,
+		"idle-conn":    countIdleConn,
+		"cond":         countCond,
 	}
 	if *idle > 0 {
 		planted["idle"] = *idle
@@ -389,6 +447,10 @@ func main() {
 	if *gcEvery > 0 {
 		go gcLoop(*gcEvery)
 	}
+	startFeeders()
+	if *leakRate > 0 {
+		go requestLoop(*leakRate)
+	}
 
 	total := 0
 	for _, n := range planted {
@@ -400,6 +462,7 @@ func main() {
 		Planted:        planted,
 		Total:          total,
 		ChurnPerSecond: *churn,
+		LeakRate:       *leakRate,
 		GCEverySeconds: gcEvery.Seconds(),
 		GoVersion:      runtime.Version(),
 		Cgo:            cgo,
@@ -412,5 +475,7 @@ func main() {
 	<-stop
 	runtime.KeepAlive(clientConns)
 	runtime.KeepAlive(serverConns)
+	runtime.KeepAlive(idleClients)
+	runtime.KeepAlive(acceptLn)
 	os.Exit(0)
 }

@@ -66,6 +66,8 @@ pub(super) struct GroupHistory {
     main: bool,
     /// Its members wait inside a mutex or RWMutex lock call.
     lock_wait: bool,
+    /// One member's stack (location ids, innermost first), from when the group was first seen.
+    stack: Vec<u32>,
     /// Members in snapshot `seen_in`.
     count: u64,
     seen_in: u64,
@@ -82,12 +84,13 @@ pub(super) struct GroupHistory {
 }
 
 impl GroupHistory {
-    fn new(key: GroupKey, runtime: bool, main: bool, lock_wait: bool) -> Self {
+    fn new(key: GroupKey, runtime: bool, main: bool, lock_wait: bool, stack: Vec<u32>) -> Self {
         GroupHistory {
             key,
             runtime,
             main,
             lock_wait,
+            stack,
             count: 0,
             seen_in: NEVER,
             states: [0; STATES.len()],
@@ -164,6 +167,7 @@ impl GroupTable {
         &mut self,
         key: NumericKey,
         lock_wait: bool,
+        stack: &[u64],
         snapshot: &GoroutineSnapshot,
         symbols: &mut SymbolCache,
         symbolizer: &dyn Symbolizer,
@@ -191,11 +195,18 @@ impl GroupTable {
             blocking: key.blocking,
             wait,
         };
-        let groups = &mut self.groups;
-        let gid = *self.ids.entry(group_key).or_insert_with(|| {
-            groups.push(GroupHistory::new(group_key, runtime, main, lock_wait));
-            groups.len() as u32 - 1
-        });
+        let gid = match self.ids.get(&group_key) {
+            Some(&gid) => gid,
+            None => {
+                let stack = symbols.stack_locations(stack, symbolizer);
+                self.groups.push(GroupHistory::new(
+                    group_key, runtime, main, lock_wait, stack,
+                ));
+                let gid = self.groups.len() as u32 - 1;
+                self.ids.insert(group_key, gid);
+                gid
+            }
+        };
         self.numeric.insert(key, gid);
         gid
     }
@@ -236,7 +247,7 @@ impl GroupTable {
                 group
                     .releases
                     .push(horizon.now_ns, group.released, horizon.start_ns);
-                group.growth.span_ns = horizon.now_ns - horizon.start_ns;
+                group.growth.span_ns = horizon.join_span_ns();
             }
         }
     }
@@ -303,6 +314,7 @@ impl GroupTable {
                 });
             }
             groups.push(GoroutineGroup {
+                stack: group.stack.iter().map(|&id| symbols.location(id)).collect(),
                 count: group.count,
                 creation,
                 start_function,

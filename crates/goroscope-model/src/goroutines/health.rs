@@ -209,9 +209,14 @@ impl HealthTracker {
                     NOT_WAITING
                 },
             };
+            let stack = record
+                .stack
+                .and_then(|i| snapshot.stacks.get(i as usize))
+                .map_or(&[][..], Vec::as_slice);
             let gid = self.groups.group_of(
                 key,
                 blocking.lock_wait,
+                stack,
                 snapshot,
                 &mut self.symbols,
                 symbolizer,

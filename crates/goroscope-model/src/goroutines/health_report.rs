@@ -107,6 +107,10 @@ pub struct GoroutineGroup {
     pub wait_reason: String,
     /// Members by state name, most frequent first.
     pub by_state: Vec<(String, u64)>,
+    /// The stack of one member as it was when the group was first seen, innermost frame first,
+    /// inlined calls expanded and compiler-generated wrappers left out (as Go prints stacks);
+    /// empty for goroutines without a stack (running ones).
+    pub stack: Vec<CodeLocation>,
 }
 
 /// A group of goroutines that looks leaked. See [`leaks`](super::leaks) for the rule and the

@@ -381,12 +381,12 @@ fn a_group_that_keeps_growing_is_a_suspect_and_one_that_filled_up_once_is_not() 
     assert_eq!(s.growth, 15);
     assert_eq!(s.recently_blocked, 0);
     assert!(
-        (s.growth_per_minute - 15.0 * 60.0 / 4.0).abs() < 1e-6,
+        (s.growth_per_minute - 15.0 * 60.0 / 3.0).abs() < 1e-6,
         "{s:#?}"
     );
     assert!(
         s.reason
-            .starts_with("15 joined in the last 4.0s and stayed (+225/min), none left; "),
+            .starts_with("15 joined over 3.0s and stayed ≥ 1.0s (+300/min), none left; "),
         "{}",
         s.reason
     );

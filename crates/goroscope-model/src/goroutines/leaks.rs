@@ -96,7 +96,7 @@ impl WaitKind {
             WaitKind::NilChannel => format!("{wait_reason}: a nil channel never becomes ready"),
             WaitKind::EmptySelect => "select {} (no cases: it never returns)".to_owned(),
             WaitKind::ChanSend => "chan send with no receiver".to_owned(),
-            WaitKind::Lock => format!("{wait_reason} (a lock held that long)"),
+            WaitKind::Lock => format!("{wait_reason} (a mutex held that long)"),
             WaitKind::LongWait => wait_reason.to_owned(),
         }
     }
@@ -203,8 +203,8 @@ pub(crate) fn short_location(file: &str, line: u32) -> String {
 }
 
 /// One line showing the evidence, e.g. `37 goroutines stuck on chan send with no receiver for ≥
-/// 2.1s, none left; created at main.go:52, blocked at main.go:60`, or `36 joined in the last
-/// 5.0s and stayed (+432/min), none left; 40 goroutines blocked on chan receive for ≥ 1.0s;
+/// 2.1s, none left; created at main.go:52, blocked at main.go:60`, or `36 joined over 5.0s and
+/// stayed ≥ 1.0s (+432/min), none left; 40 goroutines blocked on chan receive for ≥ 1.0s;
 /// created at …`.
 pub(crate) fn reason_line(
     e: &Evidence<'_>,
@@ -224,9 +224,10 @@ pub(crate) fn reason_line(
     let mut parts = Vec::new();
     if verdict.growing {
         parts.push(format!(
-            "{} joined in the last {} and stayed ({:+.0}/min), {released}",
+            "{} joined over {} and stayed ≥ {} ({:+.0}/min), {released}",
             e.growth.net(),
             format_duration(e.growth.span_ns),
+            format_duration(e.leak_after_ns),
             verdict.growth_per_minute
         ));
     }
@@ -420,7 +421,7 @@ mod tests {
         let verdict = judge(&e).unwrap();
         assert_eq!(
             reason_line(&e, &verdict, "main.go:52", "main.go:60"),
-            "36 joined in the last 10.0s and stayed (+216/min), none left; 40 goroutines \
+            "36 joined over 10.0s and stayed ≥ 1.0s (+216/min), none left; 40 goroutines \
              blocked on chan receive for ≥ 1.0s; created at main.go:52, blocked at main.go:60"
         );
     }

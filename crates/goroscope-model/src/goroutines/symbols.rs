@@ -284,6 +284,21 @@ impl SymbolCache {
         }
     }
 
+    /// Location ids of every frame of a stack (innermost pc first), inlined calls expanded.
+    pub(crate) fn stack_locations(
+        &mut self,
+        stack: &[u64],
+        symbolizer: &dyn Symbolizer,
+    ) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for &pc in stack {
+            let (start, len) = self.frames_at_return(pc, symbolizer);
+            let range = start as usize..(start + len) as usize;
+            ids.extend_from_slice(self.frame_ids.get(range).unwrap_or(&[]));
+        }
+        ids
+    }
+
     /// The location for `id`, or an empty location (function `""`, line 0) for [`NONE`].
     pub(crate) fn location(&self, id: u32) -> CodeLocation {
         self.locations

@@ -23,7 +23,7 @@ pub(super) struct Growth {
     /// Such members that joined in the second half (up to `leak_after` ago: later ones cannot
     /// have stayed that long yet).
     pub(super) late: u64,
-    /// The horizon's length: from its start to now.
+    /// The time they were counted over: from the horizon's start to `leak_after` ago.
     pub(super) span_ns: u64,
 }
 
@@ -55,6 +55,8 @@ pub(super) struct Horizon {
     pub(super) start_ns: u64,
     /// Members that joined at or before this count as joining in the first half.
     pub(super) middle_ns: u64,
+    /// The latest join that can count: `leak_after` before now.
+    pub(super) last_join_ns: u64,
     /// The snapshot's time.
     pub(super) now_ns: u64,
 }
@@ -69,8 +71,14 @@ impl Horizon {
         Horizon {
             start_ns,
             middle_ns: start_ns + (last_join - start_ns) / 2,
+            last_join_ns: last_join,
             now_ns,
         }
+    }
+
+    /// The time joins are counted over.
+    pub(super) fn join_span_ns(&self) -> u64 {
+        self.last_join_ns - self.start_ns
     }
 
     /// Counts a member blocked past the threshold that started waiting in its group at
@@ -141,6 +149,7 @@ mod tests {
         let horizon = Horizon::at(10 * S, 0, 600 * S, S);
         assert_eq!(horizon.start_ns, 0);
         assert_eq!(horizon.middle_ns, 4_500_000_000);
+        assert_eq!(horizon.join_span_ns(), 9 * S);
         let mut growth = Growth::default();
         for joined in [0, S, 4 * S, 5 * S, 8 * S] {
             horizon.count(joined, &mut growth);
@@ -150,9 +159,9 @@ mod tests {
             (2, 2),
             "the one there at first is not counted"
         );
-        growth.span_ns = 10 * S;
+        growth.span_ns = horizon.join_span_ns();
         assert!(growth.sustained());
-        assert!((growth.per_minute() - 24.0).abs() < 1e-9);
+        assert!((growth.per_minute() - 4.0 * 60.0 / 9.0).abs() < 1e-9);
         let filled_once = Growth {
             early: 16,
             late: 0,

@@ -124,6 +124,7 @@ pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -
                 "creation": location_json(&g.creation),
                 "blocked_at": location_json(&g.blocked_at),
                 "by_state": pairs_json(&g.by_state),
+                "stack": g.stack.iter().map(location_json).collect::<Vec<_>>(),
             })
         })
         .collect();
