@@ -13,6 +13,11 @@ use std::time::Duration;
 use gotest::{BuildMode, Toolchain, BUILD_MODES, TOOLCHAINS};
 use serde_json::Value;
 
+/// Go's own goroutine dump, parsed (shared with the real-daemon tests).
+#[allow(dead_code)]
+#[path = "daemons_support/pprof.rs"]
+mod pprof;
+
 /// What goroscope must conclude about a planted group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -202,7 +207,7 @@ fn expected_wait_reason(kind: &str, toolchain: Toolchain) -> &'static str {
         "empty-select" => "select (no cases)",
         "select" | "ticker" => "select",
         "mutex" if minor >= 20 => "sync.Mutex.Lock",
-        "waitgroup" if minor >= 25 => "sync.WaitGroup.Wait",
+        "waitgroup" if minor >= 24 => "sync.WaitGroup.Wait",
         "mutex" | "waitgroup" => "semacquire",
         "net-read" | "accept" | "idle-conn" => "IO wait",
         "sleep" => "sleep",
@@ -212,9 +217,11 @@ fn expected_wait_reason(kind: &str, toolchain: Toolchain) -> &'static str {
     }
 }
 
-/// A running leaky program, killed on drop.
+/// A running leaky program, killed on drop. Its stdout is read to the end by a thread (a
+/// closed pipe would kill it when it prints a dump).
 struct Leaky {
     child: Child,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Leaky {
@@ -229,15 +236,19 @@ impl Leaky {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = mpsc::channel();
         // Owned from here on: a program that never gets ready is still killed.
-        let leaky = Leaky { child };
-        let (sender, receiver) = mpsc::channel();
+        let leaky = Leaky { child, lines };
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
         });
-        let line = receiver
+        let line = leaky
+            .lines
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("{} printed no ready line in 30 s", binary.display()));
         assert!(
@@ -250,6 +261,35 @@ impl Leaky {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Go's own dump of every goroutine, asked for with SIGUSR1.
+    #[track_caller]
+    fn go_dump(&self) -> String {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits");
+        // SAFETY: kill(2) with a valid signal on our own child.
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGUSR1) },
+            0,
+            "SIGUSR1 to leaky"
+        );
+        let mut dump = String::new();
+        let mut inside = false;
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("leaky printed no complete dump in 10 s: {dump}"));
+            match line.as_str() {
+                "--- goroutine dump ---" => inside = true,
+                "--- end of dump ---" if inside => return dump,
+                _ if inside => {
+                    dump.push_str(&line);
+                    dump.push('\n');
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -560,6 +600,100 @@ every_mode! {
     leaks_are_found_exactly_with_go1_27 => 8,
 }
 
+/// True for the frames Go's own traceback prints (`showframe` at the default GOTRACEBACK):
+/// everything but the runtime's unexported functions (wrappers are already left out).
+fn shown_by_go(function: &str) -> bool {
+    match function.strip_prefix("runtime.") {
+        Some(rest) => rest.starts_with(|c: char| c.is_ascii_uppercase()),
+        None => function.contains('.'),
+    }
+}
+
+/// A planted group's stack as goroscope reports it equals, frame for frame (function and line),
+/// the stack Go's own traceback prints for its members — including goroutines in a system call
+/// on Go before 1.23, which are unwound from g.syscallsp by the pcsp table, and the 40-frame
+/// recursion.
+#[track_caller]
+fn check_stacks_against_go(toolchain: Toolchain, mode: BuildMode) {
+    let what = format!("{} {}", toolchain.version, mode.name());
+    let binary = gotest::build("leaky", toolchain, mode);
+    let leaky = Leaky::start(&binary, &[]);
+    let (output, report) = run_json(
+        leaky.pid(),
+        &[
+            "--duration",
+            "300ms",
+            "--interval",
+            "100ms",
+            "--frames",
+            "64",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dump = leaky.go_dump();
+    let goroutines = pprof::parse_dump(&dump).unwrap_or_else(|e| panic!("{what}: {e}\n{dump}"));
+    for &(kind, file, _, _, _, verdict) in PLANTED {
+        if verdict == Verdict::Waking {
+            continue; // caught in other states now and then
+        }
+        let create_line = marker(file, "create", kind);
+        let block_line = marker(file, "block", kind);
+        let group = groups_created_at(&report, file, create_line)
+            .into_iter()
+            .find(|g| g["blocked_at"]["line"] == block_line)
+            .unwrap_or_else(|| panic!("{what} {kind}: no group"));
+        let ours: Vec<(String, u64)> = group["stack"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what} {kind}: no stack in {group}"))
+            .iter()
+            .map(|f| {
+                (
+                    f["function"].as_str().unwrap_or("").to_owned(),
+                    f["line"].as_u64().unwrap_or(0),
+                )
+            })
+            .filter(|(function, _)| shown_by_go(function))
+            .collect();
+        let theirs: Vec<Vec<(String, u64)>> = goroutines
+            .iter()
+            .filter(|g| {
+                g.created_by.as_ref().is_some_and(|c| {
+                    c.line == u64::from(create_line) && c.file.ends_with(&format!("leaky/{file}"))
+                })
+            })
+            .map(|g| {
+                g.frames
+                    .iter()
+                    .map(|f| (f.function.clone(), f.line))
+                    .collect()
+            })
+            .collect();
+        assert!(
+            theirs.contains(&ours),
+            "{what} {kind}: goroscope's stack\n{ours:#?}\nis none of Go's own for the group:\n{theirs:#?}"
+        );
+    }
+}
+
+#[test]
+fn stacks_are_the_frames_go_prints() {
+    // Go 1.19 and 1.22 do not save bp on syscall entry; 1.23 does; and the newest.
+    let picks = ["go1.19.8", "go1.22.12", "go1.23.12"];
+    let toolchains = TOOLCHAINS
+        .iter()
+        .filter(|t| picks.contains(&t.version))
+        .chain(TOOLCHAINS.last());
+    for &toolchain in toolchains {
+        for mode in [BuildMode::Default, BuildMode::Stripped, BuildMode::Pie] {
+            check_stacks_against_go(toolchain, mode);
+        }
+    }
+}
+
 #[test]
 fn the_toolchain_list_is_the_one_the_tests_cover() {
     assert_eq!(TOOLCHAINS.len(), 9, "add a test above for every toolchain");
@@ -794,6 +928,11 @@ fn bad_intervals_are_refused() {
         .output()
         .expect("run goroscope");
     expect_usage_error(&output, "--interval");
+    let output = goroscope()
+        .args(["goroutines", "--pid", "1", "--frames", "100000"])
+        .output()
+        .expect("run goroscope");
+    expect_usage_error(&output, "--frames");
 }
 
 #[test]

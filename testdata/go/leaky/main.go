@@ -47,6 +47,10 @@
 //
 // "planted" holds every static kind above; "idle" is present only when -idle is above 0.
 //
+// On SIGUSR1 it prints Go's own dump of every goroutine (runtime.Stack, the format of
+// /debug/pprof/goroutine?debug=2) on stdout between a "--- goroutine dump ---" line and a
+// "--- end of dump ---" line: the ground truth tests compare goroscope's stacks with.
+//
 // Flags:
 //
 //	-churn N       also start N short-lived goroutines per second (each lives about 1 ms, in
@@ -353,6 +357,15 @@ func blockedCounts() map[string]int {
 	return counts
 }
 
+// dumpOnRequest prints Go's own goroutine dump for every request.
+//
+//go:noinline
+func dumpOnRequest(requests chan os.Signal) {
+	for range requests {
+		fmt.Printf("--- goroutine dump ---\n%s\n--- end of dump ---\n", allStacks())
+	}
+}
+
 // waitBlocked waits until every planted goroutine is parked, for at most timeout.
 func waitBlocked(want map[string]int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
@@ -404,6 +417,8 @@ func main() {
 	// Registered first, so a SIGTERM during planting also ends the process cleanly.
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	dumpRequests := make(chan os.Signal, 1)
+	signal.Notify(dumpRequests, syscall.SIGUSR1)
 
 	cgo := cgoValue() == 42
 
@@ -471,6 +486,7 @@ func main() {
 		panic(err)
 	}
 	fmt.Println(string(line))
+	go dumpOnRequest(dumpRequests)
 
 	<-stop
 	runtime.KeepAlive(clientConns)

@@ -21,6 +21,8 @@ use crate::settings::UsageError;
 const DEFAULT_DURATION: Duration = Duration::from_secs(5);
 /// Shortest interval accepted: snapshots closer than this cost more than they tell.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Most frames unwound per goroutine (Go's own traceback prints at most 100).
+const MAX_FRAMES: usize = 1000;
 /// Snapshots in a row that may fail on an unmapped read (a list being reallocated) before the
 /// run gives up.
 const MAX_SKIPPED_IN_A_ROW: u32 = 5;
@@ -32,6 +34,13 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
             "--interval {} is too short; use at least {}",
             humantime::format_duration(args.interval),
             humantime::format_duration(MIN_INTERVAL)
+        ))
+        .into());
+    }
+    if args.frames > MAX_FRAMES {
+        return Err(UsageError(format!(
+            "--frames {} is too many; use at most {MAX_FRAMES}",
+            args.frames
         ))
         .into());
     }
