@@ -30,7 +30,7 @@ pub(super) fn loc(function: &str, file: &str, line: u32) -> CodeLocation {
 
 impl FakeSymbolizer {
     /// Frames for return address `ret`.
-    fn ret(&mut self, ret: u64, frames: &[(&str, &str, u32)]) {
+    pub(super) fn ret(&mut self, ret: u64, frames: &[(&str, &str, u32)]) {
         let frames = frames.iter().map(|&(f, file, l)| loc(f, file, l)).collect();
         self.frames.insert(ret - 1, frames);
     }

@@ -195,3 +195,28 @@ fn observe_100k_goroutines() {
         assert!(mean < std::time::Duration::from_millis(20), "{mean:?}");
     }
 }
+
+#[test]
+fn a_go_statement_in_an_inlined_call_is_created_by_the_function_it_was_inlined_into() {
+    let mut sym = symbolizer();
+    // `go worker()` in main.spawn (/app/spawn.go:12), inlined into main.main at line 30.
+    sym.ret(
+        0x1500,
+        &[
+            ("main.spawn", "/app/spawn.go", 12),
+            ("main.main", "/app/main.go", 30),
+        ],
+    );
+    let r = run(
+        &[snap(
+            0,
+            vec![waiting(1, CHAN_RECV, 0x1500, START_WORKER, S_MUTEX)],
+        )],
+        &sym,
+    );
+    assert_eq!(
+        r.groups[0].creation,
+        loc("main.main", "/app/spawn.go", 12),
+        "as Go prints it: created by main.main at spawn.go:12"
+    );
+}

@@ -220,13 +220,28 @@ impl SymbolCache {
         range
     }
 
-    /// The location of a `go` statement: the innermost frame at `creation_pc - 1`.
+    /// The location of a `go` statement as Go's tracebacks print it ("created by"): the function
+    /// containing `creation_pc - 1` (the physical one when the statement was inlined) at the
+    /// innermost file and line.
     pub(crate) fn creation_site(&mut self, creation_pc: u64, symbolizer: &dyn Symbolizer) -> u32 {
         let (start, len) = self.frames_at_return(creation_pc, symbolizer);
         if len == 0 {
             return NONE;
         }
-        self.frame_ids.get(start as usize).copied().unwrap_or(NONE)
+        let innermost = self.frame_ids.get(start as usize).copied().unwrap_or(NONE);
+        let physical = self
+            .frame_ids
+            .get((start + len - 1) as usize)
+            .copied()
+            .unwrap_or(NONE);
+        if innermost == physical {
+            return innermost;
+        }
+        // A `go` statement in an inlined call: Go's "created by" names the function the code
+        // was compiled into, at the inlined statement's file and line.
+        let mut site = self.location(innermost);
+        site.function = self.location(physical).function;
+        self.intern_location(site)
     }
 
     /// The interned name of the function a goroutine starting at `start_pc` runs (the callee of
