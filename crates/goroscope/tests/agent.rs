@@ -235,6 +235,7 @@ fn metrics_pass_promtool_and_openmetrics_is_negotiated() {
         "goroscope_network_packets_total",
         "goroscope_network_bytes_total",
         "goroscope_go_goroutines",
+        "goroscope_go_runtime_goroutines",
         "goroscope_go_goroutines_created_total",
         "goroscope_go_leak_suspects",
         "goroscope_go_gc_pause_seconds",
@@ -384,24 +385,42 @@ fn reload_applies_a_valid_file_keeps_counters_and_refuses_an_invalid_one() {
     agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
 }
 
-/// testdata/go/leaky (newest Go, stripped) running under a unique name; killed on drop.
+/// testdata/go/leaky (newest Go, stripped) copied to a fresh directory as `name`.
+#[track_caller]
+fn leaky_named(name: &str) -> std::path::PathBuf {
+    let toolchain = gotest::TOOLCHAINS[gotest::TOOLCHAINS.len() - 1];
+    let built = gotest::build("leaky", toolchain, gotest::BuildMode::Stripped);
+    let dir = common::unique_temp_path("leaky");
+    std::fs::create_dir_all(&dir).expect("creating a directory");
+    let binary = dir.join(name);
+    std::fs::copy(&built, &binary).expect("copying leaky");
+    binary
+}
+
+/// A running copy of testdata/go/leaky; killed on drop.
 struct LeakyCopy {
     child: std::process::Child,
     comm: String,
 }
 
 impl LeakyCopy {
+    /// leaky under a unique name, with GOMAXPROCS=2.
     #[track_caller]
     fn start(prefix: &str) -> LeakyCopy {
-        let toolchain = gotest::TOOLCHAINS[gotest::TOOLCHAINS.len() - 1];
-        let built = gotest::build("leaky", toolchain, gotest::BuildMode::Stripped);
-        let comm = unique_comm(prefix);
-        let dir = common::unique_temp_path("leaky");
-        std::fs::create_dir_all(&dir).expect("creating a directory");
-        let binary = dir.join(&comm);
-        std::fs::copy(&built, &binary).expect("copying leaky");
-        let mut child = Command::new(&binary)
-            .env("GOMAXPROCS", "2")
+        LeakyCopy::run(&leaky_named(&unique_comm(prefix)), 2)
+    }
+
+    /// Runs `binary` (a copy of leaky) with GOMAXPROCS=`gomaxprocs`, once its goroutines are
+    /// planted.
+    #[track_caller]
+    fn run(binary: &std::path::Path, gomaxprocs: u32) -> LeakyCopy {
+        let name = binary
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("a UTF-8 file name");
+        let comm = name[..name.len().min(15)].to_owned();
+        let mut child = Command::new(binary)
+            .env("GOMAXPROCS", gomaxprocs.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -418,6 +437,11 @@ impl LeakyCopy {
             "leaky did not get ready"
         );
         LeakyCopy { child, comm }
+    }
+
+    /// Its pid, as a label value.
+    fn pid(&self) -> String {
+        self.child.id().to_string()
     }
 }
 
@@ -454,6 +478,23 @@ fn go_processes_are_found_and_their_goroutines_exported() {
         created.is_some_and(|v| v >= 118.0),
         "created_total {created:?}"
     );
+    // What the process is, and which process: its name is unique and short, so the
+    // executable is the comm.
+    let pid = leaky.pid();
+    assert_eq!(
+        sample(
+            &text,
+            "goroscope_go_gomaxprocs",
+            &[
+                ("service", "example.com/leaky"),
+                ("executable", comm.as_str()),
+                ("comm", comm.as_str()),
+                ("pid", pid.as_str()),
+            ]
+        ),
+        Some(2.0),
+        "GOMAXPROCS of pid {pid}"
+    );
     // After leak_after, the planted chan-send goroutines form a suspect group of exactly 37.
     let deadline = Instant::now() + SEEN_WITHIN;
     loop {
@@ -466,7 +507,10 @@ fn go_processes_are_found_and_their_goroutines_exported() {
             })
             .collect();
         if suspects.iter().any(|l| {
-            l.contains("wait_reason=\"chan send\"") && l.contains("main.go:") && l.ends_with(" 37")
+            l.contains("wait_reason=\"chan send\"")
+                && l.contains("evidence=\"stuck")
+                && l.contains("main.go:")
+                && l.ends_with(" 37")
         }) {
             break;
         }
@@ -491,6 +535,140 @@ fn go_processes_are_found_and_their_goroutines_exported() {
         "no GC pause histogram"
     );
     agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
+}
+
+#[test]
+fn go_processes_are_told_apart_and_only_their_counters_add_up() {
+    // Two names whose first 15 bytes, the comm, are the same: only `executable` tells them
+    // apart. The first runs twice: two processes of one executable.
+    let stem = format!("gsa-ident-{:05}", std::process::id() % 100_000);
+    let (exe_one, exe_two) = (format!("{stem}-one"), format!("{stem}-two"));
+    let one = leaky_named(&exe_one);
+    let first = LeakyCopy::run(&one, 1);
+    let second = LeakyCopy::run(&one, 2);
+    let other = LeakyCopy::run(&leaky_named(&exe_two), 2);
+    assert!(
+        first.comm == stem && other.comm == stem,
+        "comm is cut to 15 bytes"
+    );
+    let agent = Agent::start(&config(
+        "collectors:\n  go: { interval: 500ms, discover_every: 1s, leak_after: 1s }\n",
+    ));
+    let prometheus = Prometheus::start(agent.address);
+    let q =
+        |promql: String, expected: f64| prometheus.wait_for_value(&promql, expected, SEEN_WITHIN);
+    let one = format!(r#"service="example.com/leaky",executable="{exe_one}""#);
+
+    // Gauges: one series per process, each with its own value, whatever `labels` says.
+    q(format!("count(goroscope_go_gomaxprocs{{{one}}})"), 2.0);
+    q(
+        format!("count(count by (pid) (goroscope_go_gomaxprocs{{{one}}}))"),
+        2.0,
+    );
+    let (p1, p2) = (first.pid(), second.pid());
+    q(
+        format!(r#"goroscope_go_gomaxprocs{{{one},pid="{p1}"}}"#),
+        1.0,
+    );
+    q(
+        format!(r#"goroscope_go_gomaxprocs{{{one},pid="{p2}"}}"#),
+        2.0,
+    );
+    for p in [&p1, &p2] {
+        let at = format!(r#"{one},pid="{p}""#);
+        q(
+            format!(r#"goroscope_go_goroutines_waiting{{{at},wait_reason="chan send"}}"#),
+            37.0,
+        );
+        q(
+            format!("sum(goroscope_go_goroutines{{{at}}}) >= bool 118"),
+            1.0,
+        );
+        q(
+            format!("goroscope_go_runtime_goroutines{{{at}}} > bool 0"),
+            1.0,
+        );
+        q(
+            format!(r#"goroscope_go_heap_bytes{{{at},kind="live"}} > bool 0"#),
+            1.0,
+        );
+        q(
+            format!(r#"goroscope_go_heap_bytes{{{at},kind="goal"}} > bool 0"#),
+            1.0,
+        );
+        q(
+            format!(r#"count(goroscope_go_runqueue_goroutines{{{at}}})"#),
+            2.0,
+        );
+    }
+
+    // Counters: one series for both processes (no pid configured), their sum: each created
+    // at least the 118 goroutines it planted.
+    q(
+        format!("count(goroscope_go_goroutines_created_total{{{one}}})"),
+        1.0,
+    );
+    q(
+        format!(r#"count(goroscope_go_goroutines_created_total{{{one},pid!=""}}) or vector(0)"#),
+        0.0,
+    );
+    q(
+        format!("goroscope_go_goroutines_created_total{{{one}}} >= bool 236"),
+        1.0,
+    );
+    q(format!("sum(goroscope_go_processes{{{one}}})"), 2.0);
+    q(format!("count(goroscope_go_gc_cycles_total{{{one}}})"), 1.0);
+    q(
+        format!("count(goroscope_go_gc_pause_seconds_count{{{one}}})"),
+        1.0,
+    );
+
+    // One comm, two executables: told apart.
+    let both = format!(r#"service="example.com/leaky",executable=~"{exe_one}|{exe_two}""#);
+    q(
+        format!("count(count by (comm) (goroscope_go_gomaxprocs{{{both}}}))"),
+        1.0,
+    );
+    q(
+        format!("count(count by (executable) (goroscope_go_gomaxprocs{{{both}}}))"),
+        2.0,
+    );
+    q(
+        format!("count(goroscope_go_goroutines_created_total{{{both}}})"),
+        2.0,
+    );
+    q(
+        format!(
+            r#"goroscope_go_gomaxprocs{{executable="{exe_two}",pid="{}"}}"#,
+            other.pid()
+        ),
+        2.0,
+    );
+
+    // One process ends: its gauges go, the counters keep what it counted and never go back.
+    let created = format!("goroscope_go_goroutines_created_total{{{one}}}");
+    let before = prometheus.query(&created);
+    assert_eq!(before.len(), 1, "{before:?}");
+    drop(second);
+    q(format!("sum(goroscope_go_processes{{{one}}})"), 1.0);
+    q(format!("count(goroscope_go_gomaxprocs{{{one}}})"), 1.0);
+    q(
+        format!(r#"goroscope_go_gomaxprocs{{{one},pid="{p1}"}}"#),
+        1.0,
+    );
+    q(format!("{created} >= bool {}", before[0].1), 1.0);
+    for counter in [
+        "goroscope_go_goroutines_created_total",
+        "goroscope_go_gc_cycles_total",
+        "goroscope_go_gc_pause_seconds_count",
+    ] {
+        q(format!("count({counter}{{{one}}})"), 1.0);
+        q(format!("max(resets({counter}{{{one}}}[5m]))"), 0.0);
+    }
+    drop(first);
+    drop(other);
+    agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
+    drop(prometheus);
 }
 
 /// How many finite `le` bounds the getppid duration histogram of `comm` has.

@@ -32,7 +32,12 @@ impl LabelPlan {
 
     /// The process labels of a row of `owner`'s process `pid`.
     pub fn labels(&self, owner: &Owner, pid: Option<u32>) -> Labels {
-        let mut labels = Labels::new().push("comm", owner.comm.clone());
+        self.extend(Labels::new(), owner, pid)
+    }
+
+    /// `labels` followed by the process labels of a row of `owner`'s process `pid`.
+    pub fn extend(&self, labels: Labels, owner: &Owner, pid: Option<u32>) -> Labels {
+        let mut labels = labels.push("comm", owner.comm.clone());
         if self.pid {
             labels = labels.push("pid", pid.map_or_else(String::new, |p| p.to_string()));
         }

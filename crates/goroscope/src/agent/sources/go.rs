@@ -1,12 +1,15 @@
 //! Goroutine health of every Go process the agent finds: each is discovered by its binary
 //! (once per distinct executable), attached by reading its memory, and snapshotted every
 //! `collectors.go.interval` into a health tracker. Nothing is injected, nothing is stopped.
+//! What the families look like, and which of them add up, is `families.rs`.
+
+mod families;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use goroscope_export::{BucketLayout, Exposition, Family, Labels};
+use goroscope_export::{BucketLayout, Exposition};
 use goroscope_goprocess::{GoProcess, MemoryError, ProcessSymbolizer, SnapshotOptions};
 use goroscope_host::GoDiscovery;
 use goroscope_model::goroutines::health::{HealthSettings, HealthTracker};
@@ -15,7 +18,8 @@ use goroscope_model::LatencyHistogram;
 
 use crate::agent::ledger::Owner;
 use crate::agent::owners::Owners;
-use crate::agent::series::{LabelPlan, Summed};
+use crate::agent::series::LabelPlan;
+use families::{ProcessView, Program, Retired};
 
 /// Frames unwound per blocked goroutine: enough to find the blocking user frame.
 const FRAMES: usize = 32;
@@ -39,21 +43,13 @@ struct Watched {
     symbolizer: ProcessSymbolizer,
     tracker: HealthTracker,
     owner: Owner,
+    program: Program,
     go_version: String,
     next_snapshot: Instant,
     gc_cycles: Option<u32>,
     pauses: LatencyHistogram,
     pause_sum_ns: u64,
     report: Option<HealthReport>,
-}
-
-/// What ended Go processes counted, per owner, so counters summed over a name never go back.
-#[derive(Clone, Debug, Default)]
-struct Retired {
-    created: u64,
-    gc_cycles: u64,
-    pauses: LatencyHistogram,
-    pause_sum_ns: u64,
 }
 
 /// Go processes found, watched, and what went wrong.
@@ -70,7 +66,8 @@ pub struct GoSource {
     pub snapshot_failures: u64,
     /// Go processes found at the last discovery but not watched: `max_processes` were.
     pub over_limit: u64,
-    retired: HashMap<Owner, Retired>,
+    /// What ended processes counted, per process labels and program.
+    retired: HashMap<(Owner, Program), Retired>,
 }
 
 impl GoSource {
@@ -150,7 +147,7 @@ impl GoSource {
 
     /// Forgets what ended processes of owners `keep` refuses counted.
     pub fn retain_owners(&mut self, mut keep: impl FnMut(&Owner) -> bool) {
-        self.retired.retain(|owner, _| keep(owner));
+        self.retired.retain(|(owner, _), _| keep(owner));
     }
 
     /// Stops watching a process that ended, keeping what its counters reached.
@@ -158,13 +155,11 @@ impl GoSource {
         let Some(w) = self.watched.remove(&pid) else {
             return;
         };
-        let r = self.retired.entry(w.owner).or_default();
-        if let Some(report) = &w.report {
-            r.created = r.created.saturating_add(report.created_total);
-            r.gc_cycles = r.gc_cycles.saturating_add(u64::from(report.gc.cycles));
-        }
-        r.pauses.merge(&w.pauses);
-        r.pause_sum_ns = r.pause_sum_ns.saturating_add(w.pause_sum_ns);
+        self.retired.entry((w.owner, w.program)).or_default().add(
+            w.report.as_ref(),
+            &w.pauses,
+            w.pause_sum_ns,
+        );
     }
 
     fn discover(&mut self, owners: &mut Owners, proc_root: &Path) -> anyhow::Result<()> {
@@ -192,6 +187,7 @@ impl GoSource {
                     let symbolizer = attached.symbolizer();
                     let go_version = attached.info().build.go_version.clone();
                     let modules = attached.info().build.module_paths();
+                    let program = Program::new(&process.exe, &attached.info().build, &process.comm);
                     self.watched.insert(
                         pid,
                         Watched {
@@ -206,6 +202,7 @@ impl GoSource {
                                 &modules,
                             ),
                             owner: seen.owner,
+                            program,
                             go_version,
                             next_snapshot: Instant::now(),
                             gc_cycles: None,
@@ -227,124 +224,22 @@ impl GoSource {
         Ok(())
     }
 
-    /// Adds the Go families. Processes that share a label set (no `pid` label) are summed.
+    /// Adds the Go families (see `families.rs` for which are per process and which add up).
     pub fn families(&self, plan: &LabelPlan, layout: &BucketLayout, out: &mut Exposition) {
-        let mut goroutines = Summed::gauge(
-            "goroscope_go_goroutines",
-            "Goroutines of each Go process by state.",
-        );
-        let mut waiting = Summed::gauge(
-            "goroscope_go_goroutines_waiting",
-            "Blocked goroutines by wait reason (the runtime's own names).",
-        );
-        let mut created = Summed::counter(
-            "goroscope_go_goroutines_created_total",
-            "Goroutines created since the process started (the runtime's goroutine id counter).",
-        );
-        let mut suspects = Summed::gauge(
-            "goroscope_go_leak_suspects",
-            "Goroutines in leak-suspect groups: blocked past leak_after in a group that never \
-             shrank, by where they were created and where they block.",
-        );
-        let mut cycles = Summed::counter(
-            "goroscope_go_gc_cycles_total",
-            "Completed GC cycles since the process started.",
-        );
-        let mut heap = Summed::gauge(
-            "goroscope_go_heap_bytes",
-            "Heap bytes: live (marked live or allocated since the last GC) and the goal at \
-             which the next GC starts.",
-        );
-        let mut procs = Summed::gauge("goroscope_go_gomaxprocs", "GOMAXPROCS of the Go process.");
-        let mut runqueue = Summed::gauge(
-            "goroscope_go_runqueue_goroutines",
-            "Runnable goroutines waiting in the global run queue or the per-P local queues.",
-        );
-        let mut info = Summed::gauge(
-            "goroscope_go_processes",
-            "Go processes being watched, by Go version.",
-        );
-        let mut pauses: HashMap<Labels, (LatencyHistogram, u64)> = HashMap::new();
-        for (pid, w) in &self.watched {
-            let labels = plan.labels(&w.owner, Some(*pid));
-            info.add(labels.clone().push("go_version", w.go_version.clone()), 1.0);
-            let (hist, sum) = pauses.entry(labels.clone()).or_default();
-            hist.merge(&w.pauses);
-            *sum = sum.saturating_add(w.pause_sum_ns);
-            let Some(report) = &w.report else {
-                continue;
-            };
-            for (state, n) in &report.by_state {
-                goroutines.add(labels.clone().push("state", state.clone()), *n as f64);
-            }
-            for (reason, n) in &report.by_wait_reason {
-                waiting.add(
-                    labels.clone().push("wait_reason", reason.clone()),
-                    *n as f64,
-                );
-            }
-            created.add(labels.clone(), report.created_total as f64);
-            for s in &report.leak_suspects {
-                suspects.add(
-                    labels
-                        .clone()
-                        .push("created_at", location(&s.creation.file, s.creation.line))
-                        .push(
-                            "blocked_at",
-                            location(&s.blocked_at.file, s.blocked_at.line),
-                        )
-                        .push("wait_reason", s.wait_reason.clone())
-                        .push("start_function", s.start_function.clone()),
-                    s.count as f64,
-                );
-            }
-            cycles.add(labels.clone(), f64::from(report.gc.cycles));
-            if let Some(live) = report.gc.heap_live_bytes {
-                heap.add(labels.clone().push("kind", "live"), live as f64);
-            }
-            if let Some(goal) = report.gc.heap_goal_bytes {
-                heap.add(labels.clone().push("kind", "goal"), goal as f64);
-            }
-            let sched = &report.scheduler.latest;
-            procs.add(labels.clone(), f64::from(sched.gomaxprocs));
-            runqueue.add(
-                labels.clone().push("queue", "global"),
-                f64::from(sched.global_runqueue),
-            );
-            let local: u64 = sched.local_runqueues.iter().map(|&n| u64::from(n)).sum();
-            runqueue.add(labels.push("queue", "local"), local as f64);
-        }
-        if !plan.pid {
-            for (owner, r) in &self.retired {
-                let labels = plan.labels(owner, None);
-                created.add(labels.clone(), r.created as f64);
-                cycles.add(labels.clone(), r.gc_cycles as f64);
-                let (hist, sum) = pauses.entry(labels).or_default();
-                hist.merge(&r.pauses);
-                *sum = sum.saturating_add(r.pause_sum_ns);
-            }
-        }
-        let mut pause_family = Family::histogram(
-            "goroscope_go_gc_pause_seconds",
-            "Stop-the-world GC pauses seen since the agent attached.",
-        );
-        for (labels, (hist, sum)) in pauses {
-            pause_family.add_histogram(labels, &layout.histogram_from_ns(&hist, sum));
-        }
-        out.push(pause_family);
-        for family in [
-            goroutines, waiting, created, suspects, cycles, heap, procs, runqueue, info,
-        ] {
-            out.push(family.finish());
-        }
-    }
-}
-
-fn location(file: &str, line: u32) -> String {
-    if file.is_empty() {
-        "unknown".into()
-    } else {
-        format!("{file}:{line}")
+        let processes = self.watched.iter().map(|(pid, w)| ProcessView {
+            pid: *pid,
+            owner: &w.owner,
+            program: &w.program,
+            go_version: &w.go_version,
+            report: w.report.as_ref(),
+            pauses: &w.pauses,
+            pause_sum_ns: w.pause_sum_ns,
+        });
+        let retired = self
+            .retired
+            .iter()
+            .map(|((owner, program), r)| (owner, program, r));
+        families::add(processes, retired, plan, layout, out);
     }
 }
 
