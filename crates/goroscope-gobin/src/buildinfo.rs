@@ -27,8 +27,11 @@ const SENTINEL_LEN: usize = 16;
 pub struct BuildInfo {
     /// The toolchain version exactly as `go version` prints it, e.g. `go1.26.8`.
     pub go_version: String,
-    /// The main package's import path (`path` line), e.g. `example.com/sample`.
+    /// The main package's import path (`path` line), e.g. `example.com/sample/cmd/sample`.
     pub main_path: Option<String>,
+    /// The main module's path (`mod` line), e.g. `example.com/sample`; absent in binaries built
+    /// outside module mode (Debian's packages, for one).
+    pub main_module: Option<String>,
     /// The main module's version (`mod` line), e.g. `(devel)` or `v1.2.3`.
     pub main_version: Option<String>,
     /// The `build` settings in order, e.g. `("-ldflags", "-s -w")`, `("CGO_ENABLED", "1")`.
@@ -41,8 +44,9 @@ impl BuildInfo {
     /// The paths of the main module and every dependency: the program's own code, as opposed to
     /// the standard library.
     pub fn module_paths(&self) -> Vec<String> {
-        self.main_path
+        self.main_module
             .iter()
+            .chain(self.main_path.iter())
             .cloned()
             .chain(self.deps.iter().map(|module| module.path.clone()))
             .collect()
@@ -211,6 +215,7 @@ fn parse_modinfo(text: &str, info: &mut BuildInfo) -> Result<(), BuildInfoError>
             info.main_path = Some(path.to_string());
         } else if let Some(rest) = line.strip_prefix("mod\t") {
             let module = module_line(rest).map_err(bad)?;
+            info.main_module = Some(module.path);
             info.main_version = Some(module.version);
             last = Last::Main;
         } else if let Some(rest) = line.strip_prefix("dep\t") {

@@ -175,6 +175,11 @@ fn check_build_info(elf: &ElfFile, toolchain: Toolchain, mode: BuildMode, what: 
         Some("example.com/sample"),
         "{what}: main path"
     );
+    assert_eq!(
+        info.main_module.as_deref(),
+        Some("example.com/sample"),
+        "{what}: main module"
+    );
     assert_eq!(info.main_version.as_deref(), Some("(devel)"), "{what}");
     let expect = |key: &str, value: Option<&str>| {
         assert_eq!(

@@ -31,10 +31,16 @@ impl Program {
     /// whose binary holds `build`; `comm` names it when `exe` has no file name.
     pub fn new(exe: &Path, build: &BuildInfo, comm: &str) -> Program {
         let executable = executable_name(exe).unwrap_or_else(|| comm.to_owned());
-        let service = match build.main_path.as_deref() {
-            Some(path) if !path.is_empty() && path != "command-line-arguments" => path.to_owned(),
-            _ => executable.clone(),
+        // The main module (`mod` line) says what the program is part of; binaries built outside
+        // module mode (Debian's) have only the main package's path.
+        let named = |path: &Option<String>| {
+            path.as_deref()
+                .filter(|p| !p.is_empty() && *p != "command-line-arguments")
+                .map(str::to_owned)
         };
+        let service = named(&build.main_module)
+            .or_else(|| named(&build.main_path))
+            .unwrap_or_else(|| executable.clone());
         Program {
             service,
             executable,
@@ -408,7 +414,18 @@ mod tests {
     }
 
     #[test]
-    fn a_program_is_its_main_package_or_else_its_executable() {
+    fn a_program_is_its_main_module_or_main_package_or_else_its_executable() {
+        let build = BuildInfo {
+            main_module: Some("github.com/prometheus/prometheus".into()),
+            main_path: Some("github.com/prometheus/prometheus/cmd/promtool".into()),
+            ..BuildInfo::default()
+        };
+        let p = Program::new(Path::new("/usr/bin/promtool"), &build, "promtool");
+        assert_eq!(
+            (p.service.as_str(), p.executable.as_str()),
+            ("github.com/prometheus/prometheus", "promtool")
+        );
+        // Debian's binaries were built outside module mode: only the main package.
         let build = BuildInfo {
             main_path: Some("github.com/prometheus/prometheus/cmd/prometheus".into()),
             ..BuildInfo::default()
