@@ -59,6 +59,26 @@ pub struct GoProcess {
 impl GoProcess {
     /// Attaches to process `pid`, with /proc at `proc_root`.
     pub fn attach(proc_root: &Path, pid: u32) -> Result<GoProcess, AttachError> {
+        GoProcess::attach_inner(proc_root, pid, None)
+    }
+
+    /// Attaches to process `pid` with runtime struct offsets the caller supplies instead of the
+    /// ones goroscope would find (e.g. from the debug information of the same build kept
+    /// elsewhere). They are checked as strictly as their `source` asks: offsets marked
+    /// [`OffsetSource::Inferred`] must pass the inferred-layout invariants.
+    pub fn attach_with_offsets(
+        proc_root: &Path,
+        pid: u32,
+        offsets: RuntimeOffsets,
+    ) -> Result<GoProcess, AttachError> {
+        GoProcess::attach_inner(proc_root, pid, Some(offsets))
+    }
+
+    fn attach_inner(
+        proc_root: &Path,
+        pid: u32,
+        supplied: Option<RuntimeOffsets>,
+    ) -> Result<GoProcess, AttachError> {
         let process = proc_root.join(pid.to_string());
         if !process.join("status").exists() {
             return Err(AttachError::NoProcess { pid });
@@ -96,9 +116,12 @@ impl GoProcess {
         }
         let pclntab = Pclntab::read(&elf).map_err(binary)?;
         let tables = OffsetTables::from_env();
-        let offsets = tables
-            .for_binary(&elf, &version, &pclntab)
-            .map_err(binary)?;
+        let offsets = match supplied {
+            Some(offsets) => offsets,
+            None => tables
+                .for_binary(&elf, &version, &pclntab)
+                .map_err(binary)?,
+        };
         let linked = locate::locate_globals(&elf, &pclntab, &offsets).map_err(binary)?;
         let bias = load_bias(proc_root, pid, &elf).ok_or(AttachError::NoMapping { pid })?;
         let globals = with_bias(&linked, bias);
