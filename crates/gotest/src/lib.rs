@@ -153,6 +153,13 @@ pub fn build(program: &str, toolchain: Toolchain, mode: BuildMode) -> PathBuf {
     build_with(program, toolchain, mode, mode == BuildMode::Stripped)
 }
 
+/// Like [`build`], but always with `-ldflags="-s -w"` (no `.symtab`, no DWARF), as production
+/// builds usually are: a stripped PIE, a stripped static binary, a stripped cgo binary...
+#[track_caller]
+pub fn build_stripped(program: &str, toolchain: Toolchain, mode: BuildMode) -> PathBuf {
+    build_with(program, toolchain, mode, true)
+}
+
 #[track_caller]
 fn build_with(program: &str, toolchain: Toolchain, mode: BuildMode, strip: bool) -> PathBuf {
     let suffix = if strip && mode != BuildMode::Stripped {
