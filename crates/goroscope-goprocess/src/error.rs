@@ -93,7 +93,7 @@ pub enum AttachError {
     },
     /// The layout inferred from the binary's runtime code (there were no DWARF and no table for
     /// its Go release) failed an invariant on the live process.
-    #[error("process {pid} ({version}): goroscope has no runtime struct offsets for {version}, and the layout it inferred from the binary's runtime code ({layout}) fails a check on the live process: {what}. Refusing to report garbage; rebuild the target without -ldflags=-w so it carries DWARF, or update goroscope")]
+    #[error("process {pid} ({version}): goroscope has no runtime struct offsets for {version}, and the ones it {layout} fail a check on the live process: {what}. Refusing to report garbage; rebuild the target without -ldflags=-w so it carries DWARF, or update goroscope")]
     InferredLayoutRejected {
         /// The process.
         pid: u32,

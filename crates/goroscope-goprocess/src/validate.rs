@@ -20,7 +20,7 @@ const MAX_PAUSE_NS: u64 = 60_000_000_000;
 pub(crate) fn check_attach(process: &mut GoProcess) -> Result<(), AttachError> {
     let source = process.offsets.source;
     if !matches!(source, OffsetSource::Inferred { .. }) {
-        return check_common(process);
+        return check_common(process, false);
     }
     let rejected = |process: &GoProcess, what: String| AttachError::InferredLayoutRejected {
         pid: process.info.pid,
@@ -28,7 +28,7 @@ pub(crate) fn check_attach(process: &mut GoProcess) -> Result<(), AttachError> {
         layout: source.describe(),
         what,
     };
-    match check_common(process) {
+    match check_common(process, true) {
         Ok(()) => {}
         Err(AttachError::Implausible { what, .. }) => return Err(rejected(process, what)),
         Err(other) => return Err(other),
@@ -40,8 +40,9 @@ pub(crate) fn check_attach(process: &mut GoProcess) -> Result<(), AttachError> {
     }
 }
 
-/// The checks every layout must pass.
-fn check_common(process: &mut GoProcess) -> Result<(), AttachError> {
+/// The checks every layout must pass. `strict` (an inferred layout) refuses impossible GC pauses
+/// instead of dropping the GC figures with a warning.
+fn check_common(process: &mut GoProcess, strict: bool) -> Result<(), AttachError> {
     let globals = process.globals.clone();
     let allglen = process.memory.read_u64(globals.allglen)?;
     let mut slice = [0u8; 24];
@@ -104,6 +105,11 @@ fn check_common(process: &mut GoProcess) -> Result<(), AttachError> {
         .iter()
         .any(|&pause| pause > MAX_PAUSE_NS)
     {
+        if strict {
+            return Err(
+                process.implausible("plausible GC values (a GC pause longer than a minute)".into())
+            );
+        }
         // The GC figures are wrong but goroutines are fine: drop GC rather than refuse.
         process.globals.memstats = None;
         process

@@ -104,6 +104,13 @@ fn wrong_inferred_offsets_are_refused_naming_the_failed_invariant() {
             "plausible scheduler values",
         ),
         (
+            "pause_ns reading last_gc_unix",
+            with(good, |o| {
+                o.memstats.pause_ns = o.memstats.last_gc_unix.unwrap_or(o.memstats.numgc)
+            }),
+            "plausible GC values",
+        ),
+        (
             "pause_total_ns reading pause_ns[0]",
             with(good, |o| {
                 o.memstats.pause_total_ns = Some(o.memstats.pause_ns)
