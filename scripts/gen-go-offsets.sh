@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates crates/goroscope-gobin/src/offsets_table.rs: builds testdata/go/sample with DWARF using
-# one toolchain per Go release line goroscope's tables cover (go1.19 … go1.26), reads the runtime
+# one toolchain per Go release line goroscope's tables cover (go1.19 … go1.27), reads the runtime
 # struct offsets from each binary's DWARF with the gen_offsets example, and writes the table.
 # The toolchains are the ones scripts/go-toolchains.sh installs (keep in step with
 # crates/gotest/src/lib.rs). The tests in crates/goroscope-gobin/tests/offsets.rs check that the
@@ -18,7 +18,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 # The newest point release of each line that the tests also build.
-TOOLCHAINS=(go1.19.8 go1.20.14 go1.21.13 go1.22.12 go1.23.12 go1.24.13 go1.25.14 go1.26.8)
+TOOLCHAINS=(go1.19.8 go1.20.14 go1.21.13 go1.22.12 go1.23.12 go1.24.13 go1.25.14 go1.26.8 go1.27.4)
 
 args=()
 for version in "${TOOLCHAINS[@]}"; do

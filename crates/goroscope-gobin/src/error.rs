@@ -75,15 +75,18 @@ pub enum GobinError {
         /// The version it was built with.
         version: String,
     },
-    /// Struct layouts for this Go version are known neither from DWARF nor from the tables.
-    #[error("{path} was built by {version} and has no DWARF, and goroscope has no runtime struct offsets for {version} (it knows {known}); rebuild the target without -ldflags=-w, or update goroscope")]
+    /// Struct layouts for this Go version are known neither from DWARF nor from the tables, and
+    /// cannot be inferred from its code (it is not newer than the tables, or inference failed).
+    #[error("{path} was built by {version} and has no DWARF, and goroscope has no runtime struct offsets for {version} (it knows {known}){note}; rebuild the target without -ldflags=-w, or update goroscope")]
     NoOffsets {
         /// The file.
         path: PathBuf,
         /// The version it was built with.
         version: String,
-        /// The versions the tables cover, e.g. `go1.19–go1.26`.
+        /// The versions the tables cover, e.g. `go1.19–go1.27`.
         known: String,
+        /// Why inference from the runtime code did not stand in (starting with `; `), or empty.
+        note: String,
     },
     /// A runtime global goroscope needs could not be found.
     #[error("{path}: cannot find the Go runtime's {symbol} (the binary has no symbol table and decoding {via} did not find it)")]

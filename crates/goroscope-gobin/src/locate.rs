@@ -7,8 +7,9 @@
 //! rules in `locate/rules.rs` recognise how each function touches its global (see there). Only a
 //! handful of small functions are decoded, which takes well under a millisecond.
 
-mod decode;
-mod rules;
+pub(crate) mod decode;
+pub(crate) mod rules;
+mod value;
 
 use std::collections::HashMap;
 
@@ -18,7 +19,7 @@ use crate::offsets::RuntimeOffsets;
 use crate::pclntab::Pclntab;
 use crate::symtab::SymbolTable;
 
-use decode::Step;
+use decode::{CallFacts, Step};
 
 /// Finds a function's code by name.
 pub trait FunctionLookup {
@@ -137,11 +138,7 @@ pub fn decode_globals(
     functions: &dyn FunctionLookup,
     offsets: &RuntimeOffsets,
 ) -> Result<RuntimeGlobals, GobinError> {
-    let mut code = Functions {
-        elf,
-        functions,
-        decoded: HashMap::new(),
-    };
+    let mut code = Functions::new(elf, functions);
     let not_found = |symbol: &str, via: String| GobinError::GlobalNotFound {
         path: elf.path().to_path_buf(),
         symbol: symbol.to_string(),
@@ -221,17 +218,64 @@ pub fn decode_globals(
 /// Functions larger than this are not decoded (the runtime functions used are a few KiB).
 const MAX_FUNCTION_SIZE: u64 = 1 << 20;
 
+/// The write barrier helpers, which preserve every general-purpose register but R11 (Go 1.19 and
+/// 1.20 name one per register, later releases one per number of pointers buffered).
+const WRITE_BARRIERS: &[&str] = &[
+    "runtime.gcWriteBarrier",
+    "runtime.gcWriteBarrierCX",
+    "runtime.gcWriteBarrierDX",
+    "runtime.gcWriteBarrierBX",
+    "runtime.gcWriteBarrierBP",
+    "runtime.gcWriteBarrierSI",
+    "runtime.gcWriteBarrierR8",
+    "runtime.gcWriteBarrierR9",
+    "runtime.gcWriteBarrier1",
+    "runtime.gcWriteBarrier2",
+    "runtime.gcWriteBarrier3",
+    "runtime.gcWriteBarrier4",
+    "runtime.gcWriteBarrier5",
+    "runtime.gcWriteBarrier6",
+    "runtime.gcWriteBarrier7",
+    "runtime.gcWriteBarrier8",
+];
+
 /// The runtime functions decoded so far.
-struct Functions<'a> {
+pub(crate) struct Functions<'a> {
     elf: &'a ElfFile,
     functions: &'a dyn FunctionLookup,
+    facts: CallFacts,
     decoded: HashMap<&'static str, Result<Vec<Step>, String>>,
 }
 
-impl Functions<'_> {
+impl<'a> Functions<'a> {
+    /// Decodes functions of `elf` found through `functions`, on demand.
+    pub(crate) fn new(elf: &'a ElfFile, functions: &'a dyn FunctionLookup) -> Functions<'a> {
+        let preserving = WRITE_BARRIERS
+            .iter()
+            .filter_map(|name| functions.function_range(name))
+            .map(|(entry, _)| entry)
+            .collect();
+        Functions {
+            elf,
+            functions,
+            facts: CallFacts { preserving },
+            decoded: HashMap::new(),
+        }
+    }
+
+    /// The binary.
+    pub(crate) fn elf(&self) -> &'a ElfFile {
+        self.elf
+    }
+
+    /// The entry of function `name`, if the function table has it.
+    pub(crate) fn entry(&self, name: &str) -> Option<u64> {
+        self.functions.function_range(name).map(|(entry, _)| entry)
+    }
+
     /// The decoded steps of function `name`, or why there are none.
-    fn steps(&mut self, name: &'static str) -> Result<&[Step], String> {
-        let (elf, functions) = (self.elf, self.functions);
+    pub(crate) fn steps(&mut self, name: &'static str) -> Result<&[Step], String> {
+        let (elf, functions, facts) = (self.elf, self.functions, &self.facts);
         let entry = self.decoded.entry(name).or_insert_with(|| {
             let (entry, end) = functions
                 .function_range(name)
@@ -244,14 +288,14 @@ impl Functions<'_> {
                 .ok()
                 .and_then(|len| elf.read_at(entry, len))
                 .ok_or_else(|| format!("{name} (its code at {entry:#x} is not in the file)"))?;
-            Ok(decode::decode(code, entry))
+            Ok(decode::decode(code, entry, facts))
         });
         entry.as_deref().map_err(Clone::clone)
     }
 
     /// Applies `rule` to each function of `names` in turn until one gives an answer; on failure,
     /// the error lists each function with the rule's reason.
-    fn search<T>(
+    pub(crate) fn search<T>(
         &mut self,
         names: &[&'static str],
         mut rule: impl FnMut(&[Step]) -> Result<T, String>,
@@ -271,7 +315,7 @@ impl Functions<'_> {
 
     /// `runtime.gcController`, the receiver of `(*gcControllerState).init` in `runtime.gcinit`, or
     /// of `commit`/`revise`/`trigger` in `runtime.gcControllerCommit`.
-    fn gc_controller(&mut self) -> Result<u64, String> {
+    pub(crate) fn gc_controller(&mut self) -> Result<u64, String> {
         let elf = self.elf;
         let mut reasons = Vec::new();
         for (caller, methods) in [

@@ -16,6 +16,7 @@ pub(super) const LINES: &[(u32, u32)] = &[
     (1, 24),
     (1, 25),
     (1, 26),
+    (1, 27),
 ];
 
 /// The offsets for each release line.
@@ -390,6 +391,58 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
             source: OffsetSource::Table {
                 major: 1,
                 minor: 26,
+            },
+            g: GOffsets {
+                size: 456,
+                stack_lo: 0,
+                stack_hi: 8,
+                sched_sp: 56,
+                sched_pc: 64,
+                sched_bp: 96,
+                syscallsp: 104,
+                syscallpc: 112,
+                atomicstatus: 144,
+                goid: 152,
+                waitsince: 168,
+                waitreason: 176,
+                gopc: 288,
+                startpc: 304,
+                parent_goid: Some(280),
+                tracking_seq: Some(191),
+            },
+            p: POffsets {
+                id: 0,
+                status: 4,
+                runqhead: 400,
+                runqtail: 404,
+                runnext: 2456,
+            },
+            sched: SchedOffsets {
+                goidgen: 0,
+                npidle: 112,
+                nmspinning: 116,
+                runqsize: 144,
+            },
+            memstats: MemstatsOffsets {
+                numgc: 7680,
+                pause_ns: 3584,
+                pause_total_ns: Some(3576),
+                last_gc_unix: Some(3568),
+            },
+            gc_controller: GcControllerOffsets {
+                heap_live: Some(104),
+                heap_marked: Some(152),
+                heap_goal: Some(72),
+                memory_limit_heap_goal: None,
+            },
+        },
+    ),
+    (
+        (1, 27),
+        RuntimeOffsets {
+            source: OffsetSource::Table {
+                major: 1,
+                minor: 27,
             },
             g: GOffsets {
                 size: 456,

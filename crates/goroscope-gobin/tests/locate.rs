@@ -5,15 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use goroscope_gobin::dwarf::GoTypes;
+use goroscope_gobin::infer::infer_layout;
 use goroscope_gobin::locate::{
     decode_globals, from_symtab, locate_globals, FunctionLookup, GlobalsSource, RuntimeGlobals,
 };
-use goroscope_gobin::offsets::RuntimeOffsets;
+use goroscope_gobin::offsets::{OffsetTables, RuntimeOffsets};
 use goroscope_gobin::pclntab::Pclntab;
 use goroscope_gobin::symtab::SymbolTable;
 use goroscope_gobin::{ElfFile, GoVersion};
-use gotest::{BuildMode, Toolchain, TOOLCHAINS, UNSUPPORTED_TOOLCHAIN};
+use gotest::{BuildMode, Toolchain, NEWEST_TOOLCHAIN, TOOLCHAINS};
 
 /// Build modes whose binaries keep `.symtab`.
 const WITH_SYMTAB: &[BuildMode] = &[
@@ -30,7 +30,8 @@ fn open(toolchain: Toolchain, mode: BuildMode) -> ElfFile {
 
 fn offsets(elf: &ElfFile, toolchain: Toolchain) -> RuntimeOffsets {
     let version = GoVersion::parse(toolchain.version).expect("toolchain versions parse");
-    RuntimeOffsets::for_binary(elf, &version).unwrap_or_else(|e| panic!("{e}"))
+    let pclntab = Pclntab::read(elf).unwrap_or_else(|e| panic!("{e}"));
+    RuntimeOffsets::for_binary(elf, &version, &pclntab).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn decode_timed(
@@ -230,18 +231,23 @@ fn fallbacks_and_missing_functions() {
     }
 }
 
-/// The rules hold for a Go release newer than the offset tables (its DWARF gives the offsets).
+/// The rules hold with offsets inferred from the code (a release newer than the tables), for the
+/// newest toolchain inferred on top of the line before it.
 #[test]
-fn decoding_works_for_a_newer_release() {
-    let toolchain = UNSUPPORTED_TOOLCHAIN;
+fn decoding_works_with_inferred_offsets() {
+    let toolchain = NEWEST_TOOLCHAIN;
     let elf = open(toolchain, BuildMode::Default);
     let symbols = SymbolTable::read(&elf).expect("default keeps .symtab");
     let expected = from_symtab(&symbols).expect("default has every global");
-    let types = GoTypes::load(&elf)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .expect("default keeps DWARF");
-    let offsets = RuntimeOffsets::from_dwarf(&types).expect("DWARF has every field");
-    let (decoded, _) = decode_timed(&elf, &symbols, &offsets);
+    let version = GoVersion::parse(toolchain.version).expect("toolchain versions parse");
+    let (major, minor) = version.line();
+    let base_line = (major, minor - 1);
+    let base = OffsetTables::all()
+        .lookup(base_line)
+        .expect("the line before the newest");
+    let pclntab = Pclntab::read(&elf).unwrap_or_else(|e| panic!("{e}"));
+    let inferred = infer_layout(&elf, &pclntab, &base, base_line);
+    let (decoded, _) = decode_timed(&elf, &symbols, &inferred.offsets);
     assert_same(toolchain.version, &decoded, &expected);
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use goroscope_gobin::buildinfo::{self, BuildInfo};
 use goroscope_gobin::locate::{self, GlobalsSource, RuntimeGlobals};
-use goroscope_gobin::offsets::{OffsetSource, RuntimeOffsets};
+use goroscope_gobin::offsets::{OffsetSource, OffsetTables, RuntimeOffsets, HIDE_TABLE_ENV};
 use goroscope_gobin::pclntab::Pclntab;
 use goroscope_gobin::{ElfFile, GoVersion, GobinError};
 
@@ -60,6 +60,26 @@ pub struct GoProcess {
 impl GoProcess {
     /// Attaches to process `pid`, with /proc at `proc_root`.
     pub fn attach(proc_root: &Path, pid: u32) -> Result<GoProcess, AttachError> {
+        GoProcess::attach_inner(proc_root, pid, None)
+    }
+
+    /// Attaches to process `pid` with runtime struct offsets the caller supplies instead of the
+    /// ones goroscope would find (e.g. from the debug information of the same build kept
+    /// elsewhere). They are checked as strictly as their `source` asks: offsets marked
+    /// [`OffsetSource::Inferred`] must pass the inferred-layout invariants.
+    pub fn attach_with_offsets(
+        proc_root: &Path,
+        pid: u32,
+        offsets: RuntimeOffsets,
+    ) -> Result<GoProcess, AttachError> {
+        GoProcess::attach_inner(proc_root, pid, Some(offsets))
+    }
+
+    fn attach_inner(
+        proc_root: &Path,
+        pid: u32,
+        supplied: Option<RuntimeOffsets>,
+    ) -> Result<GoProcess, AttachError> {
         let process = proc_root.join(pid.to_string());
         if !process.join("status").exists() {
             return Err(AttachError::NoProcess { pid });
@@ -95,8 +115,14 @@ impl GoProcess {
                 version: build.go_version.clone(),
             }));
         }
-        let offsets = RuntimeOffsets::for_binary(&elf, &version).map_err(binary)?;
         let pclntab = Pclntab::read(&elf).map_err(binary)?;
+        let tables = OffsetTables::from_env();
+        let offsets = match supplied {
+            Some(offsets) => offsets,
+            None => tables
+                .for_binary(&elf, &version, &pclntab)
+                .map_err(binary)?,
+        };
         let linked = locate::locate_globals(&elf, &pclntab, &offsets).map_err(binary)?;
         let bias = load_bias(proc_root, pid, &elf).ok_or(AttachError::NoMapping { pid })?;
         let globals = with_bias(&linked, bias);
@@ -108,7 +134,7 @@ impl GoProcess {
             load_bias: bias,
             offsets_source: offsets.source,
             globals_source: linked.source,
-            warnings: Vec::new(),
+            warnings: offsets_warnings(&offsets, &tables),
             build,
             version,
         };
@@ -155,6 +181,29 @@ impl GoProcess {
             what,
         }
     }
+}
+
+/// What the operator should know about where the offsets came from.
+fn offsets_warnings(offsets: &RuntimeOffsets, tables: &OffsetTables) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let hidden = tables.hidden();
+    if !hidden.is_empty() {
+        let lines: Vec<String> = hidden
+            .iter()
+            .map(|(major, minor)| format!("go{major}.{minor}"))
+            .collect();
+        warnings.push(format!(
+            "{HIDE_TABLE_ENV} (a test-only switch) hides the offset tables of {}",
+            lines.join(", ")
+        ));
+    }
+    if let OffsetSource::Inferred { .. } = offsets.source {
+        warnings.push(format!(
+            "no DWARF and no offset table for this Go release: runtime struct offsets {}, checked against the live process",
+            offsets.source.describe()
+        ));
+    }
+    warnings
 }
 
 fn with_bias(globals: &RuntimeGlobals, bias: u64) -> RuntimeGlobals {

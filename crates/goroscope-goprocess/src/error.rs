@@ -91,6 +91,19 @@ pub enum AttachError {
         /// The invariant that failed.
         what: String,
     },
+    /// The layout inferred from the binary's runtime code (there were no DWARF and no table for
+    /// its Go release) failed an invariant on the live process.
+    #[error("process {pid} ({version}): goroscope has no runtime struct offsets for {version}, and the ones it {layout} fail a check on the live process: {what}. Refusing to report garbage; rebuild the target without -ldflags=-w so it carries DWARF, or update goroscope")]
+    InferredLayoutRejected {
+        /// The process.
+        pid: u32,
+        /// Its Go version.
+        version: String,
+        /// How the layout was obtained, e.g. `inferred (go1.26 layout + runtime code)`.
+        layout: String,
+        /// The invariants that failed, with what was seen.
+        what: String,
+    },
 }
 
 impl AttachError {

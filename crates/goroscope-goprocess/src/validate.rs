@@ -1,8 +1,12 @@
 //! Invariants checked once at attach, so goroscope refuses a target whose memory does not look like
 //! the runtime layout it expects, instead of reporting garbage: the goroutine list is a sane slice,
 //! goroutine records have known statuses and plausible ids, every P's id matches its slot, and the
-//! GC pause record holds durations, not addresses.
+//! GC pause record holds durations, not addresses. A layout inferred from the binary's code must
+//! also pass the stricter checks in `validate/inferred.rs`, and any failure refuses the target.
 
+mod inferred;
+
+use goroscope_gobin::offsets::OffsetSource;
 use goroscope_model::goroutines::GoroutineState;
 
 use crate::attach::GoProcess;
@@ -14,6 +18,31 @@ const MAX_PAUSE_NS: u64 = 60_000_000_000;
 
 /// Checks the runtime state of a freshly attached process.
 pub(crate) fn check_attach(process: &mut GoProcess) -> Result<(), AttachError> {
+    let source = process.offsets.source;
+    if !matches!(source, OffsetSource::Inferred { .. }) {
+        return check_common(process, false);
+    }
+    let rejected = |process: &GoProcess, what: String| AttachError::InferredLayoutRejected {
+        pid: process.info.pid,
+        version: process.info.version.to_string(),
+        layout: source.describe(),
+        what,
+    };
+    match check_common(process, true) {
+        Ok(()) => {}
+        Err(AttachError::Implausible { what, .. }) => return Err(rejected(process, what)),
+        Err(other) => return Err(other),
+    }
+    let snapshot = process.snapshot(&SnapshotOptions { max_frames: 0 })?;
+    match inferred::check(process, &snapshot)? {
+        Ok(()) => Ok(()),
+        Err(what) => Err(rejected(process, what)),
+    }
+}
+
+/// The checks every layout must pass. `strict` (an inferred layout) refuses impossible GC pauses
+/// instead of dropping the GC figures with a warning.
+fn check_common(process: &mut GoProcess, strict: bool) -> Result<(), AttachError> {
     let globals = process.globals.clone();
     let allglen = process.memory.read_u64(globals.allglen)?;
     let mut slice = [0u8; 24];
@@ -76,6 +105,11 @@ pub(crate) fn check_attach(process: &mut GoProcess) -> Result<(), AttachError> {
         .iter()
         .any(|&pause| pause > MAX_PAUSE_NS)
     {
+        if strict {
+            return Err(
+                process.implausible("plausible GC values (a GC pause longer than a minute)".into())
+            );
+        }
         // The GC figures are wrong but goroutines are fine: drop GC rather than refuse.
         process.globals.memstats = None;
         process

@@ -251,6 +251,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rejected_inferred_layout_is_a_usage_error() {
+        let error = attach_error(AttachError::InferredLayoutRejected {
+            pid: 7,
+            version: "go1.28.1".into(),
+            layout: "inferred (go1.27 layout + runtime code)".into(),
+            what: "startpc is a function entry (goroutine 1 has startpc 0x0)".into(),
+        });
+        assert!(error.downcast_ref::<UsageError>().is_some(), "exit code 2");
+        let message = error.to_string();
+        assert!(
+            message.contains("go1.28.1") && message.contains("startpc"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn jitter_stays_within_ten_percent_and_varies() {
         let mut jitter = Jitter(12345);
         let interval = Duration::from_millis(100);

@@ -43,10 +43,7 @@ fn pairs_json(pairs: &[(String, u64)]) -> Value {
 
 /// Where the offsets came from, as the report says it.
 pub fn offsets_source(source: OffsetSource) -> String {
-    match source {
-        OffsetSource::Dwarf => "dwarf".into(),
-        OffsetSource::Table { major, minor } => format!("table go{major}.{minor}"),
-    }
+    source.describe()
 }
 
 /// Where the globals came from, as the report says it.
