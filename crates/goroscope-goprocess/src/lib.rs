@@ -7,6 +7,7 @@ pub mod attach;
 pub mod error;
 mod fasthash;
 mod frame_table;
+mod g_record;
 pub mod maps;
 pub mod memory;
 pub mod snapshot;

@@ -47,17 +47,32 @@ pub(crate) struct UnwindRequest {
     pub tracking_seq: Option<u8>,
 }
 
+/// A goroutine's stack as last unwound, and the saved registers it was unwound from.
 #[derive(Debug, Clone, Copy)]
 struct Cached {
+    goid: u64,
     pc: u64,
     sp: u64,
     bp: u64,
     tracking_seq: Option<u8>,
     stack: u32,
-    generation: u64,
+}
+
+impl Cached {
+    /// True when `request` is this goroutine, parked where it was (its stack is the same).
+    fn still(&self, request: &UnwindRequest) -> bool {
+        self.goid == request.goid
+            && self.pc == request.pc
+            && self.sp == request.sp
+            && self.bp == request.bp
+            && self.tracking_seq == request.tracking_seq
+            && request.tracking_seq.is_some()
+    }
 }
 
 struct Walk {
+    /// Index of the request in this snapshot's list.
+    position: usize,
     request: UnwindRequest,
     pcs: Vec<u64>,
     /// The current frame: its pc (the last one pushed), sp and bp (0 when unknown).
@@ -79,11 +94,17 @@ struct Slot {
 /// Stacks unwound so far, interned, and which goroutine had which.
 #[derive(Default)]
 pub(crate) struct StackCache {
-    by_goroutine: FastMap<u64, Cached>,
+    /// The previous snapshot's goroutines, by request position: the runtime's goroutine list
+    /// keeps its order, so a goroutine is usually found at the same position without hashing.
+    previous: Vec<Cached>,
+    /// Goroutine id → position in `previous`, built when a position did not match.
+    by_goroutine: FastMap<u64, usize>,
+    by_goroutine_built: bool,
     ids: FastMap<Vec<u64>, u32>,
-    local: FastMap<u32, u32>,
+    /// Per interned stack, its index in the current snapshot's list (`u32::MAX`: not yet).
+    local: Vec<u32>,
+    persistent: Vec<(usize, u32)>,
     stacks: Vec<Vec<u64>>,
-    generation: u64,
     window: Vec<u8>,
     ranges: Vec<ReadRange>,
     ok: Vec<bool>,
@@ -102,70 +123,104 @@ impl StackCache {
         records: &mut [GoroutineRecord],
     ) -> Result<Vec<Vec<u64>>, MemoryError> {
         if self.stacks.len() > MAX_INTERNED {
-            self.by_goroutine.clear();
+            self.previous.clear();
             self.ids.clear();
             self.stacks.clear();
+            self.local.clear();
         }
-        self.generation += 1;
-        let generation = self.generation;
-        let mut persistent: Vec<(usize, u32)> = Vec::with_capacity(requests.len());
+        self.by_goroutine.clear();
+        self.by_goroutine_built = false;
+        let mut persistent = std::mem::take(&mut self.persistent);
+        persistent.clear();
+        let mut current = Vec::with_capacity(requests.len());
         let mut walks = Vec::new();
-        for request in requests {
-            match self.by_goroutine.get_mut(&request.goid) {
-                Some(cached)
-                    if cached.pc == request.pc
-                        && cached.sp == request.sp
-                        && cached.bp == request.bp
-                        && cached.tracking_seq == request.tracking_seq
-                        && request.tracking_seq.is_some() =>
-                {
-                    cached.generation = generation;
+        for (position, request) in requests.iter().enumerate() {
+            let cached = self.previous_of(position, request.goid);
+            match cached {
+                Some(cached) if cached.still(request) => {
                     persistent.push((request.record, cached.stack));
+                    current.push(cached);
                 }
-                _ => walks.push(Walk {
-                    request: *request,
-                    pcs: vec![request.pc],
-                    pc: request.pc,
-                    sp: request.sp,
-                    bp: request.bp,
-                    done: max_frames <= 1,
-                }),
+                _ => {
+                    walks.push(Walk {
+                        position,
+                        request: *request,
+                        pcs: vec![request.pc],
+                        pc: request.pc,
+                        sp: request.sp,
+                        bp: request.bp,
+                        done: max_frames <= 1,
+                    });
+                    // A placeholder until the walk is done.
+                    current.push(Cached {
+                        goid: request.goid,
+                        pc: 0,
+                        sp: 0,
+                        bp: 0,
+                        tracking_seq: None,
+                        stack: u32::MAX,
+                    });
+                }
             }
         }
         self.unwound_last = walks.len();
         self.walk(memory, table, &mut walks, max_frames)?;
         for walk in walks {
             let id = self.intern(walk.pcs);
-            self.by_goroutine.insert(
-                walk.request.goid,
-                Cached {
+            if let Some(slot) = current.get_mut(walk.position) {
+                *slot = Cached {
+                    goid: walk.request.goid,
                     pc: walk.request.pc,
                     sp: walk.request.sp,
                     bp: walk.request.bp,
                     tracking_seq: walk.request.tracking_seq,
                     stack: id,
-                    generation,
-                },
-            );
+                };
+            }
             persistent.push((walk.request.record, id));
         }
-        self.by_goroutine
-            .retain(|_, cached| cached.generation == generation);
+        self.previous = current;
 
         // Number the stacks this snapshot uses densely.
-        let local = &mut self.local;
-        local.clear();
+        self.local.resize(self.stacks.len(), u32::MAX);
         let mut stacks = Vec::new();
-        for (record, id) in persistent {
-            let index = *local.entry(id).or_insert_with(|| {
+        let mut used = Vec::new();
+        for &(record, id) in &persistent {
+            let Some(slot) = self.local.get_mut(id as usize) else {
+                continue;
+            };
+            if *slot == u32::MAX {
+                *slot = stacks.len() as u32;
                 stacks.push(self.stacks.get(id as usize).cloned().unwrap_or_default());
-                (stacks.len() - 1) as u32
-            });
+                used.push(id);
+            }
+            let index = *slot;
             if let Some(record) = records.get_mut(record) {
                 record.stack = Some(index);
             }
         }
+        for id in used {
+            if let Some(slot) = self.local.get_mut(id as usize) {
+                *slot = u32::MAX;
+            }
+        }
+        self.persistent = persistent;
         Ok(stacks)
+    }
+
+    /// The previous snapshot's entry for goroutine `goid`, looked for at `position` first.
+    fn previous_of(&mut self, position: usize, goid: u64) -> Option<Cached> {
+        if let Some(cached) = self.previous.get(position).filter(|c| c.goid == goid) {
+            return Some(*cached);
+        }
+        if !self.by_goroutine_built {
+            self.by_goroutine_built = true;
+            for (index, cached) in self.previous.iter().enumerate() {
+                self.by_goroutine.insert(cached.goid, index);
+            }
+        }
+        let index = *self.by_goroutine.get(&goid)?;
+        self.previous.get(index).copied()
     }
 
     fn intern(&mut self, pcs: Vec<u64>) -> u32 {
@@ -304,175 +359,5 @@ fn step_within(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(stack: &[u64], base: u64, bp: u64) -> UnwindRequest {
-        UnwindRequest {
-            record: 0,
-            goid: 7,
-            pc: 0x1000,
-            sp: base,
-            bp,
-            tracking_seq: Some(1),
-            stack_hi: base + stack.len() as u64 * 8,
-        }
-    }
-
-    fn walk_of(words: &[u64], base: u64, pc: u64, bp: u64) -> Walk {
-        Walk {
-            request: request(words, base, bp),
-            pcs: vec![pc],
-            pc,
-            sp: base,
-            bp,
-            done: false,
-        }
-    }
-
-    fn bytes(words: &[u64]) -> Vec<u8> {
-        words.iter().flat_map(|w: &u64| w.to_le_bytes()).collect()
-    }
-
-    fn layout(sp_delta: u64) -> Layout {
-        Layout {
-            sp_delta,
-            last: false,
-        }
-    }
-
-    const TOP: Layout = Layout {
-        sp_delta: 0,
-        last: true,
-    };
-
-    #[test]
-    fn follows_frame_pointers_where_no_delta_is_known() {
-        // Words of a fake stack at `base`: frames at word 2 and word 6; the outer frame's saved bp
-        // is 0 and its return address is 0x3000.
-        let base = 0x10_000u64;
-        let words = [0, 0, base + 6 * 8, 0x2000, 0, 0, 0, 0x3000, 0, 0];
-        let mut table = FrameTable::with_layouts(&[]);
-        let mut walk = walk_of(&words, base, 0x1000, base + 16);
-        step_within(&mut walk, &mut table, &bytes(&words), base, 32);
-        assert_eq!(walk.pcs, vec![0x1000, 0x2000, 0x3000]);
-        assert!(walk.done);
-    }
-
-    #[test]
-    fn stops_on_a_chain_that_goes_down() {
-        let base = 0x10_000u64;
-        let words = [0, 0, base, 0x2000, 0, 0];
-        let mut table = FrameTable::with_layouts(&[]);
-        let mut walk = walk_of(&words, base, 0x1000, base + 16);
-        step_within(&mut walk, &mut table, &bytes(&words), base, 32);
-        assert_eq!(walk.pcs, vec![0x1000, 0x2000]);
-        assert!(walk.done);
-    }
-
-    #[test]
-    fn unwinds_by_the_sp_delta_without_a_frame_pointer() {
-        // A syscall goroutine before Go 1.23: no bp. 0x1000 has a 24-byte frame (bp saved at
-        // +16), 0x2000 is frameless, 0x3000 is goexit.
-        let base = 0x10_000u64;
-        let words = [0, 0, base + 0x100, 0x2000, 0x3000, 0, 0, 0];
-        let mut table =
-            FrameTable::with_layouts(&[(0x1000, layout(24)), (0x2000, layout(0)), (0x3000, TOP)]);
-        let mut walk = walk_of(&words, base, 0x1000, 0);
-        step_within(&mut walk, &mut table, &bytes(&words), base, 32);
-        assert_eq!(walk.pcs, vec![0x1000, 0x2000, 0x3000]);
-        assert!(walk.done, "goexit ends the stack");
-    }
-
-    #[test]
-    fn the_delta_wins_over_a_frame_pointer_that_disagrees() {
-        // bp points at an old frame (words 4–5) holding a stale return address 0x9999; the delta
-        // says the return address is at sp + 8.
-        let base = 0x10_000u64;
-        let words = [0, 0x2000, 0, 0, base + 0x40, 0x9999, 0, 0];
-        let mut table = FrameTable::with_layouts(&[(0x1000, layout(8)), (0x2000, TOP)]);
-        let mut walk = walk_of(&words, base, 0x1000, base + 32);
-        step_within(&mut walk, &mut table, &bytes(&words), base, 32);
-        assert_eq!(walk.pcs, vec![0x1000, 0x2000]);
-    }
-
-    #[test]
-    fn a_frameless_function_in_the_middle_is_not_skipped() {
-        // C (0x1000, 24-byte frame, bp chain to A's frame) was called by frameless B (0x2000),
-        // called by A (0x3000, 24-byte frame), called from goexit (0x4000). Following bp alone
-        // would go from C straight to A's caller and lose A.
-        let base = 0x10_000u64;
-        let a_bp = base + 56;
-        let words = [0, 0, a_bp, 0x2000, 0x3000, 0, 0, 0, 0x4000];
-        let mut table = FrameTable::with_layouts(&[
-            (0x1000, layout(24)),
-            (0x2000, layout(0)),
-            (0x3000, layout(24)),
-            (0x4000, TOP),
-        ]);
-        let mut walk = walk_of(&words, base, 0x1000, base + 16);
-        step_within(&mut walk, &mut table, &bytes(&words), base, 32);
-        assert_eq!(walk.pcs, vec![0x1000, 0x2000, 0x3000, 0x4000]);
-    }
-
-    fn record() -> GoroutineRecord {
-        GoroutineRecord {
-            goid: 7,
-            state: goroscope_model::goroutines::GoroutineState::Waiting,
-            wait_reason: 0,
-            wait_since_ns: 0,
-            creation_pc: 0,
-            start_pc: 0,
-            stack: None,
-            tracking_seq: None,
-        }
-    }
-
-    #[test]
-    fn a_goroutine_that_ran_is_unwound_again_even_at_the_same_depth() {
-        // A fake stack in our own memory: one frame whose return address we change.
-        let mut words: Vec<u64> = vec![0; 8];
-        let base = words.as_ptr() as u64;
-        words[2] = base + 6 * 8; // saved bp -> outer frame
-        words[3] = 0x2000; // return address
-        words[6] = 0;
-        words[7] = 0x3000;
-        let mut memory = ProcessMemory::new(std::process::id());
-        let mut table = FrameTable::with_layouts(&[]);
-        let mut cache = StackCache::default();
-        let request = |seq: u8| UnwindRequest {
-            record: 0,
-            goid: 7,
-            pc: 0x1000,
-            sp: base,
-            bp: base + 16,
-            stack_hi: base + 8 * 8,
-            tracking_seq: Some(seq),
-        };
-        let mut records = [record()];
-        let stacks = cache
-            .resolve(&mut memory, &mut table, &[request(1)], 32, &mut records)
-            .unwrap();
-        assert_eq!(stacks, vec![vec![0x1000, 0x2000, 0x3000]]);
-        // It blocked again elsewhere at the same depth, and its trackingSeq moved.
-        words[3] = 0x2500;
-        std::hint::black_box(&words);
-        let stacks = cache
-            .resolve(&mut memory, &mut table, &[request(1)], 32, &mut records)
-            .unwrap();
-        assert_eq!(
-            stacks,
-            vec![vec![0x1000, 0x2000, 0x3000]],
-            "same seq: cached"
-        );
-        let stacks = cache
-            .resolve(&mut memory, &mut table, &[request(2)], 32, &mut records)
-            .unwrap();
-        assert_eq!(
-            stacks,
-            vec![vec![0x1000, 0x2500, 0x3000]],
-            "seq moved: unwound again"
-        );
-        assert_eq!(cache.unwound_last, 1);
-    }
-}
+#[path = "unwind_tests.rs"]
+mod tests;

@@ -16,8 +16,9 @@ use goroscope_model::goroutines::{GoroutineSnapshot, GoroutineState};
 
 use crate::attach::GoProcess;
 use crate::error::MemoryError;
+use crate::g_record::g_read_span;
 use crate::memory::{LeBytes, ReadRange};
-use crate::snapshot::{g_read_span, SnapshotOptions};
+use crate::snapshot::SnapshotOptions;
 
 /// Largest GOMAXPROCS believed.
 const MAX_PROCS: u64 = 1 << 16;
