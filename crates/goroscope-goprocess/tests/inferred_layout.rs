@@ -4,11 +4,7 @@
 //! each must be refused with `InferredLayoutRejected` naming the invariant that failed. The same
 //! wrong offsets under a table source go through the ordinary, weaker checks only.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use goroscope_gobin::infer::infer_layout;
 use goroscope_gobin::offsets::{OffsetSource, OffsetTables, RuntimeOffsets};
@@ -16,44 +12,6 @@ use goroscope_gobin::pclntab::Pclntab;
 use goroscope_gobin::{ElfFile, GoVersion};
 use goroscope_goprocess::{AttachError, GoProcess};
 use gotest::{BuildMode, NEWEST_TOOLCHAIN};
-
-/// A running leaky program, killed on drop.
-struct Leaky {
-    child: Child,
-}
-
-impl Leaky {
-    #[track_caller]
-    fn start(binary: &Path) -> Leaky {
-        let mut child = Command::new(binary)
-            .env("GOMAXPROCS", "2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let leaky = Leaky { child };
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let line = receiver
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("{} printed no ready line in 30 s", binary.display()));
-        assert!(line.contains("\"ready\":true"), "not ready: {line:?}");
-        leaky
-    }
-}
-
-impl Drop for Leaky {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The layout of `binary` inferred on top of the line before its own.
 fn inferred(binary: &Path) -> RuntimeOffsets {
@@ -72,8 +30,8 @@ fn inferred(binary: &Path) -> RuntimeOffsets {
 #[test]
 fn wrong_inferred_offsets_are_refused_naming_the_failed_invariant() {
     let binary = gotest::build("leaky", NEWEST_TOOLCHAIN, BuildMode::Stripped);
-    let leaky = Leaky::start(&binary);
-    let pid = leaky.child.id();
+    let leaky = gotest::Running::start(&binary, &[]);
+    let pid = leaky.pid();
     let proc_root = Path::new("/proc");
     let good = inferred(&binary);
     assert!(matches!(good.source, OffsetSource::Inferred { .. }));

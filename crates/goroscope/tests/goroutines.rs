@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -217,50 +217,17 @@ fn expected_wait_reason(kind: &str, toolchain: Toolchain) -> &'static str {
     }
 }
 
-/// A running leaky program, killed on drop. Its stdout is read to the end by a thread (a
-/// closed pipe would kill it when it prints a dump).
-struct Leaky {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
+/// A running leaky program (see `gotest::Running`), killed on drop.
+struct Leaky(gotest::Running);
 
 impl Leaky {
     #[track_caller]
     fn start(binary: &Path, args: &[&str]) -> Leaky {
-        let mut child = Command::new(binary)
-            .args(args)
-            .env("GOMAXPROCS", "2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = mpsc::channel();
-        // Owned from here on: a program that never gets ready is still killed.
-        let leaky = Leaky { child, lines };
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = leaky
-            .lines
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("{} printed no ready line in 30 s", binary.display()));
-        assert!(
-            line.contains("\"ready\":true"),
-            "{} did not get ready: {line:?}",
-            binary.display()
-        );
-        leaky
+        Leaky(gotest::Running::start(binary, args))
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     /// Go's own dump of every goroutine, asked for with SIGUSR1.
@@ -277,9 +244,9 @@ impl Leaky {
         let mut inside = false;
         loop {
             let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("leaky printed no complete dump in 10 s: {dump}"));
+                .0
+                .next_line(Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("leaky printed no complete dump in 10 s: {dump}"));
             match line.as_str() {
                 "--- goroutine dump ---" => inside = true,
                 "--- end of dump ---" if inside => return dump,
@@ -290,13 +257,6 @@ impl Leaky {
                 _ => {}
             }
         }
-    }
-}
-
-impl Drop for Leaky {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -884,8 +844,7 @@ fn a_process_exiting_mid_run_still_gets_its_report() {
         other => panic!("goroscope did not attach: {other:?}"),
     }
     std::thread::sleep(Duration::from_millis(600));
-    let _ = leaky.child.kill();
-    let _ = leaky.child.wait();
+    leaky.0.kill();
     let status = goroscope.wait().expect("goroscope exits");
     let stderr = receiver
         .recv_timeout(Duration::from_secs(30))

@@ -4,64 +4,13 @@
 //! whose layout is then inferred from the binary's runtime code. Both runs must find the planted
 //! chan-send leak group exactly: where it was created, how many, why and where it blocks.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use gotest::{BuildMode, HIDE_OFFSET_TABLE_ENV, NEWEST_TOOLCHAIN};
 use serde_json::Value;
 
 /// The chan-send group planted by testdata/go/leaky.
 const CHAN_SEND_COUNT: u64 = 37;
-
-/// A running leaky program, killed on drop.
-struct Leaky {
-    child: Child,
-}
-
-impl Leaky {
-    #[track_caller]
-    fn start(binary: &Path) -> Leaky {
-        let mut child = Command::new(binary)
-            .env("GOMAXPROCS", "2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        // Owned from here on: a program that never gets ready is still killed.
-        let leaky = Leaky { child };
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let line = receiver
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("{} printed no ready line in 30 s", binary.display()));
-        assert!(
-            line.contains("\"ready\":true"),
-            "{} did not get ready: {line:?}",
-            binary.display()
-        );
-        leaky
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Leaky {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs `goroscope goroutines` on `pid` for 1.5 s, hiding `hide` table lines if given.
 #[track_caller]
@@ -139,7 +88,7 @@ fn check(what: &str, output: &Output, report: &Value, source: impl Fn(&str) -> b
 #[track_caller]
 fn read_with_table_and_inferred(mode: BuildMode) {
     let binary = gotest::build_stripped("leaky", NEWEST_TOOLCHAIN, mode);
-    let leaky = Leaky::start(&binary);
+    let leaky = gotest::Running::start(&binary, &[]);
     let line = NEWEST_TOOLCHAIN.line();
     let what = format!("{} {} stripped", NEWEST_TOOLCHAIN.version, mode.name());
 

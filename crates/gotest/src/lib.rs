@@ -5,9 +5,13 @@
 //! A toolchain that is missing makes the build panic with the command to install it: tests never
 //! skip because Go is absent. `scripts/go-toolchains.sh` installs them all.
 
+mod running;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use running::Running;
 
 /// One Go toolchain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
