@@ -27,6 +27,9 @@
 //! * `connect ADDR N`: N TCP connections to ADDR (e.g. `127.0.0.1:8080`), one
 //!   after another; each writes 100 bytes, then reads until the peer closes,
 //!   then closes. Exits 1 if a connection fails.
+//! * `spawn RATE N PROGRAM [ARGS...]`: N processes, RATE per second, each
+//!   running PROGRAM with an empty environment (see `spawn.rs`); exits 1
+//!   unless every one exited 0.
 //!
 //! After the command it exits 0. Bad arguments print a message to stderr and
 //! exit 2. Nothing but the pid is ever written to stdout.
@@ -35,6 +38,8 @@ use std::ffi::{CString, OsString};
 use std::io::{self, BufRead, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::process;
+
+mod spawn;
 
 /// Exit status for bad command-line arguments.
 const EXIT_USAGE: i32 = 2;
@@ -49,7 +54,9 @@ commands:
   exit CODE             _exit(CODE), CODE in 0-255
   kill-self SIGNAL      kill(getpid(), SIGNAL), then pause()
   sleep MILLIS          nanosleep for MILLIS milliseconds
-  connect ADDR N        N x TCP connect to ADDR, write 100 bytes, read to EOF, close";
+  connect ADDR N        N x TCP connect to ADDR, write 100 bytes, read to EOF, close
+  spawn RATE N PROGRAM [ARGS...]
+                        N processes running PROGRAM, RATE per second";
 
 /// Highest signal number Linux accepts (`SIGRTMAX`, `_NSIG - 1`).
 const MAX_SIGNAL: i32 = 64;
@@ -81,6 +88,7 @@ enum Command {
         address: std::net::SocketAddr,
         count: u64,
     },
+    Spawn(spawn::Churn),
 }
 
 /// The whole command line.
@@ -193,6 +201,7 @@ fn parse_args(args: &[OsString]) -> Result<Invocation, String> {
                 count: parse_number(count, "N")?,
             }
         }
+        "spawn" => Command::Spawn(spawn::Churn::parse(params)?),
         "--wait-stdin" => return Err("--wait-stdin must come before the command".to_string()),
         other => return Err(format!("unknown command {other:?}")),
     };
@@ -314,6 +323,7 @@ fn run(command: &Command) -> Result<(), String> {
         }
         Command::Sleep { millis } => sleep_millis(*millis),
         Command::Connect { address, count } => connect_many(*address, *count),
+        Command::Spawn(churn) => churn.run(),
     }
 }
 
