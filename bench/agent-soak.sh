@@ -58,8 +58,8 @@ cgroup=""
 cleanup() {
     for p in "${pids_to_kill[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    [ -n "$cgroup" ] && rmdir "/sys/fs/cgroup$cgroup" 2>/dev/null || true
-    rm -rf "$work"
+    [ -n "$cgroup" ] && rmdir "$cgroup2$cgroup" 2>/dev/null || true
+    [ -n "${KEEP_WORK:-}" ] && echo "agent-soak: kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -111,12 +111,15 @@ child="${tag}c"
 mkdir -p "$work/bin"
 cp "$TESTLOAD_BIN" "$work/bin/$child"
 cp "$TESTLOAD_BIN" "$work/bin/${tag}s"
+# The cgroup v2 hierarchy: /sys/fs/cgroup on most hosts, /sys/fs/cgroup/unified on hybrid ones.
+cgroup2="$(awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' /proc/self/mountinfo)"
+[ -n "$cgroup2" ] || { echo "agent-soak: no cgroup2 hierarchy is mounted" >&2; exit 2; }
 cgroup="/goroscope-soak-$$"
-mkdir "/sys/fs/cgroup$cgroup"
+mkdir "$cgroup2$cgroup"
 n=$((RATE * SOAK_S))
 cpu0="$(cpu_ticks "$agent")"
 sh -c 'echo $$ > "$1/cgroup.procs" && exec "$2" spawn "$3" "$4" "$5" getppid 10' sh \
-    "/sys/fs/cgroup$cgroup" "$work/bin/${tag}s" "$RATE" "$n" "$work/bin/$child" &
+    "$cgroup2$cgroup" "$work/bin/${tag}s" "$RATE" "$n" "$work/bin/$child" &
 spawner=$!
 pids_to_kill+=("$spawner")
 max_rss=0
