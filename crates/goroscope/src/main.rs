@@ -30,12 +30,23 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.downcast_ref::<UsageError>().is_some() => {
-            eprintln!("goroscope: {err}");
+            eprintln!("goroscope: {}", message(&err.to_string()));
             ExitCode::from(2)
         }
         Err(err) => {
-            eprintln!("goroscope: error: {err:#}");
+            eprintln!("goroscope: error: {}", message(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error message made safe for a terminal: names and paths in it may hold any byte, so
+/// every control character is escaped (goroscope-model's rule) except the newlines that
+/// separate its lines (a verifier log, a list of causes); lines after the first are indented,
+/// so a newline smuggled in a name can never start a line that reads like a new message.
+fn message(text: &str) -> String {
+    text.split('\n')
+        .map(|line| goroscope_model::escape(line.as_bytes()))
+        .collect::<Vec<_>>()
+        .join("\n  ")
 }
