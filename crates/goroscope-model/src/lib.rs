@@ -29,4 +29,6 @@ pub use histogram::{
 pub use open_flags::write_open_flags;
 pub use syscall_names::{syscall_name, syscall_number};
 pub use syscall_stats::{sort_by_total_time, SyscallRow};
-pub use text::{base64, base64_if_not_utf8, escape, escaped, escaped_quoted, unescape, Escaped};
+pub use text::{
+    base64, base64_if_not_utf8, escape, escape_controls, escaped, escaped_quoted, unescape, Escaped,
+};

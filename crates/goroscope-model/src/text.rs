@@ -15,6 +15,9 @@
 //!
 //! [`unescape`] reverses it exactly, so the printed text names the exact bytes.
 //!
+//! [`escape_controls`] applies the same notation to control characters only, leaving `\`
+//! alone: for a whole message whose names were already escaped where they were put in.
+//!
 //! JSON cannot hold bytes that are not UTF-8. [`base64`] encodes them (standard alphabet,
 //! padded): JSON output carries a field's text (invalid bytes shown as U+FFFD) and, only
 //! when the bytes are not UTF-8, a `<field>_base64` twin with the exact bytes.
@@ -27,6 +30,8 @@ use std::fmt::{self, Write as _};
 pub struct Escaped<'a> {
     bytes: &'a [u8],
     quote: bool,
+    /// Escape `\` (off only for [`escape_controls`]).
+    backslash: bool,
 }
 
 /// `bytes` printed with the escaping rule of this module. Formatting widths pad by the
@@ -35,12 +40,32 @@ pub fn escaped(bytes: &[u8]) -> Escaped<'_> {
     Escaped {
         bytes,
         quote: false,
+        backslash: true,
     }
 }
 
 /// Like [`escaped`], and `"` is printed `\"`: for items printed between double quotes.
 pub fn escaped_quoted(bytes: &[u8]) -> Escaped<'_> {
-    Escaped { bytes, quote: true }
+    Escaped {
+        bytes,
+        quote: true,
+        backslash: true,
+    }
+}
+
+/// `text` with its control characters escaped as [`escaped`] does, and nothing else (a `\`
+/// stays as it is): for a message assembled from parts already escaped, so they are not
+/// escaped twice. Borrowed when nothing needed escaping.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let escaped = Escaped {
+        bytes: text.as_bytes(),
+        quote: false,
+        backslash: false,
+    };
+    Cow::Owned(escaped.to_string())
 }
 
 /// `bytes` escaped into a string, borrowed when nothing needed escaping.
@@ -54,6 +79,12 @@ pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
 /// Whether `c`, in valid UTF-8, is printed escaped.
 fn needs_escape(c: char, quote: bool) -> bool {
     c == '\\' || (quote && c == '"') || c.is_control()
+}
+
+impl Escaped<'_> {
+    fn needs_escape(&self, c: char) -> bool {
+        (self.backslash && c == '\\') || (self.quote && c == '"') || c.is_control()
+    }
 }
 
 /// Writes every byte of `c` as `\xNN`, or its short escape.
@@ -83,7 +114,7 @@ impl Escaped<'_> {
             let valid = chunk.valid();
             let mut start = 0;
             for (i, c) in valid.char_indices() {
-                if needs_escape(c, self.quote) {
+                if self.needs_escape(c) {
                     out.write_str(&valid[start..i])?;
                     printed += valid[start..i].chars().count();
                     let mut counter = Counter(0);
@@ -248,6 +279,15 @@ mod tests {
         }
         assert_eq!(unescape("bad\\q"), None);
         assert_eq!(unescape("bad\\"), None);
+    }
+
+    #[test]
+    fn messages_escape_controls_only() {
+        assert!(matches!(escape_controls("a\\b"), Cow::Borrowed("a\\b")));
+        assert_eq!(
+            escape_controls("x\\e \u{1b}[2J\u{9b}"),
+            "x\\e \\e[2J\\xc2\\x9b"
+        );
     }
 
     #[test]

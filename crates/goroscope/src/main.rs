@@ -40,13 +40,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// An error message made safe for a terminal: names and paths in it may hold any byte, so
-/// every control character is escaped (goroscope-model's rule) except the newlines that
-/// separate its lines (a verifier log, a list of causes); lines after the first are indented,
-/// so a newline smuggled in a name can never start a line that reads like a new message.
+/// An error message made safe for a terminal. Names and paths are escaped where they are put
+/// into messages (goroscope-model's rule); as a last line of defence every control character
+/// left is escaped the same way, except the newlines that separate a message's lines (a
+/// verifier log): lines after the first are indented, so a newline smuggled in a name can
+/// never start a line that reads like a message of its own.
 fn message(text: &str) -> String {
     text.split('\n')
-        .map(|line| goroscope_model::escape(line.as_bytes()))
+        .map(goroscope_model::escape_controls)
         .collect::<Vec<_>>()
         .join("\n  ")
 }
