@@ -291,7 +291,10 @@ fn syscalls_prints_hostile_process_names_escaped_and_exact_in_json() {
         let rows = json.json_array();
         let row = rows
             .iter()
-            .find(|r| r["pid"].to_string() == *pid && r["syscall"] == "getppid")
+            .find(|r| {
+                r["pid"].as_u64().map(|p| p.to_string()).as_ref() == Some(pid)
+                    && r["syscall"] == "getppid"
+            })
             .unwrap_or_else(|| panic!("no getppid row for {pid}:\n{}", json.stdout));
         assert_eq!(exact(row, "comm"), comm, "{row}");
         assert!(row["count"].as_u64() >= Some(500), "{row}");
@@ -359,4 +362,58 @@ fn goroutines_and_errors_print_hostile_executable_names_escaped() {
         "{}",
         run.stderr
     );
+}
+
+mod agent_support;
+
+/// A name's label value as the Prometheus text format writes it: the name as text (bytes
+/// that are not UTF-8 become U+FFFD, as label values must be UTF-8), with `\`, `"` and
+/// newline escaped by the format's own rule.
+fn label_value(name: &[u8]) -> String {
+    String::from_utf8_lossy(name)
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[test]
+fn the_agent_exports_hostile_process_names_as_valid_label_values() {
+    use agent_support::{promtool_check, sample, Agent};
+
+    let names: [&[u8]; 2] = [b"q\"b\\\x1b[2J\nz", BAD_COMM];
+    let dir = Scratch::new("hostile-agent");
+    let agent =
+        Agent::start("listen: 127.0.0.1:0\ninterval: 1s\ncollectors:\n  go: { enabled: false }\n");
+    for name in names {
+        let exe = dir.testload_named(name);
+        let status = Command::new(&exe)
+            .env_clear()
+            .args(["getppid", "100"])
+            .status()
+            .expect("run the hostile-named testload");
+        assert!(status.success());
+    }
+    sleep(Duration::from_millis(2500));
+    let text = agent.scrape();
+    let (ok, said) = promtool_check(&text);
+    assert!(
+        ok && said.trim().is_empty(),
+        "promtool check metrics complained:\n{said}"
+    );
+    for name in names {
+        let comm = label_value(&name[..name.len().min(15)]);
+        let count = sample(
+            &text,
+            "goroscope_syscalls_total",
+            &[("comm", &comm), ("syscall", "getppid")],
+        );
+        assert!(
+            count >= Some(100.0),
+            "getppid of {comm:?}: {count:?}\n{}",
+            text.lines()
+                .filter(|l| l.contains("getppid"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 }
