@@ -135,10 +135,9 @@ pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -
     let gc = &report.gc;
     let scheduler = &report.scheduler.latest;
     let cost = &report.read_cost;
-    json!({
+    let mut object = json!({
         "pid": info.pid,
         "executable": info.executable.display().to_string(),
-        "executable_base64": base64_if_not_utf8(info.executable.as_os_str().as_bytes()),
         "go_version": info.build.go_version,
         "main_module": info.build.main_module.as_ref().or(info.build.main_path.as_ref()),
         "main_package": info.build.main_path,
@@ -207,7 +206,12 @@ pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -
             "dropped_records": cost.dropped_records,
             "skipped": outcome.skipped_snapshots,
         },
-    })
+    });
+    // The exact bytes of a path that is not UTF-8 (`executable` shows them with U+FFFD).
+    if let Some(b64) = base64_if_not_utf8(info.executable.as_os_str().as_bytes()) {
+        object["executable_base64"] = Value::String(b64);
+    }
+    object
 }
 
 fn short_file(file: &str) -> &str {
