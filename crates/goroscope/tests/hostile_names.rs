@@ -301,26 +301,60 @@ fn syscalls_prints_hostile_process_names_escaped_and_exact_in_json() {
     }
 }
 
+/// The directory Go source is copied into: Go accepts ESC, BEL and C1 controls in it (not a
+/// newline or bytes that are not UTF-8), and keeps it in every file name of the binary.
+const SOURCE_DIR: &str = "src\x1b[2J\x07\u{9b}";
+
+/// Builds testdata/go/leaky from a copy in `SOURCE_DIR` under `dir`, into `exe`, with the
+/// machine's own Go.
+#[track_caller]
+fn build_leaky_from_hostile_dir(dir: &Scratch, exe: &Path) {
+    let src = dir.path(SOURCE_DIR.as_bytes());
+    std::fs::create_dir(&src).expect("mkdir the hostile source dir");
+    let program = gotest::program_dir("leaky");
+    for entry in std::fs::read_dir(&program).expect("read testdata/go/leaky") {
+        let entry = entry.expect("a directory entry");
+        std::fs::copy(entry.path(), src.join(entry.file_name())).expect("copy the source");
+    }
+    let go = ["/usr/local/go/bin/go", "/usr/bin/go"]
+        .into_iter()
+        .find(|go| Path::new(go).exists())
+        .unwrap_or("go");
+    let output = Command::new(go)
+        .current_dir(&src)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-buildvcs=false")
+        .env("CGO_ENABLED", "0")
+        .arg("build")
+        .arg("-o")
+        .arg(exe)
+        .arg(".")
+        .output()
+        .expect("run go build");
+    assert!(
+        output.status.success(),
+        "go build in a hostile directory: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn goroutines_and_errors_print_hostile_executable_names_escaped() {
     let dir = Scratch::new("hostile-goroutines");
-    let leaky = gotest::build(
-        "leaky",
-        gotest::NEWEST_TOOLCHAIN,
-        gotest::BuildMode::Default,
-    );
     let name: &[u8] = b"leaky\x1b]0;pwn\x07\x1b[2J\n\xff";
     let exe = dir.path(name);
-    std::fs::copy(&leaky, &exe).expect("copy leaky");
+    build_leaky_from_hostile_dir(&dir, &exe);
     let running = gotest::Running::start(&exe, &[]);
     let pid = running.pid().to_string();
+    // Every file name in the report sits in the hostile directory.
+    let shown_dir = format!("{}/main.go", escape(SOURCE_DIR.as_bytes()));
     for format in ["text", "json"] {
         let args = [
             "goroutines",
             "--pid",
             &pid,
             "--duration",
-            "300ms",
+            "1500ms",
             "--format",
             format,
         ];
@@ -330,9 +364,21 @@ fn goroutines_and_errors_print_hostile_executable_names_escaped() {
         if format == "text" {
             assert_safe("goroutines text", &run.stdout);
             assert!(run.stdout.contains("LEAK SUSPECTS"), "{}", run.stdout);
+            assert!(
+                run.stdout.contains(&shown_dir),
+                "file names escaped as {shown_dir}:\n{}",
+                run.stdout
+            );
         } else {
             let report: Value = serde_json::from_str(&run.stdout).expect("one JSON object");
             assert_eq!(exact(&report, "executable"), bytes(&exe), "{report}");
+            let file = report["groups"][0]["creation"]["file"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a creation file: {report}"));
+            assert!(
+                file.contains(&format!("/{SOURCE_DIR}/")),
+                "JSON keeps the exact file name: {file:?}"
+            );
         }
     }
 
