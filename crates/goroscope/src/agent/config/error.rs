@@ -5,7 +5,7 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use goroscope_model::escaped;
+use goroscope_model::{escaped, escaped_quoted};
 
 use super::locate::{locate, Spot};
 use super::node::{Node, Position};
@@ -18,10 +18,11 @@ const ECHO_CHARS: usize = 60;
 /// back whole in the message).
 pub(super) fn echo(text: &str) -> String {
     match text.char_indices().nth(ECHO_CHARS) {
-        None => format!("{text:?}"),
+        None => format!("\"{}\"", escaped_quoted(text.as_bytes())),
         Some((cut, _)) => {
             let rest = text.len() - cut;
-            format!("{:?}… ({rest} more bytes)", &text[..cut])
+            let shown = escaped_quoted(&text.as_bytes()[..cut]);
+            format!("\"{shown}\"… ({rest} more bytes)")
         }
     }
 }

@@ -64,6 +64,12 @@ fn control_characters_in_values_keys_and_file_names_are_escaped() {
         assert_printable(&message);
         assert!(error.line().is_some(), "{message}");
     }
+    // Echoed values follow goroscope-model's rule, like every other printed name.
+    let message = refused("targets:\n  cgroups: [\"\\e]0;t\\a\\n\"]\n").to_string();
+    assert!(
+        message.contains(r#""\e]0;t\x07\n" can never match"#),
+        "{message}"
+    );
     let error = AgentConfig::parse("interval: x\n", Path::new("/tmp/a\u{1b}[2J\nb.yaml"))
         .expect_err("a bad interval");
     let message = error.to_string();
