@@ -9,8 +9,10 @@
 //! - `\` is printed `\\` (so the escaped form is unambiguous);
 //! - newline, tab, carriage return and ESC are printed `\n`, `\t`, `\r`, `\e`;
 //! - every other byte of a C0 control (U+0000–U+001F), DEL (U+007F) or C1 control
-//!   (U+0080–U+009F, two bytes in UTF-8), and every byte that is not part of valid UTF-8,
-//!   is printed `\xNN` (two lowercase hex digits);
+//!   (U+0080–U+009F, two bytes in UTF-8), of a character that reorders, hides or breaks text
+//!   without being a control (zero-width and bidirectional marks, line and paragraph
+//!   separators: U+200B–U+200F, U+2028–U+202E, U+2060–U+2069, U+FEFF), and every byte that
+//!   is not part of valid UTF-8, is printed `\xNN` (two lowercase hex digits);
 //! - with [`escaped_quoted`] (items printed between double quotes), `"` is printed `\"`.
 //!
 //! [`unescape`] reverses it exactly, so the printed text names the exact bytes.
@@ -57,7 +59,7 @@ pub fn escaped_quoted(bytes: &[u8]) -> Escaped<'_> {
 /// stays as it is): for a message assembled from parts already escaped, so they are not
 /// escaped twice. Borrowed when nothing needed escaping.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(is_unsafe) {
         return Cow::Borrowed(text);
     }
     let escaped = Escaped {
@@ -78,12 +80,21 @@ pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
 
 /// Whether `c`, in valid UTF-8, is printed escaped.
 fn needs_escape(c: char, quote: bool) -> bool {
-    c == '\\' || (quote && c == '"') || c.is_control()
+    c == '\\' || (quote && c == '"') || is_unsafe(c)
+}
+
+/// A control character, or one that reorders, hides or breaks the text around it.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+        )
 }
 
 impl Escaped<'_> {
     fn needs_escape(&self, c: char) -> bool {
-        (self.backslash && c == '\\') || (self.quote && c == '"') || c.is_control()
+        (self.backslash && c == '\\') || (self.quote && c == '"') || is_unsafe(c)
     }
 }
 
@@ -266,13 +277,19 @@ mod tests {
         assert_eq!(escape(b"\xff\xfe ok"), "\\xff\\xfe ok");
         // C1 CSI (U+009B) is a control in UTF-8 too.
         assert_eq!(escape("x\u{9b}2J".as_bytes()), "x\\xc2\\x9b2J");
+        // Bidirectional overrides and line separators are not controls, but act like them.
+        assert_eq!(
+            escape("a\u{202e}b\u{2028}".as_bytes()),
+            "a\\xe2\\x80\\xaeb\\xe2\\x80\\xa8"
+        );
+        assert_eq!(escape("\u{feff}".as_bytes()), "\\xef\\xbb\\xbf");
         assert_eq!(escape(b"say \"hi\""), "say \"hi\"");
         assert_eq!(escaped_quoted(b"say \"hi\"").to_string(), "say \\\"hi\\\"");
     }
 
     #[test]
     fn escaping_round_trips_every_byte() {
-        let all: Vec<u8> = (0..=255u8).chain("é✓\u{9b}".bytes()).collect();
+        let all: Vec<u8> = (0..=255u8).chain("é✓\u{9b}\u{202e}".bytes()).collect();
         for text in [escape(&all).into_owned(), escaped_quoted(&all).to_string()] {
             assert!(!text.chars().any(char::is_control), "{text:?}");
             assert_eq!(unescape(&text).as_deref(), Some(&all[..]));
