@@ -194,6 +194,6 @@ fn add_cpu_stats(row: &mut SyscallRow, stats: &syscall_stats) {
     row.histogram.add_bucket_counts(&stats.latency);
     let comm = until_nul(chars(&stats.comm));
     if row.comm.is_empty() && !comm.is_empty() {
-        row.comm = String::from_utf8_lossy(comm).into_owned();
+        row.set_comm(comm);
     }
 }

@@ -1,16 +1,25 @@
 //! Errors from reading a Go binary. Each says which file and what to do about it.
 
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use goroscope_model::Escaped;
 
 use crate::buildinfo::BuildInfoError;
 use crate::dwarf::DwarfError;
 use crate::pclntab::PclntabError;
 
+/// A path as messages print it: control characters and bytes that are not UTF-8 escaped
+/// (goroscope-model's one rule), so a hostile file name cannot drive the terminal.
+fn shown(path: &Path) -> Escaped<'_> {
+    goroscope_model::escaped(path.as_os_str().as_bytes())
+}
+
 /// Why a Go binary could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum GobinError {
     /// The file could not be read at all.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {source}", shown(.path))]
     Read {
         /// The file.
         path: PathBuf,
@@ -19,7 +28,7 @@ pub enum GobinError {
         source: std::io::Error,
     },
     /// The file is not an ELF file (or not one this build understands).
-    #[error("{path} is not an ELF executable ({reason})")]
+    #[error("{} is not an ELF executable ({reason})", shown(.path))]
     NotElf {
         /// The file.
         path: PathBuf,
@@ -27,13 +36,13 @@ pub enum GobinError {
         reason: String,
     },
     /// The file is ELF but carries no Go build information.
-    #[error("{path} is not a Go program: it has no .go.buildinfo (built by something other than the Go toolchain?)")]
+    #[error("{} is not a Go program: it has no .go.buildinfo (built by something other than the Go toolchain?)", shown(.path))]
     NotGo {
         /// The file.
         path: PathBuf,
     },
     /// The Go build information is present but unreadable.
-    #[error("{path}: cannot read its Go build information: {source}")]
+    #[error("{}: cannot read its Go build information: {source}", shown(.path))]
     BuildInfo {
         /// The file.
         path: PathBuf,
@@ -42,7 +51,7 @@ pub enum GobinError {
         source: BuildInfoError,
     },
     /// The function table is missing or unreadable.
-    #[error("{path}: cannot read its Go function table (.gopclntab): {source}")]
+    #[error("{}: cannot read its Go function table (.gopclntab): {source}", shown(.path))]
     Pclntab {
         /// The file.
         path: PathBuf,
@@ -51,7 +60,7 @@ pub enum GobinError {
         source: PclntabError,
     },
     /// The DWARF debug information is present but unreadable.
-    #[error("{path}: cannot read its DWARF: {source}")]
+    #[error("{}: cannot read its DWARF: {source}", shown(.path))]
     Dwarf {
         /// The file.
         path: PathBuf,
@@ -60,7 +69,7 @@ pub enum GobinError {
         source: DwarfError,
     },
     /// The binary was built for an architecture goroscope cannot read goroutines on.
-    #[error("{path} is built for {architecture}; goroscope reads Go processes on x86-64 only")]
+    #[error("{} is built for {architecture}; goroscope reads Go processes on x86-64 only", shown(.path))]
     UnsupportedArchitecture {
         /// The file.
         path: PathBuf,
@@ -68,7 +77,7 @@ pub enum GobinError {
         architecture: String,
     },
     /// The Go version is older than goroscope supports.
-    #[error("{path} was built by {version}; goroscope reads Go 1.19 and newer")]
+    #[error("{} was built by {version}; goroscope reads Go 1.19 and newer", shown(.path))]
     UnsupportedGoVersion {
         /// The file.
         path: PathBuf,
@@ -77,7 +86,7 @@ pub enum GobinError {
     },
     /// Struct layouts for this Go version are known neither from DWARF nor from the tables, and
     /// cannot be inferred from its code (it is not newer than the tables, or inference failed).
-    #[error("{path} was built by {version} and has no DWARF, and goroscope has no runtime struct offsets for {version} (it knows {known}){note}; rebuild the target without -ldflags=-w, or update goroscope")]
+    #[error("{} was built by {version} and has no DWARF, and goroscope has no runtime struct offsets for {version} (it knows {known}){note}; rebuild the target without -ldflags=-w, or update goroscope", shown(.path))]
     NoOffsets {
         /// The file.
         path: PathBuf,
@@ -89,7 +98,7 @@ pub enum GobinError {
         note: String,
     },
     /// A runtime global goroscope needs could not be found.
-    #[error("{path}: cannot find the Go runtime's {symbol} (the binary has no symbol table and decoding {via} did not find it)")]
+    #[error("{}: cannot find the Go runtime's {symbol} (the binary has no symbol table and decoding {via} did not find it)", shown(.path))]
     GlobalNotFound {
         /// The file.
         path: PathBuf,

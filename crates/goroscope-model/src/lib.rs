@@ -1,6 +1,6 @@
 //! goroscope's pure data model: latency histograms, syscall/errno/signal
-//! names, open(2) flag formatting, aggregated syscall statistics and views
-//! of kernel events.
+//! names, open(2) flag formatting, aggregated syscall statistics, views
+//! of kernel events, and the one escaping rule for printing names and paths.
 //!
 //! Nothing here depends on BPF or on the running system, so it can be unit
 //! tested anywhere.
@@ -18,6 +18,7 @@ pub mod sched_stats;
 pub mod syscall_names;
 pub mod syscall_stats;
 pub mod tcp_stats;
+pub mod text;
 
 pub use errno_names::{errno_name, errno_number};
 pub use event::{until_nul, Event, EventDetail, EventHeader, EventKind};
@@ -28,3 +29,6 @@ pub use histogram::{
 pub use open_flags::write_open_flags;
 pub use syscall_names::{syscall_name, syscall_number};
 pub use syscall_stats::{sort_by_total_time, SyscallRow};
+pub use text::{
+    base64, base64_if_not_utf8, escape, escape_controls, escaped, escaped_quoted, unescape, Escaped,
+};

@@ -12,8 +12,11 @@ use crate::syscall_names::syscall_name;
 pub struct SyscallRow {
     /// Process (thread group) id.
     pub pid: u32,
-    /// Command name of the process.
+    /// Command name of the process, as text (bytes that are not UTF-8 become U+FFFD): for
+    /// labels and grouping. Set both names with [`SyscallRow::set_comm`].
     pub comm: String,
+    /// The command name's exact bytes (for output that must not lose them).
+    pub comm_bytes: Vec<u8>,
     /// x86_64 system call number.
     pub syscall_nr: u32,
     /// Number of completed calls.
@@ -36,6 +39,22 @@ impl SyscallRow {
         match syscall_name(self.syscall_nr) {
             Some(name) => Cow::Borrowed(name),
             None => Cow::Owned(format!("syscall_{}", self.syscall_nr)),
+        }
+    }
+
+    /// Sets the command name from the kernel's bytes: exact in `comm_bytes`, as text in
+    /// `comm`.
+    pub fn set_comm(&mut self, bytes: &[u8]) {
+        self.comm = String::from_utf8_lossy(bytes).into_owned();
+        self.comm_bytes = bytes.to_vec();
+    }
+
+    /// The command name's exact bytes: `comm_bytes`, or `comm` for a row built from text.
+    pub fn exact_comm(&self) -> &[u8] {
+        if self.comm_bytes.is_empty() {
+            self.comm.as_bytes()
+        } else {
+            &self.comm_bytes
         }
     }
 

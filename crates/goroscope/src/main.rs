@@ -30,12 +30,24 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.downcast_ref::<UsageError>().is_some() => {
-            eprintln!("goroscope: {err}");
+            eprintln!("goroscope: {}", message(&err.to_string()));
             ExitCode::from(2)
         }
         Err(err) => {
-            eprintln!("goroscope: error: {err:#}");
+            eprintln!("goroscope: error: {}", message(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error message made safe for a terminal. Names and paths are escaped where they are put
+/// into messages (goroscope-model's rule); as a last line of defence every control character
+/// left is escaped the same way, except the newlines that separate a message's lines (a
+/// verifier log): lines after the first are indented, so a newline smuggled in a name can
+/// never start a line that reads like a message of its own.
+fn message(text: &str) -> String {
+    text.split('\n')
+        .map(goroscope_model::escape_controls)
+        .collect::<Vec<_>>()
+        .join("\n  ")
 }

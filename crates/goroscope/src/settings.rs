@@ -51,9 +51,11 @@ pub fn process_filter(target: &TargetArgs, proc_root: &Path) -> Result<ProcessFi
 
 /// True when `pid` is a live process (a thread-group leader), not a thread or nothing.
 pub fn is_process(proc_root: &Path, pid: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string(proc_root.join(pid.to_string()).join("status")) else {
+    // Bytes, not a String: the Name line holds the process name, which need not be UTF-8.
+    let Ok(status) = std::fs::read(proc_root.join(pid.to_string()).join("status")) else {
         return false;
     };
+    let status = String::from_utf8_lossy(&status);
     let field = |name: &str| {
         status
             .lines()

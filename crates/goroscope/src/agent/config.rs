@@ -19,6 +19,7 @@
 //! - `error`: [`ConfigError`] and the field paths it reports.
 
 mod error;
+mod file;
 pub mod glob;
 mod locate;
 mod node;
@@ -27,6 +28,8 @@ mod scalar;
 mod syntax;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hostile;
 #[cfg(test)]
 mod tests_malformed;
 #[cfg(test)]
@@ -297,8 +300,7 @@ impl AgentConfig {
 
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|e| ConfigError::unreadable(path, e))?;
-        let text = String::from_utf8(bytes).map_err(|e| ConfigError::not_utf8(path, &e))?;
+        let text = file::read_text(path)?;
         AgentConfig::parse(&text, path)
     }
 

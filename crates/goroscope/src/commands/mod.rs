@@ -21,7 +21,7 @@ pub fn describe_targets(filter: &ProcessFilter) -> String {
         parts.push(format!("pid {}", pids.join(",")));
     }
     if let Some(comm) = &filter.comm {
-        parts.push(format!("comm {comm}"));
+        parts.push(format!("comm {}", crate::output::safe(comm)));
     }
     if parts.is_empty() {
         "host-wide".into()

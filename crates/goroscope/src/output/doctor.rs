@@ -4,6 +4,8 @@ use std::io::{self, Write};
 
 use crate::commands::doctor::DoctorReport;
 
+use super::safe;
+
 /// Writes the report as a table.
 pub fn write_table(out: &mut impl Write, report: &DoctorReport) -> io::Result<()> {
     let mut group = "";
@@ -22,10 +24,10 @@ pub fn write_table(out: &mut impl Write, report: &DoctorReport) -> io::Result<()
             out,
             "  {mark} {:<14} {}",
             check.name,
-            lines.next().unwrap_or("")
+            safe(lines.next().unwrap_or(""))
         )?;
         for line in lines {
-            writeln!(out, "  {:<4} {:<14}   {line}", "", "")?;
+            writeln!(out, "  {:<4} {:<14}   {}", "", "", safe(line))?;
         }
     }
     writeln!(out)?;

@@ -1,12 +1,19 @@
 //! Streams events as readable lines or JSON lines. One writer is reused for
 //! the whole run, so printing an event does not allocate (exec arguments,
-//! which must be split, excepted).
+//! which must be split, and JSON twins of names that are not UTF-8 excepted).
+//!
+//! Text escapes names, paths and arguments with goroscope-model's one rule
+//! (`\n`, `\e`, `\xNN`…), so one event is always one line and no control
+//! byte reaches the terminal. JSON keeps exact bytes: a field whose bytes are
+//! not UTF-8 gets a `<field>_base64` twin (`comm_base64`, `filename_base64`,
+//! `path_base64`, `args_base64`).
 
 use std::borrow::Cow;
 use std::io::{self, Write};
 
 use goroscope_model::{
-    errno_name, signal_name, syscall_name, write_open_flags, Event, EventDetail,
+    base64, base64_if_not_utf8, errno_name, escaped, escaped_quoted, signal_name, syscall_name,
+    write_open_flags, Event, EventDetail,
 };
 use serde::Serialize;
 
@@ -33,6 +40,8 @@ struct JsonEvent<'a> {
     pid: u32,
     tid: u32,
     comm: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comm_base64: Option<String>,
     cgroup_id: u64,
     #[serde(flatten)]
     detail: JsonDetail<'a>,
@@ -45,7 +54,12 @@ enum JsonDetail<'a> {
         ppid: u32,
         filename: Cow<'a, str>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        filename_base64: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         args: Option<Vec<Cow<'a, str>>>,
+        /// Every argument in base64, when one of them is not UTF-8.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        args_base64: Option<Vec<String>>,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         args_truncated: bool,
     },
@@ -63,6 +77,8 @@ enum JsonDetail<'a> {
     },
     Open {
         path: Cow<'a, str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path_base64: Option<String>,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         path_truncated: bool,
         flags: &'a str,
@@ -76,11 +92,15 @@ enum JsonDetail<'a> {
     },
 }
 
-fn split_args(args: &[u8]) -> Vec<Cow<'_, str>> {
-    args.split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(text)
-        .collect()
+fn split_args(args: &[u8]) -> impl Iterator<Item = &[u8]> {
+    args.split(|&b| b == 0).filter(|a| !a.is_empty())
+}
+
+/// Every argument in base64 when one of them is not UTF-8.
+fn args_base64(args: &[u8]) -> Option<Vec<String>> {
+    std::str::from_utf8(args)
+        .is_err()
+        .then(|| split_args(args).map(base64).collect())
 }
 
 impl EventWriter {
@@ -117,7 +137,9 @@ impl EventWriter {
             } => JsonDetail::Exec {
                 ppid,
                 filename: text(filename),
-                args: args.map(split_args),
+                filename_base64: base64_if_not_utf8(filename),
+                args: args.map(|args| split_args(args).map(text).collect()),
+                args_base64: args.and_then(args_base64),
                 args_truncated,
             },
             EventDetail::Exit {
@@ -143,6 +165,7 @@ impl EventWriter {
                 ret,
             } => JsonDetail::Open {
                 path: text(path),
+                path_base64: base64_if_not_utf8(path),
                 path_truncated,
                 flags: &self.flags,
                 flags_raw: flags,
@@ -159,6 +182,7 @@ impl EventWriter {
             pid: h.pid,
             tid: h.tid,
             comm: text(h.comm),
+            comm_base64: base64_if_not_utf8(h.comm),
             cgroup_id: h.cgroup_id,
             detail,
         };
@@ -175,7 +199,7 @@ impl EventWriter {
             event.kind().name(),
             h.pid,
             h.tid,
-            text(h.comm)
+            escaped(h.comm)
         )?;
         match event.detail {
             EventDetail::Exec {
@@ -184,9 +208,14 @@ impl EventWriter {
                 args,
                 args_truncated,
             } => {
-                write!(out, "{} ppid={ppid}", text(filename))?;
+                write!(out, "{} ppid={ppid}", escaped(filename))?;
                 if let Some(args) = args {
-                    write!(out, " args={:?}", split_args(args))?;
+                    out.write_all(b" args=[")?;
+                    for (i, arg) in split_args(args).enumerate() {
+                        let comma = if i == 0 { "" } else { ", " };
+                        write!(out, "{comma}\"{}\"", escaped_quoted(arg))?;
+                    }
+                    out.write_all(b"]")?;
                     if args_truncated {
                         write!(out, "…")?;
                     }
@@ -217,7 +246,7 @@ impl EventWriter {
                 ..
             } => {
                 let more = if path_truncated { "…" } else { "" };
-                write!(out, "{}{more} {} ", text(path), self.flags)?;
+                write!(out, "{}{more} {} ", escaped(path), self.flags)?;
                 match errno_of(ret) {
                     Some(e) => write!(out, "-> {e}")?,
                     None if ret < 0 => write!(out, "-> error {}", -ret)?,

@@ -1,4 +1,6 @@
-//! The goroutine health report as text (leak suspects first) and as JSON.
+//! The goroutine health report as text (leak suspects first) and as JSON. Text escapes every
+//! name read from the target (function and file names, versions, paths) with goroscope-model's
+//! rule; JSON gives the executable's exact bytes in `executable_base64` when they are not UTF-8.
 
 use std::io::{self, Write};
 
@@ -9,7 +11,11 @@ use goroscope_model::goroutines::health_report::HealthReport;
 use goroscope_model::goroutines::CodeLocation;
 use serde_json::{json, Map, Value};
 
-use super::HumanNs;
+use std::os::unix::ffi::OsStrExt;
+
+use goroscope_model::base64_if_not_utf8;
+
+use super::{safe, HumanNs};
 
 /// How the run ended, for the report.
 pub struct RunOutcome {
@@ -129,7 +135,7 @@ pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -
     let gc = &report.gc;
     let scheduler = &report.scheduler.latest;
     let cost = &report.read_cost;
-    json!({
+    let mut object = json!({
         "pid": info.pid,
         "executable": info.executable.display().to_string(),
         "go_version": info.build.go_version,
@@ -200,7 +206,12 @@ pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -
             "dropped_records": cost.dropped_records,
             "skipped": outcome.skipped_snapshots,
         },
-    })
+    });
+    // The exact bytes of a path that is not UTF-8 (`executable` shows them with U+FFFD).
+    if let Some(b64) = base64_if_not_utf8(info.executable.as_os_str().as_bytes()) {
+        object["executable_base64"] = Value::String(b64);
+    }
+    object
 }
 
 fn short_file(file: &str) -> &str {
@@ -221,8 +232,8 @@ fn site(location: &CodeLocation) -> String {
     }
     format!(
         "{} ({}:{})",
-        location.function,
-        short_file(&location.file),
+        safe(&location.function),
+        safe(short_file(&location.file)),
         location.line
     )
 }
@@ -239,11 +250,13 @@ pub fn write_text(
         out,
         "PID {} · {} · {} · {} snapshots over {} (every {})",
         info.pid,
-        info.build.go_version,
-        info.build
-            .main_path
-            .as_deref()
-            .unwrap_or("(unknown module)"),
+        safe(&info.build.go_version),
+        safe(
+            info.build
+                .main_path
+                .as_deref()
+                .unwrap_or("(unknown module)")
+        ),
         window.snapshots,
         HumanNs(window.last_ns.saturating_sub(window.first_ns)),
         window
@@ -258,7 +271,7 @@ pub fn write_text(
         )?;
     }
     for warning in &info.warnings {
-        writeln!(out, "!! {warning}")?;
+        writeln!(out, "!! {}", safe(warning))?;
     }
 
     writeln!(out)?;
@@ -271,10 +284,10 @@ pub fn write_text(
                 out,
                 "  {:>6} × {:<20} score {:.2} ({})  {}",
                 suspect.count,
-                suspect.wait_reason,
+                safe(&suspect.wait_reason),
                 suspect.leak_score,
                 evidence(suspect.stuck, suspect.growing),
-                suspect.reason
+                safe(&suspect.reason)
             )?;
             writeln!(out, "         created at  {}", site(&suspect.creation))?;
             writeln!(out, "         blocked at  {}", site(&suspect.blocked_at))?;
@@ -293,13 +306,13 @@ pub fn write_text(
     let states: Vec<String> = report
         .by_state
         .iter()
-        .map(|(name, n)| format!("{name} {n}"))
+        .map(|(name, n)| format!("{} {n}", safe(name)))
         .collect();
     writeln!(out, "  by state:       {}", states.join(", "))?;
     let reasons: Vec<String> = report
         .by_wait_reason
         .iter()
-        .map(|(name, n)| format!("{name} {n}"))
+        .map(|(name, n)| format!("{} {n}", safe(name)))
         .collect();
     if !reasons.is_empty() {
         writeln!(out, "  by wait reason: {}", reasons.join(", "))?;
@@ -307,7 +320,7 @@ pub fn write_text(
     let runtime: Vec<String> = report
         .runtime_by_wait_reason
         .iter()
-        .map(|(name, n)| format!("{name} {n}"))
+        .map(|(name, n)| format!("{} {n}", safe(name)))
         .collect();
     writeln!(
         out,
@@ -365,12 +378,12 @@ pub fn write_text(
             out,
             "  {:>6} × {:<20} start {}  ·  created at {}  ·  at {}",
             group.count,
-            reason,
-            if group.start_function.is_empty() {
+            safe(&reason),
+            safe(if group.start_function.is_empty() {
                 "(unknown)"
             } else {
                 &group.start_function
-            },
+            }),
             site(&group.creation),
             site(&group.blocked_at)
         )?;

@@ -1,5 +1,7 @@
 //! Everything goroscope prints: one module per command's output, each with
-//! a text and a JSON form.
+//! a text and a JSON form. Text goes through goroscope-model's one escaping
+//! rule (`goroscope_model::text`) wherever it holds a name, path or message
+//! that came from outside goroscope.
 
 pub mod doctor;
 pub mod events;
@@ -7,6 +9,13 @@ pub mod goroutines;
 pub mod syscalls;
 
 use std::fmt;
+
+use goroscope_model::{escaped, Escaped};
+
+/// `text` (from another process, a binary or the system) escaped for printing.
+pub fn safe(text: &str) -> Escaped<'_> {
+    escaped(text.as_bytes())
+}
 
 /// A duration in nanoseconds, printed with a unit a person reads at a glance.
 pub struct HumanNs(pub u64);

@@ -1,10 +1,13 @@
-//! The `syscalls` report: a table sorted by total time, or a JSON array.
+//! The `syscalls` report: a table sorted by total time, or a JSON array. The table escapes
+//! process names (goroscope-model's rule); JSON adds `comm_base64` when a name is not UTF-8.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use goroscope_model::{bucket_upper_bound_ns, errno_name, SyscallRow, LATENCY_BUCKETS};
+use goroscope_model::{
+    base64_if_not_utf8, bucket_upper_bound_ns, errno_name, escaped, SyscallRow, LATENCY_BUCKETS,
+};
 use serde::Serialize;
 
 use super::HumanNs;
@@ -13,6 +16,8 @@ use super::HumanNs;
 struct JsonRow<'a> {
     pid: u32,
     comm: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comm_base64: Option<String>,
     syscall: Cow<'static, str>,
     syscall_nr: u32,
     count: u64,
@@ -48,6 +53,7 @@ fn json_row(row: &SyscallRow) -> JsonRow<'_> {
     JsonRow {
         pid: row.pid,
         comm: &row.comm,
+        comm_base64: base64_if_not_utf8(row.exact_comm()),
         syscall: row.syscall_name(),
         syscall_nr: row.syscall_nr,
         count: row.count,
@@ -90,7 +96,7 @@ pub fn write_text(out: &mut impl Write, rows: &[SyscallRow]) -> io::Result<()> {
             out,
             "{:>8} {:<16} {:<20} {:>10} {:>8} {:>10} {:>9} {:>9} {:>9}  {}",
             row.pid,
-            row.comm,
+            escaped(row.exact_comm()),
             row.syscall_name(),
             row.count,
             row.error_count,

@@ -2,10 +2,42 @@
 //! to do`, and the field paths (`collectors.tcp.enabled`, `targets.pids[2]`) errors name.
 
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use goroscope_model::{escaped, escaped_quoted};
 
 use super::locate::{locate, Spot};
 use super::node::{Node, Position};
+
+/// How many characters of a value an error message repeats.
+const ECHO_CHARS: usize = 60;
+
+/// `text` as an error message repeats it: quoted, control characters escaped, and cut to
+/// [`ECHO_CHARS`] characters with what was left out counted (a 10 MB pattern must not come
+/// back whole in the message).
+pub(super) fn echo(text: &str) -> String {
+    match text.char_indices().nth(ECHO_CHARS) {
+        None => format!("\"{}\"", escaped_quoted(text.as_bytes())),
+        Some((cut, _)) => {
+            let rest = text.len() - cut;
+            let shown = escaped_quoted(&text.as_bytes()[..cut]);
+            format!("\"{shown}\"… ({rest} more bytes)")
+        }
+    }
+}
+
+/// `text` cut like [`echo`] but not quoted, control characters escaped: for text repeated
+/// inside a message (a port, a key, a parser's complaint).
+pub(super) fn clip(text: &str) -> String {
+    match text.char_indices().nth(ECHO_CHARS) {
+        None => escaped(text.as_bytes()).to_string(),
+        Some((cut, _)) => {
+            let rest = text.len() - cut;
+            format!("{}… ({rest} more bytes)", escaped(&text.as_bytes()[..cut]))
+        }
+    }
+}
 
 /// One step of a field path: a field name or a list position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,8 +81,8 @@ impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, segment) in self.0.iter().enumerate() {
             match segment {
-                Segment::Key(key) if i == 0 => f.write_str(key)?,
-                Segment::Key(key) => write!(f, ".{key}")?,
+                Segment::Key(key) if i == 0 => f.write_str(&clip(key))?,
+                Segment::Key(key) => write!(f, ".{}", clip(key))?,
                 Segment::Index(index) => write!(f, "[{index}]")?,
             }
         }
@@ -161,6 +193,17 @@ impl ConfigError {
         }
     }
 
+    /// `file` as a whole is refused (not a regular file, too large).
+    pub(super) fn whole_file(file: &Path, message: String) -> ConfigError {
+        ConfigError {
+            file: file.to_path_buf(),
+            at: None,
+            field: None,
+            message,
+            source: None,
+        }
+    }
+
     /// `file` holds bytes that are not UTF-8.
     pub(super) fn not_utf8(file: &Path, error: &std::string::FromUtf8Error) -> ConfigError {
         let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
@@ -204,7 +247,8 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        // The path is the operator's, but may hold any byte: print it escaped.
+        write!(f, "{}", escaped(self.file.as_os_str().as_bytes()))?;
         if let Some((line, column)) = self.at {
             write!(f, ":{line}:{column}")?;
         }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use libyaml_safer::{Event, EventData, MappingStyle, Mark, Parser, SequenceStyle};
 
-use super::error::{FieldPath, Problem};
+use super::error::{clip, echo, FieldPath, Problem};
 use super::scalar;
 use super::syntax::{self, OpenFlow};
 
@@ -58,10 +58,10 @@ impl Value {
             Value::Bool(b) => b.to_string(),
             Value::Int(i) => i.to_string(),
             Value::Float(x) => x.to_string(),
-            Value::Str(s) => format!("{s:?}"),
+            Value::Str(s) => echo(s),
             Value::Seq(_) => "a list".to_owned(),
             Value::Map(_) => "a mapping".to_owned(),
-            Value::Tagged(tag, _) => format!("a value tagged !{tag}"),
+            Value::Tagged(tag, _) => format!("a value tagged !{}", clip(tag)),
         }
     }
 
@@ -198,6 +198,7 @@ impl Tree {
             }
             EventData::Alias { anchor } => {
                 let Some(node) = self.anchors.get(&anchor).cloned() else {
+                    let anchor = clip(&anchor);
                     return Err(Problem::Syntax {
                         at: Some(at),
                         field: None,

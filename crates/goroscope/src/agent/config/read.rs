@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use goroscope_export::BucketLayout;
 
-use super::error::{FieldPath, Problem};
+use super::error::{echo, FieldPath, Problem};
 use super::node::{Node, Value};
 use super::values::{duration, fields, flag, globs, items, listen, show, text, whole};
 use super::values::{Bounds, Patterns};
@@ -214,13 +214,13 @@ fn labels(node: &Node, at: &FieldPath, set: &mut LabelSet) -> Result<(), Problem
         let Some(label) = Label::from_name(name) else {
             return Err(Problem::value(
                 &at,
-                format!("unknown label {name:?}; the labels are {allowed}"),
+                format!("unknown label {}; the labels are {allowed}", echo(name)),
             ));
         };
         if seen.contains(&label) {
             return Err(Problem::value(
                 &at,
-                format!("{name:?} is listed twice; list each label once"),
+                format!("{} is listed twice; list each label once", echo(name)),
             ));
         }
         seen.push(label);

@@ -6,6 +6,7 @@
 
 use libyaml_safer::ScalarStyle;
 
+use super::error::{clip, echo};
 use super::node::Value;
 
 /// The prefix libyaml expands `!!` to.
@@ -37,9 +38,10 @@ pub(super) fn resolve(
     }
     let wrong = |what: &str| {
         format!(
-            "invalid YAML: {value:?} is tagged {} but is not {what}; remove the tag or fix the \
+            "invalid YAML: {} is tagged {} but is not {what}; remove the tag or fix the \
              value",
-            tag.replacen(CORE, "!!", 1)
+            echo(&value),
+            clip(&tag.replacen(CORE, "!!", 1))
         )
     };
     match tag.strip_prefix(CORE) {

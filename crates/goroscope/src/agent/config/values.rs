@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::error::{FieldPath, Problem};
+use super::error::{clip, echo, FieldPath, Problem};
 use super::glob::{Glob, GlobKind};
 use super::node::{Node, Value};
 
@@ -69,6 +69,9 @@ fn unknown_field(name: &str, names: &[&str]) -> String {
 /// The name in `names` `name` was probably meant to be: same up to case and `-`/`_`, or at
 /// most two edits away (and fewer edits than it has characters).
 fn closest<'n>(name: &str, names: &[&'n str]) -> Option<&'n str> {
+    if name.len() > 64 {
+        return None; // no field name is that long, and the distance would cost
+    }
     let normal = name.to_lowercase().replace('-', "_");
     names
         .iter()
@@ -141,7 +144,11 @@ pub(super) fn duration(
     let value = humantime::parse_duration(text.trim()).map_err(|e| {
         Problem::value(
             at,
-            format!("{text:?} is not a duration ({e}); write it like 5s, 500ms or 1m30s"),
+            format!(
+                "{} is not a duration ({}); write it like 5s, 500ms or 1m30s",
+                echo(text),
+                clip(&e.to_string())
+            ),
         )
     })?;
     if value < bounds.min || value > bounds.max {
@@ -153,7 +160,8 @@ pub(super) fn duration(
         return Err(Problem::value(
             at,
             format!(
-                "{text:?} is {what}; use a duration from {} to {}",
+                "{} is {what}; use a duration from {} to {}",
+                echo(text),
                 show(bounds.min),
                 show(bounds.max)
             ),
@@ -209,19 +217,21 @@ pub(super) fn whole(
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
     text.parse::<SocketAddr>().map_err(|_| {
+        let shown = echo(text);
         if let Some(port) = text.strip_prefix(':') {
+            let port = clip(port);
             format!(
-                "{text:?} has no host; write 127.0.0.1:{port} (this host only), \
+                "{shown} has no host; write 127.0.0.1:{port} (this host only), \
                  0.0.0.0:{port} (every IPv4 interface) or [::]:{port} (IPv4 and IPv6)"
             )
         } else if let Ok(ip) = text.parse::<IpAddr>() {
             format!(
-                "{text:?} has no port; write it like {}",
+                "{shown} has no port; write it like {}",
                 SocketAddr::new(ip, 9949)
             )
         } else {
             format!(
-                "{text:?} is not an IP address and port; write it like 127.0.0.1:9949 or \
+                "{shown} is not an IP address and port; write it like 127.0.0.1:9949 or \
                  [::]:9949 (host names are not looked up)"
             )
         }
@@ -296,19 +306,21 @@ impl Patterns {
     /// Why `glob` can never match what it is matched against, if so.
     fn never_matches(self, glob: &Glob) -> Option<String> {
         let pattern = glob.as_str();
+        let shown = echo(pattern);
         match self {
             Patterns::Comm if glob.min_len() > 15 => Some(format!(
-                "{pattern:?} can never match: process names (/proc/PID/comm) are cut to \
-                 15 bytes; match their first 15, like {:?}",
-                first_bytes(pattern, 15)
+                "{shown} can never match: process names (/proc/PID/comm) are cut to \
+                 15 bytes; match their first 15, like {}",
+                echo(first_bytes(pattern, 15))
             )),
             Patterns::Interface if glob.min_len() > 15 => Some(format!(
-                "{pattern:?} can never match: interface names are at most 15 bytes; \
+                "{shown} can never match: interface names are at most 15 bytes; \
                  shorten the pattern"
             )),
             Patterns::Cgroup if !pattern.starts_with(['/', '*']) => Some(format!(
-                "{pattern:?} can never match: cgroup paths start with / (as in \
-                 /proc/PID/cgroup after 0::); write \"/{pattern}\""
+                "{shown} can never match: cgroup paths start with / (as in \
+                 /proc/PID/cgroup after 0::); write {}",
+                echo(&format!("/{}", clip(pattern)))
             )),
             _ => None,
         }
@@ -342,7 +354,7 @@ pub(super) fn globs(
         let at = at.index(i);
         let pattern = text(item, &at, "\"nginx\"")?;
         let glob = Glob::new(pattern, kind)
-            .map_err(|e| Problem::value(&at, format!("{pattern:?}: {e}")))?;
+            .map_err(|e| Problem::value(&at, format!("{}: {e}", echo(pattern))))?;
         if let Some(problem) = what.never_matches(&glob) {
             return Err(Problem::value(&at, problem));
         }
