@@ -16,7 +16,7 @@ pub mod sources;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -64,31 +64,75 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
     for (name, why) in collection.down_reasons() {
         eprintln!("goroscope: agent: {name} is down: {why}");
     }
-    let mut next = Instant::now();
+    let mut schedule = Schedule::new(Instant::now(), collection.config().interval);
     while !stop.load(Ordering::Relaxed) {
-        shared.publish(collection.cycle());
-        release_freed_memory();
-        next += collection.config().interval;
         let now = Instant::now();
-        if next < now {
-            next = now; // a cycle overran: start the next one at once rather than bunching up
+        if now >= schedule.next {
+            shared.publish(collection.cycle());
+            release_freed_memory();
+            schedule.cycle_done(Instant::now());
+            continue;
         }
-        // Wait in short steps so signals are answered quickly.
-        while !stop.load(Ordering::Relaxed) && !reload.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if now >= next {
-                break;
-            }
-            collection.wait(next.min(now + std::time::Duration::from_millis(200)));
-        }
-        if reload.swap(false, Ordering::Relaxed) {
+        // At most one reload per interval, and never in place of a due cycle: a storm of SIGHUPs
+        // is coalesced into one reload now and one after the next cycle, and the cycles keep
+        // their cadence (a reload never triggers or postpones one).
+        if schedule.may_reload() && reload.swap(false, Ordering::Relaxed) {
             reload_config(args, &mut collection);
             shared.set_stale_after(stale_after(collection.config().interval));
+            schedule.reloaded(collection.config().interval, Instant::now());
+            continue;
         }
+        // Wait in short steps so signals are answered quickly.
+        collection.wait(schedule.next.min(now + Duration::from_millis(200)));
     }
     eprintln!("goroscope: agent stopping: detaching probes");
     drop(collection);
     server.stop()
+}
+
+/// When the next collection is due: on a fixed cadence of `interval` from the previous cycle's
+/// start (an overrun starts the next cycle at once rather than bunching cycles up), and whether a
+/// reload may be applied in the current interval.
+struct Schedule {
+    /// When the next cycle is due.
+    next: Instant,
+    /// When the last cycle was due (the cadence is kept from there, not from when it ended).
+    last_due: Instant,
+    interval: Duration,
+    /// A reload was applied since the last cycle.
+    reloaded: bool,
+}
+
+impl Schedule {
+    fn new(now: Instant, interval: Duration) -> Self {
+        Self {
+            next: now,
+            last_due: now,
+            interval,
+            reloaded: false,
+        }
+    }
+
+    /// A cycle that was due at `self.next` finished at `now`.
+    fn cycle_done(&mut self, now: Instant) {
+        self.last_due = self.next;
+        self.next = (self.last_due + self.interval).max(now);
+        self.reloaded = false;
+    }
+
+    /// Whether a reload may run now: one per interval.
+    fn may_reload(&self) -> bool {
+        !self.reloaded
+    }
+
+    /// A reload finished at `now`, possibly changing the interval.
+    fn reloaded(&mut self, interval: Duration, now: Instant) {
+        self.reloaded = true;
+        if interval != self.interval {
+            self.interval = interval;
+            self.next = (self.last_due + interval).max(now);
+        }
+    }
 }
 
 /// Hands memory freed by a cycle back to the kernel. A cycle's rows are transient (a burst of
@@ -146,5 +190,40 @@ fn reload_config(args: &AgentArgs, collection: &mut Collection) {
                 "goroscope: agent: reload refused, the running config stays in place: {error}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reloads_neither_trigger_nor_postpone_cycles() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut schedule = Schedule::new(start, second);
+        schedule.cycle_done(start + Duration::from_millis(100));
+        assert_eq!(schedule.next, start + second);
+        assert!(schedule.may_reload());
+        schedule.reloaded(second, start + Duration::from_millis(300));
+        assert!(
+            !schedule.may_reload(),
+            "a second reload in the same interval"
+        );
+        assert_eq!(schedule.next, start + second, "a reload moved the cycle");
+        schedule.cycle_done(start + Duration::from_millis(1100));
+        assert!(schedule.may_reload());
+        assert_eq!(schedule.next, start + 2 * second, "the cadence drifted");
+    }
+
+    #[test]
+    fn an_overrun_starts_the_next_cycle_at_once_and_a_new_interval_counts_from_the_last() {
+        let start = Instant::now();
+        let mut schedule = Schedule::new(start, Duration::from_secs(1));
+        schedule.cycle_done(start + Duration::from_millis(2500));
+        assert_eq!(schedule.next, start + Duration::from_millis(2500));
+        schedule.cycle_done(start + Duration::from_millis(2600));
+        schedule.reloaded(Duration::from_secs(5), start + Duration::from_millis(2700));
+        assert_eq!(schedule.next, start + Duration::from_millis(7500));
     }
 }
