@@ -7,8 +7,11 @@
 mod agent_support;
 mod common;
 
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -126,4 +129,172 @@ fn a_reload_storm_never_pauses_collection() {
         "the last file of the storm (TCP on) is not the one in force\n{stderr}"
     );
     agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
+}
+
+/// Ids of the BPF programs process `pid` holds (through program and link fds).
+fn programs_held_by(pid: u32) -> BTreeSet<u64> {
+    let mut ids = BTreeSet::new();
+    let dir = format!("/proc/{pid}/fdinfo");
+    for entry in std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {dir}: {e}"))
+        .flatten()
+    {
+        let Ok(info) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        ids.extend(
+            info.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|v| v.trim().parse::<u64>().ok()),
+        );
+    }
+    ids
+}
+
+/// Ids of every loaded BPF program, from `bpftool prog show -j`.
+fn loaded_programs() -> BTreeSet<u64> {
+    let output = Command::new("bpftool")
+        .args(["prog", "show", "-j"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bpftool ({e}); apt-get install bpftool"));
+    assert!(output.status.success(), "bpftool prog show -j failed");
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("bpftool prints JSON");
+    json.as_array()
+        .expect("bpftool prints an array")
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect()
+}
+
+/// `goroscope ARGS` with a stdout pipe that nobody reads (held open by the returned handle)
+/// and stderr collected; returns once it says it is attached.
+fn start_with_blocked_stdout(args: &[&str]) -> (Child, ChildStdout, Arc<Mutex<String>>) {
+    let mut child = Command::new(common::goroscope_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting goroscope");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr_pipe = child.stderr.take().expect("piped stderr");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    {
+        let stderr = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stderr_pipe);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                stderr.lock().expect("stderr lock").push_str(&line);
+                line.clear();
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stderr
+        .lock()
+        .expect("stderr lock")
+        .contains("goroscope: attached")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "goroscope {args:?} never attached:\n{}",
+            stderr.lock().expect("stderr lock")
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    (child, stdout, stderr)
+}
+
+#[test]
+fn trace_stops_at_once_on_a_signal_while_its_stdout_is_blocked() {
+    let comm = format!("gsnf{}", std::process::id() % 100_000);
+    let workload = agent_support::named_testload(&comm);
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+        let (mut child, mut stdout, stderr) =
+            start_with_blocked_stdout(&["trace", "--events", "open", "--comm", &comm]);
+        let pid = child.id();
+        let ours = programs_held_by(pid);
+        assert!(
+            !ours.is_empty(),
+            "{name}: the attached trace holds no program"
+        );
+        // 100,000 opens: some 10 MB of lines, far more than the pipe and the output queue hold.
+        agent_support::run_ok(&workload, &["open", "/etc/hostname", "100000"]);
+        thread::sleep(Duration::from_millis(500));
+        assert!(
+            child.try_wait().expect("polling goroscope").is_none(),
+            "{name}: goroscope ended by itself:\n{}",
+            stderr.lock().expect("stderr lock")
+        );
+        let signalled = Instant::now();
+        common::send_signal(pid, signal);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("polling goroscope") {
+                break status;
+            }
+            if signalled.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{name}: goroscope trace still running 5 s after the signal with its stdout \
+                     blocked:\n{}",
+                    stderr.lock().expect("stderr lock")
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let took = signalled.elapsed();
+        // What did reach the pipe: whole lines, since the writer never splits a pipe write.
+        let mut reached = Vec::new();
+        stdout.read_to_end(&mut reached).expect("reading the pipe");
+        thread::sleep(Duration::from_millis(100)); // let the stderr reader finish
+        let stderr = stderr.lock().expect("stderr lock").clone();
+        eprintln!("{name}: exited {took:?} after the signal ({status}); stderr:\n{stderr}");
+        assert!(
+            took <= Duration::from_millis(1500),
+            "{name}: took {took:?} to stop"
+        );
+        assert_eq!(status.code(), Some(0), "{name}: {status}\n{stderr}");
+        let unwritten: u64 = stderr
+            .lines()
+            .find(|l| l.contains("events not written"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no `N events not written` line:\n{stderr}"));
+        let lines = reached.iter().filter(|&&b| b == b'\n').count();
+        assert!(
+            unwritten > 0 && lines > 0,
+            "{name}: {lines} lines reached the pipe"
+        );
+        assert!(
+            reached.ends_with(b"\n"),
+            "{name}: a partial line reached the pipe"
+        );
+        // Every event is accounted for: printed, not written, or lost (said on stderr). The
+        // workload's own loader opens a few files besides its 100,000.
+        let lost: u64 = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("goroscope: LOST DATA: kernel "))
+            .map_or(0, |rest| {
+                rest.split([' ', ','])
+                    .filter_map(|w| w.parse::<u64>().ok())
+                    .sum()
+            });
+        let total = lines as u64 + unwritten + lost;
+        assert!(
+            (100_000..100_100).contains(&total),
+            "{name}: {lines} printed + {unwritten} not written + {lost} lost = {total}, \
+             expected 100,000 and the loader's few"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !loaded_programs().is_disjoint(&ours) {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: programs {ours:?} still loaded after goroscope exited"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

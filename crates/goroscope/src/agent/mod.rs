@@ -42,10 +42,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
     require_privileges(std::path::Path::new("/proc"))?;
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .with_context(|| format!("installing a handler for signal {signal}"))?;
-    }
+    crate::run_control::catch_stop_signals(&stop)?;
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing a handler for SIGHUP")?;
 
