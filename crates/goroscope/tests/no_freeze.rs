@@ -9,6 +9,8 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -297,4 +299,166 @@ fn trace_stops_at_once_on_a_signal_while_its_stdout_is_blocked() {
             thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Sets this test process's soft open files limit to its hard limit (it holds 2,000 sockets).
+fn raise_own_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the one struct we pass.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    assert!(limit.rlim_max >= 4096, "this test needs 4,096 open files");
+}
+
+/// `goroscope agent` with an open files limit of `soft` (and `hard`), as a service gets it.
+fn agent_with_open_files(yaml: &str, soft: u64, hard: u64) -> Agent {
+    let config = common::unique_temp_path("agent-config").with_extension("yaml");
+    std::fs::write(&config, yaml).expect("writing the agent config");
+    let mut command = Command::new(common::goroscope_bin());
+    // SAFETY: the closure only calls setrlimit, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let config_arg = config.to_str().expect("utf-8 temp path").to_owned();
+    let goroscope = common::Goroscope::spawn_command(command, &["agent", "--config", &config_arg]);
+    goroscope.wait_attached();
+    let stderr = goroscope.stderr_so_far();
+    let address = stderr
+        .split("serving http://")
+        .nth(1)
+        .and_then(|rest| rest.split("/metrics").next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no `serving http://ADDR/metrics` in:\n{stderr}"));
+    let agent = Agent {
+        goroscope,
+        address,
+        config,
+    };
+    agent.wait_ready();
+    agent
+}
+
+/// Whether the server closed `stream` (EOF or reset), without waiting.
+fn closed_by_server(mut stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).expect("non-blocking");
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Opens 2,000 connections that send nothing; /healthz, /metrics and collection must go on,
+/// and no descriptor shortage may reach collection. Returns the idle connections.
+fn hold_idle_connections(agent: &Agent, what: &str) -> Vec<TcpStream> {
+    let before = sample(&agent.scrape(), "goroscope_agent_collections_total", &[])
+        .expect("collections_total");
+    let mut idle = Vec::with_capacity(2000);
+    for i in 0..2000 {
+        idle.push(
+            TcpStream::connect(agent.address)
+                .unwrap_or_else(|e| panic!("{what}: connection {i}: {e}")),
+        );
+    }
+    thread::sleep(Duration::from_millis(500));
+    let healthz = http_get(agent.address, "/healthz", None);
+    assert_eq!(
+        healthz.status, 200,
+        "{what}: /healthz under 2,000 idle connections"
+    );
+    thread::sleep(Duration::from_millis(3000));
+    let text = agent.scrape();
+    let after = sample(&text, "goroscope_agent_collections_total", &[]).expect("collections");
+    assert!(
+        after >= before + 3.0,
+        "{what}: {} collections in 3.5 s under 2,000 idle connections",
+        after - before
+    );
+    let open = sample(&text, "goroscope_http_connections_open", &[]).expect("open");
+    let max = sample(&text, "goroscope_http_connections_max", &[]).expect("max");
+    assert!(open <= max, "{what}: {open} connections open, cap {max}");
+    let evicted = sample(
+        &text,
+        "goroscope_http_connections_closed_total",
+        &[("reason", "evicted")],
+    )
+    .expect("evicted");
+    assert!(
+        evicted >= 2000.0 - max,
+        "{what}: only {evicted} idle connections closed to admit new ones"
+    );
+    let stderr = agent.goroscope.stderr_so_far();
+    assert!(
+        !stderr.contains("Too many open files") && !stderr.contains("failed"),
+        "{what}: collection or the server ran short:\n{stderr}"
+    );
+    idle
+}
+
+#[test]
+fn idle_connections_never_starve_health_checks_scrapes_or_collection() {
+    raise_own_open_files_limit();
+    let yaml = "listen: 127.0.0.1:0\ninterval: 1s\ncollectors:\n  go: { enabled: false }\n";
+
+    // A hard limit of 1,024 too: nothing to raise; only the connection cap protects collection.
+    let agent = agent_with_open_files(yaml, 1024, 1024);
+    drop(hold_idle_connections(&agent, "hard limit 1,024"));
+    agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
+
+    // The usual service: soft 1,024, hard 8,192; the agent raises it and says so.
+    let agent = agent_with_open_files(yaml, 1024, 8192);
+    let stderr = agent.goroscope.stderr_so_far();
+    assert!(
+        stderr.contains("open files limit raised from 1024 to 8192"),
+        "the soft limit was not raised:\n{stderr}"
+    );
+    let idle = hold_idle_connections(&agent, "soft limit 1,024");
+    // Connections that never send a request are closed by the header timeout (10 s); the test
+    // allows the 30 s idle timeout and some slack.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let open = idle.iter().filter(|s| !closed_by_server(s)).count();
+        if open == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} idle connections still open 40 s later"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+    let text = agent.scrape();
+    let timed_out = sample(
+        &text,
+        "goroscope_http_connections_closed_total",
+        &[("reason", "header_timeout")],
+    )
+    .expect("header_timeout")
+        + sample(
+            &text,
+            "goroscope_http_connections_closed_total",
+            &[("reason", "idle")],
+        )
+        .expect("idle");
+    assert!(timed_out >= 1.0, "no connection was closed for idleness");
+    // A keep-alive client still gets answers after all that.
+    assert_eq!(http_get(agent.address, "/healthz", None).status, 200);
+    agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
 }

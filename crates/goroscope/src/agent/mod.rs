@@ -5,6 +5,7 @@
 
 pub mod collection;
 pub mod config;
+mod connections;
 mod kernel;
 pub mod ledger;
 pub mod owners;
@@ -22,7 +23,8 @@ use anyhow::Context;
 
 use crate::agent::collection::Collection;
 use crate::agent::config::AgentConfig;
-use crate::agent::server::Server;
+use crate::agent::connections::raise_open_files_limit;
+use crate::agent::server::{HttpLimits, Server};
 use crate::agent::shared::Shared;
 use crate::cli::AgentArgs;
 use crate::settings::{require_privileges, UsageError};
@@ -48,7 +50,22 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
 
     goroscope_bpf::init();
     let shared = Arc::new(Shared::new(stale_after(config.interval)));
-    let server = Server::start(config.listen, Arc::clone(&shared))?;
+    // Services often get a soft limit of 1,024 open files: each connection, BPF map and Go
+    // process read takes one, so the agent uses what the hard limit allows.
+    let open_files = match raise_open_files_limit() {
+        Ok((before, after)) => {
+            if after > before {
+                eprintln!("goroscope: agent: open files limit raised from {before} to {after}");
+            }
+            after
+        }
+        Err(error) => {
+            eprintln!("goroscope: agent: cannot read or raise the open files limit: {error}");
+            1024
+        }
+    };
+    let limits = HttpLimits::for_open_files(open_files);
+    let server = Server::start(config.listen, Arc::clone(&shared), limits)?;
     let mut collection = Collection::start(config)?;
     // Tests and scripts wait for "goroscope: attached"; the address is what a scraper needs.
     eprintln!(
@@ -58,6 +75,13 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         collection.describe(),
         humantime::format_duration(collection.config().interval)
     );
+    eprintln!(
+        "goroscope: agent: HTTP: at most {} connections (the idlest is closed to admit a new \
+         one); a connection sending no complete request for {} or no traffic for {} is closed",
+        limits.max_connections,
+        humantime::format_duration(limits.header_timeout),
+        humantime::format_duration(limits.idle_timeout)
+    );
     for (name, why) in collection.down_reasons() {
         eprintln!("goroscope: agent: {name} is down: {why}");
     }
@@ -65,7 +89,9 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if now >= schedule.next {
-            shared.publish(collection.cycle());
+            let mut exposition = collection.cycle();
+            server.stats().families(&limits, &mut exposition);
+            shared.publish(exposition);
             release_freed_memory();
             schedule.cycle_done(Instant::now());
             continue;
