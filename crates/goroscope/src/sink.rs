@@ -1,18 +1,20 @@
 //! Where the commands' output goes: a thread of its own writes to stdout, so a pipe nobody reads
 //! (`goroscope trace | less`, the pager stopped) blocks that thread and never the command. The
 //! command hands over chunks through a bounded queue: while the queue is full it waits, as a
-//! blocking write would, but it looks at the stop flag every 50 ms; once SIGINT or SIGTERM came
-//! it stops waiting, and what could not be written is counted in lines (one event or row per
-//! line) so the command can say so. The writer thread is never joined after a stop: if it is
+//! blocking write would, but it looks at the stop signals every 50 ms; once a SIGINT or SIGTERM
+//! came after the sink was made it stops waiting, and what could not be written is counted in
+//! lines (one event or row per line) so the command can say so. (A signal that came before, the
+//! one that ended collection and asked for the report, does not abandon that report.) The writer thread is never joined after a stop: if it is
 //! still blocked in `write(2)`, it ends with the process.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::run_control::StopSignals;
 
 /// Bytes gathered before they are handed to the writer thread.
 const CHUNK: usize = 64 * 1024;
@@ -66,14 +68,17 @@ impl Channel {
 pub struct Sink {
     channel: Arc<Channel>,
     buffer: Vec<u8>,
-    stop: Arc<AtomicBool>,
+    signals: StopSignals,
+    /// Stop signals that had come when the sink was made: only a later one abandons output.
+    signals_before: usize,
     /// Lines dropped by the command side after a stop.
     abandoned_lines: u64,
 }
 
 impl Sink {
-    /// Output to this process's stdout; `stop` is the flag SIGINT/SIGTERM set.
-    pub fn stdout(stop: Arc<AtomicBool>) -> io::Result<Sink> {
+    /// Output to this process's stdout, abandoned (and counted) once a stop signal comes while
+    /// the reader is behind.
+    pub fn stdout(signals: StopSignals) -> io::Result<Sink> {
         // SAFETY: dup takes no pointers; on success the new descriptor is ours alone.
         let fd = unsafe { libc::dup(libc::STDOUT_FILENO) };
         if fd < 0 {
@@ -81,11 +86,11 @@ impl Sink {
         }
         // SAFETY: `fd` was just returned by dup and is owned by nothing else.
         let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        Sink::to(file, stop)
+        Sink::to(file, signals)
     }
 
     /// Output to `file`.
-    pub fn to(mut file: File, stop: Arc<AtomicBool>) -> io::Result<Sink> {
+    pub fn to(mut file: File, signals: StopSignals) -> io::Result<Sink> {
         let channel = Arc::new(Channel {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
@@ -97,9 +102,15 @@ impl Sink {
         Ok(Sink {
             channel,
             buffer: Vec::with_capacity(CHUNK),
-            stop,
+            signals_before: signals.count(),
+            signals,
             abandoned_lines: 0,
         })
+    }
+
+    /// A stop signal came since the sink was made.
+    fn stopped(&self) -> bool {
+        self.signals.count() > self.signals_before
     }
 
     /// Hands `chunk` to the writer, waiting while the queue is full unless a stop came.
@@ -120,7 +131,7 @@ impl Sink {
                 self.channel.changed.notify_all();
                 return Ok(());
             }
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stopped() {
                 // Stopping, and the reader is behind: nothing more waits for it.
                 self.abandoned_lines += lines;
                 return Ok(());
@@ -140,7 +151,7 @@ impl Sink {
         self.channel.changed.notify_all();
         let mut give_up: Option<Instant> = None;
         while !state.finished {
-            if give_up.is_none() && self.stop.load(Ordering::Relaxed) {
+            if give_up.is_none() && self.stopped() {
                 give_up = Some(Instant::now() + GRACE);
             }
             if give_up.is_some_and(|at| Instant::now() >= at) {
@@ -281,7 +292,7 @@ mod tests {
             let mut all = String::new();
             read.read_to_string(&mut all).map(|_| all)
         });
-        let mut sink = Sink::to(write, Arc::new(AtomicBool::new(false))).expect("sink");
+        let mut sink = Sink::to(write, StopSignals::default()).expect("sink");
         let mut expected = String::new();
         for i in 0..100_000 {
             writeln!(sink, "line {i}").expect("write");
@@ -294,14 +305,14 @@ mod tests {
     #[test]
     fn a_stop_ends_waiting_on_a_blocked_reader_and_counts_every_line_not_written() {
         let (mut read, write) = pipe();
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut sink = Sink::to(write, Arc::clone(&stop)).expect("sink");
+        let signals = StopSignals::default();
+        let mut sink = Sink::to(write, signals.clone()).expect("sink");
         let lines = 200_000u64; // 2.4 MB: more than the pipe and the queue hold
         let stopper = {
-            let stop = Arc::clone(&stop);
+            let signals = signals.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(300));
-                stop.store(true, Ordering::Relaxed);
+                signals.raise();
             })
         };
         let began = Instant::now();
@@ -329,10 +340,29 @@ mod tests {
     }
 
     #[test]
+    fn only_a_signal_after_the_sink_was_made_abandons_output() {
+        let (mut read, write) = pipe();
+        let signals = StopSignals::default();
+        signals.raise(); // the Ctrl-C that ended collection
+        let mut sink = Sink::to(write, signals.clone()).expect("sink");
+        let reader = std::thread::spawn(move || {
+            // A slow reader: the queue fills and the sink must wait, not give up.
+            std::thread::sleep(Duration::from_millis(300));
+            let mut all = Vec::new();
+            read.read_to_end(&mut all).map(|_| count_lines(&all))
+        });
+        for i in 0..200_000 {
+            writeln!(sink, "line {i:06}").expect("write");
+        }
+        assert_eq!(sink.finish().expect("finish"), 0);
+        assert_eq!(reader.join().expect("reader").expect("read"), 200_000);
+    }
+
+    #[test]
     fn a_closed_reader_is_a_broken_pipe() {
         let (read, write) = pipe();
         drop(read);
-        let mut sink = Sink::to(write, Arc::new(AtomicBool::new(false))).expect("sink");
+        let mut sink = Sink::to(write, StopSignals::default()).expect("sink");
         let mut result = Ok(());
         for _ in 0..100 {
             result = sink.write_all(&[b'x'; CHUNK]);

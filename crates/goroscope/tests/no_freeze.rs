@@ -462,3 +462,72 @@ fn idle_connections_never_starve_health_checks_scrapes_or_collection() {
     assert_eq!(http_get(agent.address, "/healthz", None).status, 200);
     agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
 }
+
+#[test]
+fn syscalls_detaches_before_its_report_and_a_second_signal_abandons_a_report_nobody_reads() {
+    let (mut child, mut stdout, stderr) = start_with_blocked_stdout(&["syscalls"]);
+    let pid = child.id();
+    // The smallest pipe (one page): the host-wide report is larger.
+    // SAFETY: fcntl on the pipe we hold; only its size changes.
+    let rc = unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&stdout),
+            libc::F_SETPIPE_SZ,
+            4096,
+        )
+    };
+    assert!(
+        rc >= 4096,
+        "F_SETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    let ours = programs_held_by(pid);
+    assert!(!ours.is_empty(), "the attached syscalls holds no program");
+    thread::sleep(Duration::from_secs(2));
+    common::send_signal(pid, libc::SIGINT);
+    // The first signal ends counting; the report waits for its reader, probes already gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !loaded_programs().is_disjoint(&ours) {
+        assert!(
+            Instant::now() < deadline,
+            "programs {ours:?} still loaded while the report waits for its reader"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().expect("polling").is_none(),
+        "syscalls ended without its reader taking the report:\n{}",
+        stderr.lock().expect("stderr lock")
+    );
+    let signalled = Instant::now();
+    common::send_signal(pid, libc::SIGINT);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("polling") {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("syscalls still running 5 s after the second signal");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    let mut reached = Vec::new();
+    stdout.read_to_end(&mut reached).expect("reading the pipe");
+    thread::sleep(Duration::from_millis(100));
+    let stderr = stderr.lock().expect("stderr lock").clone();
+    eprintln!("second signal: exited {took:?} later ({status}); stderr:\n{stderr}");
+    assert!(took <= Duration::from_millis(1500), "took {took:?}");
+    assert_eq!(status.code(), Some(0), "{status}\n{stderr}");
+    assert!(
+        stderr.contains("lines not written"),
+        "no `N lines not written`:\n{stderr}"
+    );
+    assert!(
+        !reached.is_empty() && reached.len() <= 4096,
+        "{} bytes reached a 4 KiB pipe",
+        reached.len()
+    );
+}

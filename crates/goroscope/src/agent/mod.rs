@@ -42,9 +42,8 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     require_privileges(std::path::Path::new("/proc"))?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = crate::run_control::StopSignals::catch()?;
     let reload = Arc::new(AtomicBool::new(false));
-    crate::run_control::catch_stop_signals(&stop)?;
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing a handler for SIGHUP")?;
 
@@ -86,7 +85,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         eprintln!("goroscope: agent: {name} is down: {why}");
     }
     let mut schedule = Schedule::new(Instant::now(), collection.config().interval);
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.any() {
         let now = Instant::now();
         if now >= schedule.next {
             let mut exposition = collection.cycle();

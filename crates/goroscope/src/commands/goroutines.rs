@@ -81,7 +81,7 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
         exited_after_ns: None,
         skipped_snapshots: 0,
     };
-    let mut out = Sink::stdout(control.interrupted()).context("starting the output writer")?;
+    let mut out = Sink::stdout(control.signals()).context("starting the output writer")?;
     let mut jitter = Jitter::seeded();
     let mut failed_in_a_row = 0u32;
     let mut failure: Option<anyhow::Error> = None;

@@ -43,7 +43,7 @@ pub fn run(args: &SyscallsArgs) -> anyhow::Result<()> {
     drop(collector); // detach before printing
     sort_by_total_time(&mut rows);
 
-    let mut out = Sink::stdout(control.interrupted()).context("starting the output writer")?;
+    let mut out = Sink::stdout(control.signals()).context("starting the output writer")?;
     let written = match args.format {
         StreamFormat::Json => write_json(&mut out, &rows),
         StreamFormat::Text => write_text(&mut out, &rows),

@@ -45,7 +45,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
     );
 
     let mut writer = EventWriter::new(args.format, WallClock::measure());
-    let mut out = Sink::stdout(control.interrupted()).context("starting the output writer")?;
+    let mut out = Sink::stdout(control.signals()).context("starting the output writer")?;
     let mut malformed = 0u64;
     let mut pipe_closed = false;
     let mut emit = |event: &RawEvent, out: &mut Sink| -> io::Result<()> {
