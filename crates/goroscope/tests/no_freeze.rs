@@ -531,3 +531,67 @@ fn syscalls_detaches_before_its_report_and_a_second_signal_abandons_a_report_nob
         reached.len()
     );
 }
+
+#[test]
+fn goroutines_watch_stops_at_once_on_a_signal_while_its_stdout_is_blocked() {
+    let toolchain = gotest::TOOLCHAINS[gotest::TOOLCHAINS.len() - 1];
+    let binary = gotest::build("leaky", toolchain, gotest::BuildMode::Default);
+    let leaky = gotest::Running::start(&binary, &[]);
+    let pid = leaky.pid().to_string();
+    let (mut child, mut stdout, stderr) = start_with_blocked_stdout(&[
+        "goroutines",
+        "--pid",
+        &pid,
+        "--watch",
+        "--interval",
+        "50ms",
+        "--report-every",
+        "100ms",
+    ]);
+    // SAFETY: fcntl on the pipe we hold; only its size changes.
+    let rc = unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&stdout),
+            libc::F_SETPIPE_SZ,
+            4096,
+        )
+    };
+    assert!(
+        rc >= 4096,
+        "F_SETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    // Reports of several KiB every 100 ms: the one-page pipe is full within the first.
+    thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().expect("polling").is_none(),
+        "goroutines ended by itself:\n{}",
+        stderr.lock().expect("stderr lock")
+    );
+    let signalled = Instant::now();
+    common::send_signal(child.id(), libc::SIGINT);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("polling") {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("goroutines still running 5 s after SIGINT with its stdout blocked");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    let mut reached = Vec::new();
+    stdout.read_to_end(&mut reached).expect("reading the pipe");
+    thread::sleep(Duration::from_millis(100));
+    let stderr = stderr.lock().expect("stderr lock").clone();
+    eprintln!("goroutines: exited {took:?} after SIGINT ({status}); stderr:\n{stderr}");
+    assert!(took <= Duration::from_millis(1500), "took {took:?}");
+    assert_eq!(status.code(), Some(0), "{status}\n{stderr}");
+    assert!(
+        stderr.contains("lines not written"),
+        "no `N lines not written`:\n{stderr}"
+    );
+    drop(leaky);
+}
