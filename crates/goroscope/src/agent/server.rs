@@ -11,6 +11,7 @@
 //! the longest, so `/healthz` and scrapes are answered whatever idle clients hold.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -27,6 +28,9 @@ use crate::agent::connections::serve;
 pub use crate::agent::connections::{HttpLimits, HttpStats};
 use crate::agent::shared::Shared;
 use crate::settings::UsageError;
+
+/// Connections the kernel queues before the agent accepts them.
+const LISTEN_BACKLOG: libc::c_int = 1024;
 
 /// The running server; [`Server::stop`] shuts it down and waits.
 pub struct Server {
@@ -52,6 +56,13 @@ impl Server {
         listener
             .set_nonblocking(true)
             .context("making the listening socket non-blocking")?;
+        // std listens with a backlog of 128: a burst of connections while the HTTP thread waits
+        // for a CPU would have the kernel drop SYNs (a 1 s retransmit for the client). Linux
+        // takes a second listen() as a new backlog (capped by net.core.somaxconn).
+        // SAFETY: listen on a socket we own; no pointers.
+        if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("enlarging the listen backlog");
+        }
         let address = listener.local_addr().context("reading the bound address")?;
         let (stop, stopped) = watch::channel(false);
         let stats = Arc::new(HttpStats::default());
