@@ -202,15 +202,16 @@ impl Connections {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Makes room for one more connection; false when every open connection is busy.
-    fn make_room(&self) -> bool {
+    /// Makes room for one more connection: Some(true) when the idlest was told to close,
+    /// Some(false) when there was room, None when every open connection is busy.
+    fn make_room(&self) -> Option<bool> {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let live = slots
             .values()
             .filter(|s| !s.evicting.load(Ordering::Relaxed))
             .count();
         if live < self.limits.max_connections {
-            return true;
+            return Some(false);
         }
         let idlest = slots
             .values()
@@ -220,9 +221,9 @@ impl Connections {
             Some(slot) => {
                 slot.evicting.store(true, Ordering::Relaxed);
                 slot.close.notify_one();
-                true
+                Some(true)
             }
-            None => false,
+            None => None,
         }
     }
 
@@ -289,10 +290,16 @@ pub async fn serve(
                 continue;
             }
         };
-        if !connections.make_room() {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
-            drop(stream);
-            continue;
+        match connections.make_room() {
+            None => {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                drop(stream);
+                continue;
+            }
+            // Let the evicted connection's task close its socket before the next accept: a
+            // burst must not hold more descriptors than the cap while evictions are pending.
+            Some(true) => tokio::task::yield_now().await,
+            Some(false) => {}
         }
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         next_id += 1;

@@ -98,13 +98,14 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         // At most one reload per interval, and never in place of a due cycle: a storm of SIGHUPs
         // is coalesced into one reload now and one after the next cycle, and the cycles keep
         // their cadence (a reload never triggers or postpones one).
-        if schedule.may_reload() && reload.swap(false, Ordering::Relaxed) {
+        if schedule.may_reload(now) && reload.swap(false, Ordering::Relaxed) {
             reload_config(args, &mut collection);
             shared.set_stale_after(stale_after(collection.config().interval));
-            schedule.reloaded(collection.config().interval, Instant::now());
+            schedule.reloaded(collection.config().interval, now, Instant::now());
             continue;
         }
         // Wait in short steps so signals are answered quickly.
+        schedule.waited();
         collection.wait(schedule.next.min(now + Duration::from_millis(200)));
     }
     eprintln!("goroscope: agent stopping: detaching probes");
@@ -114,7 +115,10 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
 
 /// When the next collection is due: on a fixed cadence of `interval` from the previous cycle's
 /// start (an overrun starts the next cycle at once rather than bunching cycles up), and whether a
-/// reload may be applied in the current interval.
+/// reload may be applied now: one per interval, and only when it should end before the next
+/// cycle is due (judged by how long the last one took) or right after a cycle, so that a reload
+/// (which may load BPF programs) delays a cycle only when a cycle and a reload together take
+/// longer than an interval.
 struct Schedule {
     /// When the next cycle is due.
     next: Instant,
@@ -123,6 +127,10 @@ struct Schedule {
     interval: Duration,
     /// A reload was applied since the last cycle.
     reloaded: bool,
+    /// No wait since the last cycle ended.
+    fresh: bool,
+    /// How long the last reload took.
+    reload_took: Duration,
 }
 
 impl Schedule {
@@ -132,6 +140,8 @@ impl Schedule {
             last_due: now,
             interval,
             reloaded: false,
+            fresh: true,
+            reload_took: Duration::ZERO,
         }
     }
 
@@ -140,16 +150,23 @@ impl Schedule {
         self.last_due = self.next;
         self.next = (self.last_due + self.interval).max(now);
         self.reloaded = false;
+        self.fresh = true;
     }
 
-    /// Whether a reload may run now: one per interval.
-    fn may_reload(&self) -> bool {
-        !self.reloaded
+    /// Whether a reload may run at `now`.
+    fn may_reload(&self, now: Instant) -> bool {
+        !self.reloaded && (self.fresh || now + self.reload_took <= self.next)
     }
 
-    /// A reload finished at `now`, possibly changing the interval.
-    fn reloaded(&mut self, interval: Duration, now: Instant) {
+    /// The loop is about to wait for the next cycle.
+    fn waited(&mut self) {
+        self.fresh = false;
+    }
+
+    /// A reload that began at `began` finished at `now`, possibly changing the interval.
+    fn reloaded(&mut self, interval: Duration, began: Instant, now: Instant) {
         self.reloaded = true;
+        self.reload_took = now.saturating_duration_since(began);
         if interval != self.interval {
             self.interval = interval;
             self.next = (self.last_due + interval).max(now);
@@ -198,10 +215,15 @@ fn reload_config(args: &AgentArgs, collection: &mut Collection) {
         eprintln!("goroscope: agent: SIGHUP ignored: no --config file to reload");
         return;
     };
+    let began = Instant::now();
     match load(args).and_then(|config| collection.reload(config)) {
         Ok(not_applied) => {
             collection.count_reload(true);
-            eprintln!("goroscope: agent: reloaded {}", path.display());
+            eprintln!(
+                "goroscope: agent: reloaded {} in {:.2} s",
+                path.display(),
+                began.elapsed().as_secs_f64()
+            );
             for sentence in not_applied {
                 eprintln!("goroscope: agent: not applied until restart: {sentence}");
             }
@@ -222,30 +244,50 @@ mod tests {
     #[test]
     fn reloads_neither_trigger_nor_postpone_cycles() {
         let start = Instant::now();
+        let ms = Duration::from_millis;
         let second = Duration::from_secs(1);
         let mut schedule = Schedule::new(start, second);
-        schedule.cycle_done(start + Duration::from_millis(100));
+        schedule.cycle_done(start + ms(100));
         assert_eq!(schedule.next, start + second);
-        assert!(schedule.may_reload());
-        schedule.reloaded(second, start + Duration::from_millis(300));
+        assert!(schedule.may_reload(start + ms(300)));
+        schedule.reloaded(second, start + ms(300), start + ms(400));
         assert!(
-            !schedule.may_reload(),
+            !schedule.may_reload(start + ms(500)),
             "a second reload in the same interval"
         );
         assert_eq!(schedule.next, start + second, "a reload moved the cycle");
-        schedule.cycle_done(start + Duration::from_millis(1100));
-        assert!(schedule.may_reload());
+        schedule.cycle_done(start + ms(1100));
+        assert!(schedule.may_reload(start + ms(1100)));
         assert_eq!(schedule.next, start + 2 * second, "the cadence drifted");
+    }
+
+    #[test]
+    fn a_reload_that_would_delay_the_next_cycle_waits_until_after_it() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let mut schedule = Schedule::new(start, Duration::from_secs(1));
+        schedule.cycle_done(start + ms(100));
+        schedule.reloaded(Duration::from_secs(1), start + ms(100), start + ms(800));
+        schedule.cycle_done(start + ms(1100));
+        schedule.waited();
+        // The last reload took 700 ms: at 1.5 s it would end after the cycle due at 2 s.
+        assert!(!schedule.may_reload(start + ms(1500)));
+        assert!(schedule.may_reload(start + ms(1300)));
+        // Right after a cycle it may run, however long reloads take.
+        schedule.reloaded(Duration::from_secs(1), start + ms(1100), start + ms(3000));
+        schedule.cycle_done(start + ms(3100));
+        assert!(schedule.may_reload(start + ms(3100)));
     }
 
     #[test]
     fn an_overrun_starts_the_next_cycle_at_once_and_a_new_interval_counts_from_the_last() {
         let start = Instant::now();
+        let ms = Duration::from_millis;
         let mut schedule = Schedule::new(start, Duration::from_secs(1));
-        schedule.cycle_done(start + Duration::from_millis(2500));
-        assert_eq!(schedule.next, start + Duration::from_millis(2500));
-        schedule.cycle_done(start + Duration::from_millis(2600));
-        schedule.reloaded(Duration::from_secs(5), start + Duration::from_millis(2700));
-        assert_eq!(schedule.next, start + Duration::from_millis(7500));
+        schedule.cycle_done(start + ms(2500));
+        assert_eq!(schedule.next, start + ms(2500));
+        schedule.cycle_done(start + ms(2600));
+        schedule.reloaded(Duration::from_secs(5), start + ms(2600), start + ms(2700));
+        assert_eq!(schedule.next, start + ms(7500));
     }
 }
