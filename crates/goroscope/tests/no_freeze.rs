@@ -8,7 +8,7 @@ mod agent_support;
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -379,11 +379,14 @@ fn max_connections(text: &str) -> f64 {
 /// Whether the server closed `stream` (EOF or reset), without waiting.
 fn closed_by_server(mut stream: &TcpStream) -> bool {
     stream.set_nonblocking(true).expect("non-blocking");
-    let mut byte = [0u8; 1];
-    match stream.read(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    let mut buffer = [0u8; 4096];
+    loop {
+        // Whatever a response left unread is read first.
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => return e.kind() != std::io::ErrorKind::WouldBlock,
+        }
     }
 }
 
@@ -461,9 +464,32 @@ fn idle_connections_never_starve_health_checks_scrapes_or_collection() {
         stderr.contains("open files limit raised from 1024 to 8192"),
         "the soft limit was not raised:\n{stderr}"
     );
-    let idle = hold_idle_connections(&agent, "soft limit 1,024");
-    // Connections that never send a request are closed by the header timeout (10 s); the test
-    // allows the 30 s idle timeout and some slack.
+    let mut idle = hold_idle_connections(&agent, "soft limit 1,024");
+    // A keep-alive client idle after its answer, and a slow one that never finishes its headers
+    // (a header line every second, so it is never idle).
+    let kept = TcpStream::connect(agent.address).expect("connecting");
+    (&kept)
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: goroscope\r\n\r\n")
+        .expect("sending a keep-alive request");
+    let slow = TcpStream::connect(agent.address).expect("connecting");
+    (&slow)
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: goroscope\r\n")
+        .expect("sending half a request");
+    {
+        let slow = slow.try_clone().expect("cloning the slow socket");
+        thread::spawn(move || {
+            for _ in 0..45 {
+                thread::sleep(Duration::from_secs(1));
+                if (&slow).write_all(b"X-Slow: 1\r\n").is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    idle.push(kept);
+    idle.push(slow);
+    // Connections that never send a complete request are closed by the header timeout (10 s,
+    // also after a keep-alive answer); the test allows the 30 s idle timeout and some slack.
     let waiting = Instant::now();
     let deadline = waiting + Duration::from_secs(40);
     loop {
