@@ -9,6 +9,7 @@ mod commands;
 mod output;
 mod run_control;
 mod settings;
+mod sink;
 
 use std::process::ExitCode;
 

@@ -284,6 +284,8 @@ impl Collection {
     /// One collection cycle: reads every source and returns the exposition to publish.
     pub fn cycle(&mut self) -> Exposition {
         let began = Instant::now();
+        self.counters.collections += 1;
+        self.counters.last_collection = Some(std::time::SystemTime::now());
         self.owners.begin_cycle();
         let owners = &mut self.owners;
         let mut failed: Vec<(&'static str, String)> = Vec::new();

@@ -5,6 +5,7 @@
 
 pub mod collection;
 pub mod config;
+mod connections;
 mod kernel;
 pub mod ledger;
 pub mod owners;
@@ -16,13 +17,14 @@ pub mod sources;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::agent::collection::Collection;
 use crate::agent::config::AgentConfig;
-use crate::agent::server::Server;
+use crate::agent::connections::raise_open_files_limit;
+use crate::agent::server::{HttpLimits, Server};
 use crate::agent::shared::Shared;
 use crate::cli::AgentArgs;
 use crate::settings::{require_privileges, UsageError};
@@ -40,18 +42,29 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     require_privileges(std::path::Path::new("/proc"))?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = crate::run_control::StopSignals::catch()?;
     let reload = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .with_context(|| format!("installing a handler for signal {signal}"))?;
-    }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing a handler for SIGHUP")?;
 
     goroscope_bpf::init();
     let shared = Arc::new(Shared::new(stale_after(config.interval)));
-    let server = Server::start(config.listen, Arc::clone(&shared))?;
+    // Services often get a soft limit of 1,024 open files: each connection, BPF map and Go
+    // process read takes one, so the agent uses what the hard limit allows.
+    let open_files = match raise_open_files_limit() {
+        Ok((before, after)) => {
+            if after > before {
+                eprintln!("goroscope: agent: open files limit raised from {before} to {after}");
+            }
+            after
+        }
+        Err(error) => {
+            eprintln!("goroscope: agent: cannot read or raise the open files limit: {error}");
+            1024
+        }
+    };
+    let limits = HttpLimits::for_open_files(open_files);
+    let server = Server::start(config.listen, Arc::clone(&shared), limits)?;
     let mut collection = Collection::start(config)?;
     // Tests and scripts wait for "goroscope: attached"; the address is what a scraper needs.
     eprintln!(
@@ -61,34 +74,104 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         collection.describe(),
         humantime::format_duration(collection.config().interval)
     );
+    eprintln!(
+        "goroscope: agent: HTTP: at most {} connections (the idlest is closed to admit a new \
+         one); a connection sending no complete request for {} or no traffic for {} is closed",
+        limits.max_connections,
+        humantime::format_duration(limits.header_timeout),
+        humantime::format_duration(limits.idle_timeout)
+    );
     for (name, why) in collection.down_reasons() {
         eprintln!("goroscope: agent: {name} is down: {why}");
     }
-    let mut next = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        shared.publish(collection.cycle());
-        release_freed_memory();
-        next += collection.config().interval;
+    let mut schedule = Schedule::new(Instant::now(), collection.config().interval);
+    while !stop.any() {
         let now = Instant::now();
-        if next < now {
-            next = now; // a cycle overran: start the next one at once rather than bunching up
+        if now >= schedule.next {
+            let mut exposition = collection.cycle();
+            server.stats().families(&limits, &mut exposition);
+            shared.publish(exposition);
+            release_freed_memory();
+            schedule.cycle_done(Instant::now());
+            continue;
         }
-        // Wait in short steps so signals are answered quickly.
-        while !stop.load(Ordering::Relaxed) && !reload.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if now >= next {
-                break;
-            }
-            collection.wait(next.min(now + std::time::Duration::from_millis(200)));
-        }
-        if reload.swap(false, Ordering::Relaxed) {
+        // At most one reload per interval, and never in place of a due cycle: a storm of SIGHUPs
+        // is coalesced into one reload now and one after the next cycle, and the cycles keep
+        // their cadence (a reload never triggers or postpones one).
+        if schedule.may_reload(now) && reload.swap(false, Ordering::Relaxed) {
             reload_config(args, &mut collection);
             shared.set_stale_after(stale_after(collection.config().interval));
+            schedule.reloaded(collection.config().interval, now, Instant::now());
+            continue;
         }
+        // Wait in short steps so signals are answered quickly.
+        schedule.waited();
+        collection.wait(schedule.next.min(now + Duration::from_millis(200)));
     }
     eprintln!("goroscope: agent stopping: detaching probes");
     drop(collection);
     server.stop()
+}
+
+/// When the next collection is due: on a fixed cadence of `interval` from the previous cycle's
+/// start (an overrun starts the next cycle at once rather than bunching cycles up), and whether a
+/// reload may be applied now: one per interval, and only when it should end before the next
+/// cycle is due (judged by how long the last one took) or right after a cycle, so that a reload
+/// (which may load BPF programs) delays a cycle only when a cycle and a reload together take
+/// longer than an interval.
+struct Schedule {
+    /// When the next cycle is due.
+    next: Instant,
+    /// When the last cycle was due (the cadence is kept from there, not from when it ended).
+    last_due: Instant,
+    interval: Duration,
+    /// A reload was applied since the last cycle.
+    reloaded: bool,
+    /// No wait since the last cycle ended.
+    fresh: bool,
+    /// How long the last reload took.
+    reload_took: Duration,
+}
+
+impl Schedule {
+    fn new(now: Instant, interval: Duration) -> Self {
+        Self {
+            next: now,
+            last_due: now,
+            interval,
+            reloaded: false,
+            fresh: true,
+            reload_took: Duration::ZERO,
+        }
+    }
+
+    /// A cycle that was due at `self.next` finished at `now`.
+    fn cycle_done(&mut self, now: Instant) {
+        self.last_due = self.next;
+        self.next = (self.last_due + self.interval).max(now);
+        self.reloaded = false;
+        self.fresh = true;
+    }
+
+    /// Whether a reload may run at `now`.
+    fn may_reload(&self, now: Instant) -> bool {
+        !self.reloaded && (self.fresh || now + self.reload_took <= self.next)
+    }
+
+    /// The loop is about to wait for the next cycle.
+    fn waited(&mut self) {
+        self.fresh = false;
+    }
+
+    /// A reload that began at `began` finished at `now`, possibly changing the interval.
+    fn reloaded(&mut self, interval: Duration, began: Instant, now: Instant) {
+        self.reloaded = true;
+        self.reload_took = now.saturating_duration_since(began);
+        if interval != self.interval {
+            self.interval = interval;
+            self.next = (self.last_due + interval).max(now);
+        }
+    }
 }
 
 /// Hands memory freed by a cycle back to the kernel. A cycle's rows are transient (a burst of
@@ -132,10 +215,15 @@ fn reload_config(args: &AgentArgs, collection: &mut Collection) {
         eprintln!("goroscope: agent: SIGHUP ignored: no --config file to reload");
         return;
     };
+    let began = Instant::now();
     match load(args).and_then(|config| collection.reload(config)) {
         Ok(not_applied) => {
             collection.count_reload(true);
-            eprintln!("goroscope: agent: reloaded {}", path.display());
+            eprintln!(
+                "goroscope: agent: reloaded {} in {:.2} s",
+                path.display(),
+                began.elapsed().as_secs_f64()
+            );
             for sentence in not_applied {
                 eprintln!("goroscope: agent: not applied until restart: {sentence}");
             }
@@ -146,5 +234,60 @@ fn reload_config(args: &AgentArgs, collection: &mut Collection) {
                 "goroscope: agent: reload refused, the running config stays in place: {error}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reloads_neither_trigger_nor_postpone_cycles() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let second = Duration::from_secs(1);
+        let mut schedule = Schedule::new(start, second);
+        schedule.cycle_done(start + ms(100));
+        assert_eq!(schedule.next, start + second);
+        assert!(schedule.may_reload(start + ms(300)));
+        schedule.reloaded(second, start + ms(300), start + ms(400));
+        assert!(
+            !schedule.may_reload(start + ms(500)),
+            "a second reload in the same interval"
+        );
+        assert_eq!(schedule.next, start + second, "a reload moved the cycle");
+        schedule.cycle_done(start + ms(1100));
+        assert!(schedule.may_reload(start + ms(1100)));
+        assert_eq!(schedule.next, start + 2 * second, "the cadence drifted");
+    }
+
+    #[test]
+    fn a_reload_that_would_delay_the_next_cycle_waits_until_after_it() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let mut schedule = Schedule::new(start, Duration::from_secs(1));
+        schedule.cycle_done(start + ms(100));
+        schedule.reloaded(Duration::from_secs(1), start + ms(100), start + ms(800));
+        schedule.cycle_done(start + ms(1100));
+        schedule.waited();
+        // The last reload took 700 ms: at 1.5 s it would end after the cycle due at 2 s.
+        assert!(!schedule.may_reload(start + ms(1500)));
+        assert!(schedule.may_reload(start + ms(1300)));
+        // Right after a cycle it may run, however long reloads take.
+        schedule.reloaded(Duration::from_secs(1), start + ms(1100), start + ms(3000));
+        schedule.cycle_done(start + ms(3100));
+        assert!(schedule.may_reload(start + ms(3100)));
+    }
+
+    #[test]
+    fn an_overrun_starts_the_next_cycle_at_once_and_a_new_interval_counts_from_the_last() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let mut schedule = Schedule::new(start, Duration::from_secs(1));
+        schedule.cycle_done(start + ms(2500));
+        assert_eq!(schedule.next, start + ms(2500));
+        schedule.cycle_done(start + ms(2600));
+        schedule.reloaded(Duration::from_secs(5), start + ms(2600), start + ms(2700));
+        assert_eq!(schedule.next, start + ms(7500));
     }
 }

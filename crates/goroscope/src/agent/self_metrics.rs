@@ -3,7 +3,7 @@
 //! and how long a collection takes. Every drop anywhere is a number here, never only a log line.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use goroscope_bpf::bpf_stats;
 use goroscope_bpf::losses::LOSS_REASONS;
@@ -16,6 +16,10 @@ use crate::agent::sources::go::GoSource;
 /// Counters the agent keeps about itself.
 #[derive(Debug, Default)]
 pub struct SelfCounters {
+    /// Collection cycles run (the one being built included).
+    pub collections: u64,
+    /// When the latest cycle began (wall clock).
+    pub last_collection: Option<SystemTime>,
     /// Series dropped by the per-family cap, per family.
     pub series_dropped: HashMap<&'static str, u64>,
     /// Failed reads per collector.
@@ -242,6 +246,23 @@ pub fn families(view: &View<'_>, out: &mut Exposition) {
     );
     cycle.add_gauge(Labels::new(), view.counters.last_cycle.as_secs_f64());
     out.push(cycle);
+    let mut collections = Family::counter(
+        "goroscope_agent_collections_total",
+        "Collection cycles run; one every interval, whatever signals arrive.",
+    );
+    collections.add_counter(Labels::new(), view.counters.collections as f64);
+    out.push(collections);
+    let mut last = Family::gauge(
+        "goroscope_agent_last_collection_timestamp_seconds",
+        "When the collection that built this exposition began (Unix time).",
+    );
+    let began = view
+        .counters
+        .last_collection
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    last.add_gauge(Labels::new(), began.as_secs_f64());
+    out.push(last);
     let mut uptime = Family::gauge(
         "goroscope_agent_uptime_seconds",
         "Time since the agent started.",

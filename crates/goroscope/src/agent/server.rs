@@ -2,8 +2,16 @@
 //! `Accept` header), `/healthz` and `/readyz`, served by a single-threaded tokio runtime on
 //! its own thread. Scrapes render the latest collected exposition; they never touch the
 //! kernel, so scrape latency does not depend on what is being collected.
+//!
+//! Connections are bounded so that clients can never starve collection of file descriptors or
+//! memory (see `connections.rs`): at most [`HttpLimits::max_connections`] are open, a client
+//! must send each request's headers within 10 s (of connecting or of the previous response,
+//! so idle keep-alive connections end then), and a connection with no traffic at all for 30 s
+//! is closed. When the cap is reached a new connection closes the one idle
+//! the longest, so `/healthz` and scrapes are answered whatever idle clients hold.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -16,19 +24,29 @@ use axum::Router;
 use goroscope_export::Format;
 use tokio::sync::watch;
 
+use crate::agent::connections::serve;
+pub use crate::agent::connections::{HttpLimits, HttpStats};
 use crate::agent::shared::Shared;
 use crate::settings::UsageError;
+
+/// Connections the kernel queues before the agent accepts them.
+const LISTEN_BACKLOG: libc::c_int = 1024;
 
 /// The running server; [`Server::stop`] shuts it down and waits.
 pub struct Server {
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
     address: SocketAddr,
+    stats: Arc<HttpStats>,
 }
 
 impl Server {
     /// Binds `address` now (so a taken port is reported at start) and serves on a thread.
-    pub fn start(address: SocketAddr, shared: Arc<Shared>) -> anyhow::Result<Server> {
+    pub fn start(
+        address: SocketAddr,
+        shared: Arc<Shared>,
+        limits: HttpLimits,
+    ) -> anyhow::Result<Server> {
         let listener = std::net::TcpListener::bind(address).map_err(|error| {
             UsageError(format!(
                 "cannot listen on {address}: {error}; choose another address with --listen or \
@@ -38,8 +56,17 @@ impl Server {
         listener
             .set_nonblocking(true)
             .context("making the listening socket non-blocking")?;
+        // std listens with a backlog of 128: a burst of connections while the HTTP thread waits
+        // for a CPU would have the kernel drop SYNs (a 1 s retransmit for the client). Linux
+        // takes a second listen() as a new backlog (capped by net.core.somaxconn).
+        // SAFETY: listen on a socket we own; no pointers.
+        if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("enlarging the listen backlog");
+        }
         let address = listener.local_addr().context("reading the bound address")?;
-        let (stop, mut stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
+        let stats = Arc::new(HttpStats::default());
+        let serving_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("goroscope-http".into())
             .spawn(move || -> anyhow::Result<()> {
@@ -57,12 +84,8 @@ impl Server {
                         .route("/readyz", get(readyz))
                         .route("/", get(index))
                         .with_state(shared);
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.wait_for(|stop| *stop).await;
-                        })
-                        .await
-                        .context("serving HTTP")
+                    serve(listener, app, limits, serving_stats, stopped).await;
+                    Ok(())
                 })
             })
             .context("starting the HTTP thread")?;
@@ -70,12 +93,18 @@ impl Server {
             stop,
             thread: Some(thread),
             address,
+            stats,
         })
     }
 
     /// The address actually bound (a `:0` port resolved).
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// What happened to connections so far.
+    pub fn stats(&self) -> &HttpStats {
+        &self.stats
     }
 
     /// Stops serving and waits for the thread; returns the serving error, if any.

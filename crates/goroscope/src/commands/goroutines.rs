@@ -2,7 +2,7 @@
 //! `--interval`, feed the health model, and report (once at the end, or every `--report-every`
 //! with `--watch`). Reading never stops or changes the target.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use crate::output::goroutines::{globals_source, offsets_source, to_json, write_t
 use crate::output::HumanNs;
 use crate::run_control::RunControl;
 use crate::settings::UsageError;
+use crate::sink::{report_unwritten, Sink};
 
 /// How long a one-shot report watches when no --duration is given.
 const DEFAULT_DURATION: Duration = Duration::from_secs(5);
@@ -80,7 +81,7 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
         exited_after_ns: None,
         skipped_snapshots: 0,
     };
-    let stdout = io::stdout();
+    let mut out = Sink::stdout(control.signals()).context("starting the output writer")?;
     let mut jitter = Jitter::seeded();
     let mut failed_in_a_row = 0u32;
     let mut failure: Option<anyhow::Error> = None;
@@ -117,14 +118,7 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
         if args.watch && last_report.elapsed() >= args.report_every {
             last_report = Instant::now();
             reported_snapshots = tracker.snapshots_seen();
-            if !print(
-                &mut stdout.lock(),
-                args,
-                &info,
-                &tracker,
-                &symbolizer,
-                &outcome,
-            )? {
+            if !print(&mut out, args, &info, &tracker, &symbolizer, &outcome)? {
                 return Ok(());
             }
         }
@@ -150,16 +144,14 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
         tracker.snapshots_seen() > reported_snapshots || outcome.exited_after_ns.is_some();
     if tracker.snapshots_seen() > 0
         && unreported
-        && !print(
-            &mut stdout.lock(),
-            args,
-            &info,
-            &tracker,
-            &symbolizer,
-            &outcome,
-        )?
+        && !print(&mut out, args, &info, &tracker, &symbolizer, &outcome)?
     {
         return failure.map_or(Ok(()), Err);
+    }
+    match out.finish() {
+        Ok(unwritten) => report_unwritten(unwritten, "lines"),
+        Err(error) if is_broken_pipe(&error) => {}
+        Err(error) => return Err(error).context("writing the report"),
     }
     if let Some(failure) = failure {
         return Err(failure);

@@ -1,7 +1,6 @@
 //! `goroscope syscalls`: count syscalls per process in the kernel, then print
 //! them sorted by total time.
 
-use std::io::{self, BufWriter, Write};
 use std::mem::MaybeUninit;
 use std::path::Path;
 use std::time::Duration;
@@ -15,6 +14,7 @@ use crate::cli::{StreamFormat, SyscallsArgs};
 use crate::output::syscalls::{write_json, write_text};
 use crate::run_control::RunControl;
 use crate::settings::{process_filter, require_privileges};
+use crate::sink::{report_unwritten, Sink};
 
 /// Runs the command.
 pub fn run(args: &SyscallsArgs) -> anyhow::Result<()> {
@@ -43,15 +43,16 @@ pub fn run(args: &SyscallsArgs) -> anyhow::Result<()> {
     drop(collector); // detach before printing
     sort_by_total_time(&mut rows);
 
-    let mut out = BufWriter::new(io::stdout().lock());
+    let mut out = Sink::stdout(control.signals()).context("starting the output writer")?;
     let written = match args.format {
         StreamFormat::Json => write_json(&mut out, &rows),
         StreamFormat::Text => write_text(&mut out, &rows),
     }
-    .and_then(|()| out.flush());
+    .and_then(|()| out.finish());
     match written {
+        Ok(unwritten) => report_unwritten(unwritten, "lines"),
         Err(err) if !is_broken_pipe(&err) => return Err(err).context("writing the report"),
-        _ => {}
+        Err(_) => {}
     }
     report_losses(&losses, 0);
     Ok(())

@@ -1,6 +1,6 @@
 //! `goroscope trace`: stream exec, exit, fork and open events as they happen.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use crate::clock::WallClock;
 use crate::output::events::EventWriter;
 use crate::run_control::RunControl;
 use crate::settings::{process_filter, require_privileges};
+use crate::sink::{report_unwritten, Sink};
 
 /// Runs the command.
 pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
@@ -44,10 +45,10 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
     );
 
     let mut writer = EventWriter::new(args.format, WallClock::measure());
-    let mut out = BufWriter::new(io::stdout().lock());
+    let mut out = Sink::stdout(control.signals()).context("starting the output writer")?;
     let mut malformed = 0u64;
     let mut pipe_closed = false;
-    let mut emit = |event: &RawEvent, out: &mut BufWriter<io::StdoutLock<'_>>| -> io::Result<()> {
+    let mut emit = |event: &RawEvent, out: &mut Sink| -> io::Result<()> {
         match event.decode() {
             Ok(event) => writer.write(out, &event),
             Err(_) => {
@@ -69,7 +70,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
                     return Err(err).context("writing events");
                 }
             }
-            // Flush while idle so a slow trickle of events shows up promptly.
+            // Hand over while idle so a slow trickle of events shows up promptly.
             None => match out.flush() {
                 Err(err) if is_broken_pipe(&err) => {
                     pipe_closed = true;
@@ -90,15 +91,17 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
                 return Err(err).context("writing events");
             }
         }
-        match out.flush() {
-            Err(err) if !is_broken_pipe(&err) => return Err(err).context("writing events"),
-            _ => {}
-        }
     }
     let losses = collector.losses().context("reading loss counters")?;
     let queue_drops = stream.queue_drops();
+    // Detach before waiting for the output: a slow reader must not keep the probes attached.
     drop(stream);
     drop(collector);
+    match out.finish() {
+        Ok(unwritten) => report_unwritten(unwritten, "events"),
+        Err(err) if is_broken_pipe(&err) => {}
+        Err(err) => return Err(err).context("writing events"),
+    }
     if malformed > 0 {
         eprintln!("goroscope: {malformed} malformed records skipped");
     }
