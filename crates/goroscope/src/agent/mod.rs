@@ -15,6 +15,7 @@ pub mod server;
 pub mod shared;
 pub mod sources;
 
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -205,7 +206,7 @@ fn load(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
 fn config_name(args: &AgentArgs) -> String {
     args.config.as_ref().map_or_else(
         || "built-in defaults".to_owned(),
-        |p| p.display().to_string(),
+        |p| goroscope_model::text::escape(p.as_os_str().as_bytes()).into_owned(),
     )
 }
 
@@ -221,7 +222,7 @@ fn reload_config(args: &AgentArgs, collection: &mut Collection) {
             collection.count_reload(true);
             eprintln!(
                 "goroscope: agent: reloaded {} in {:.2} s",
-                path.display(),
+                goroscope_model::text::escape(path.as_os_str().as_bytes()),
                 began.elapsed().as_secs_f64()
             );
             for sentence in not_applied {
