@@ -8,6 +8,7 @@ pub mod config;
 mod kernel;
 pub mod ledger;
 pub mod owners;
+pub mod probe;
 pub mod self_metrics;
 pub mod series;
 pub mod server;
