@@ -3,15 +3,15 @@
 //! directory with that inode under the mount point (normally `/sys/fs/cgroup`) and returns its
 //! path as `/proc/PID/cgroup` writes it (`/` for the root, `/system.slice/x.service` below it).
 //!
-//! Ids are cached; an unknown id rescans the tree, at most once per `min_rescan`, so a storm of
-//! ids of cgroups that are already gone costs one walk, not one per event. The cache is bounded:
-//! a rescan rebuilds it from the tree and keeps entries of removed cgroups (their processes'
-//! last events may still be on the way) only while the total stays under the cap.
+//! Ids are cached; an unknown id walks the tree again, once: cgroup ids are never reused, so an
+//! id a walk did not find belongs to a cgroup that is already gone, and is remembered as such.
+//! A cgroup made a moment ago is therefore always found on its first event. Both caches are
+//! bounded: a walk rebuilds the cache from the tree and keeps entries of removed cgroups (their
+//! processes' last events may still be on the way) only while the total stays under the cap.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// The most ids kept (a few tens of bytes each).
 pub const MAX_CGROUPS: usize = 65_536;
@@ -19,26 +19,79 @@ pub const MAX_CGROUPS: usize = 65_536;
 /// Deepest directory nesting walked (cgroup v2 itself limits depth; this bounds a bad mount).
 const MAX_DEPTH: usize = 64;
 
+/// Where the cgroup v2 hierarchy is mounted, from `/proc/self/mountinfo` under `procfs`:
+/// `/sys/fs/cgroup` on a pure v2 host, `/sys/fs/cgroup/unified` on a hybrid one. `None` when no
+/// cgroup2 file system is mounted.
+pub fn cgroup2_mount(procfs: &crate::ProcFs) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(procfs.root().join("self/mountinfo")).ok()?;
+    parse_mountinfo(&text)
+}
+
+/// The mount point of the first `cgroup2` line of a mountinfo text, preferring
+/// `/sys/fs/cgroup` itself.
+fn parse_mountinfo(text: &str) -> Option<PathBuf> {
+    let mut found: Option<PathBuf> = None;
+    for line in text.lines() {
+        let Some((mount, rest)) = line.split_once(" - ") else {
+            continue;
+        };
+        if rest.split(' ').next() != Some("cgroup2") {
+            continue;
+        }
+        let Some(point) = mount.split(' ').nth(4) else {
+            continue;
+        };
+        let point = PathBuf::from(unescape(point));
+        if point == Path::new("/sys/fs/cgroup") {
+            return Some(point);
+        }
+        found.get_or_insert(point);
+    }
+    found
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')));
+        match octal.and_then(|n| u8::try_from(n).ok()) {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// cgroup v2 ids resolved to paths, with a bounded cache.
 #[derive(Debug)]
 pub struct CgroupPaths {
     root: PathBuf,
     paths: HashMap<u64, String>,
-    last_scan: Option<Instant>,
-    min_rescan: Duration,
+    /// Ids a walk made after they were asked for did not find: cgroups already removed.
+    gone: HashSet<u64>,
     scans: u64,
     cap: usize,
 }
 
 impl CgroupPaths {
-    /// Resolves ids of the cgroup v2 hierarchy mounted at `root`, walking it again for an unknown
-    /// id at most once per `min_rescan`.
-    pub fn new(root: impl Into<PathBuf>, min_rescan: Duration) -> CgroupPaths {
+    /// Resolves ids of the cgroup v2 hierarchy mounted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> CgroupPaths {
         CgroupPaths {
             root: root.into(),
             paths: HashMap::new(),
-            last_scan: None,
-            min_rescan,
+            gone: HashSet::new(),
             scans: 0,
             cap: MAX_CGROUPS,
         }
@@ -57,15 +110,23 @@ impl CgroupPaths {
             return None;
         }
         if !self.paths.contains_key(&id) {
-            let due = self
-                .last_scan
-                .is_none_or(|at| at.elapsed() >= self.min_rescan);
-            if !due {
+            if self.gone.contains(&id) {
                 return None;
             }
             self.rescan();
+            if !self.paths.contains_key(&id) {
+                if self.gone.len() >= self.cap {
+                    self.gone.clear();
+                }
+                self.gone.insert(id);
+            }
         }
         self.paths.get(&id).map(String::as_str)
+    }
+
+    /// Where the hierarchy is mounted.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// How many times the tree was walked.
@@ -86,7 +147,6 @@ impl CgroupPaths {
     /// Walks the tree and rebuilds the cache: every directory now, then removed ones still
     /// cached while there is room.
     fn rescan(&mut self) {
-        self.last_scan = Some(Instant::now());
         self.scans += 1;
         let mut found: HashMap<u64, String> = HashMap::new();
         if let Ok(meta) = std::fs::metadata(&self.root) {
@@ -144,7 +204,7 @@ mod tests {
         let tree = FakeTree::new("cgroups-resolve");
         tree.mkdir("system.slice/web.service");
         tree.write("system.slice/cgroup.procs", "");
-        let mut cgroups = CgroupPaths::new(tree.path(), Duration::ZERO);
+        let mut cgroups = CgroupPaths::new(tree.path());
         let root = std::fs::metadata(tree.path()).unwrap().ino();
         assert_eq!(cgroups.path_of(root), Some("/"));
         let web = ino(&tree, "system.slice/web.service");
@@ -165,7 +225,7 @@ mod tests {
     fn a_new_cgroup_is_found_by_a_rescan_and_a_removed_one_is_remembered() {
         let tree = FakeTree::new("cgroups-rescan");
         tree.mkdir("a");
-        let mut cgroups = CgroupPaths::new(tree.path(), Duration::ZERO);
+        let mut cgroups = CgroupPaths::new(tree.path());
         assert_eq!(cgroups.path_of(ino(&tree, "a")), Some("/a"));
         let scans = cgroups.scans();
         // Known ids cost no walk.
@@ -182,17 +242,17 @@ mod tests {
     }
 
     #[test]
-    fn unknown_ids_rescan_at_most_once_per_interval() {
+    fn an_unknown_id_costs_one_walk_and_a_new_cgroup_is_found_at_once() {
         let tree = FakeTree::new("cgroups-storm");
-        let mut cgroups = CgroupPaths::new(tree.path(), Duration::from_secs(3600));
-        for id in 1_000_000_000..1_000_001_000u64 {
-            assert_eq!(cgroups.path_of(id), None);
+        let mut cgroups = CgroupPaths::new(tree.path());
+        for _ in 0..1000 {
+            assert_eq!(cgroups.path_of(1_000_000_000), None);
         }
         assert_eq!(cgroups.scans(), 1);
-        // Found later only once the interval has passed.
+        // A cgroup made right after a walk is found on its first lookup.
         tree.mkdir("late");
-        assert_eq!(cgroups.path_of(ino(&tree, "late")), None);
-        assert_eq!(cgroups.scans(), 1);
+        assert_eq!(cgroups.path_of(ino(&tree, "late")), Some("/late"));
+        assert_eq!(cgroups.scans(), 2);
     }
 
     #[test]
@@ -201,8 +261,11 @@ mod tests {
         for i in 0..20 {
             tree.mkdir(&format!("g{i}"));
         }
-        let mut cgroups = CgroupPaths::new(tree.path(), Duration::ZERO).with_cap(8);
-        let _ = cgroups.path_of(ino(&tree, "g0"));
+        let mut cgroups = CgroupPaths::new(tree.path()).with_cap(8);
+        // (The root: a g* left out by the cap would be remembered as gone, and this file system,
+        // unlike cgroupfs, reuses the inode numbers of removed directories.)
+        let root = std::fs::metadata(tree.path()).unwrap().ino();
+        assert_eq!(cgroups.path_of(root), Some("/"));
         assert!(cgroups.len() <= 8, "{} ids cached", cgroups.len());
         // Remove everything and look up new ones: old entries never push it over the cap.
         for i in 0..20 {
@@ -217,19 +280,42 @@ mod tests {
     }
 
     #[test]
-    fn the_live_hierarchy_resolves_this_process_cgroup() {
-        // The real /sys/fs/cgroup: this test process's own cgroup id (the inode of its
-        // directory) must resolve to the path /proc/self/cgroup gives.
-        let text = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
-        let own = text
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .expect("a cgroup v2 line in /proc/self/cgroup");
-        let dir = Path::new("/sys/fs/cgroup").join(own.trim_start_matches('/'));
-        let id = std::fs::metadata(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .ino();
-        let mut cgroups = CgroupPaths::new("/sys/fs/cgroup", Duration::ZERO);
-        assert_eq!(cgroups.path_of(id), Some(own));
+    fn mountinfo_gives_the_cgroup2_mount_point() {
+        let hybrid = "30 1 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                      31 30 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+                      41 30 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            parse_mountinfo(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let pure = "7 1 0:5 / /mnt/odd\\040place rw - cgroup2 cgroup2 rw\n\
+                    8 1 0:6 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(parse_mountinfo(pure), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(
+            parse_mountinfo("7 1 0:5 / /mnt/odd\\040place rw - cgroup2 cgroup2 rw\n"),
+            Some(PathBuf::from("/mnt/odd place"))
+        );
+        assert_eq!(parse_mountinfo("9 1 0:2 / /proc rw - proc proc rw\n"), None);
+    }
+
+    #[test]
+    fn the_live_hierarchy_resolves_a_new_cgroup_and_the_root() {
+        // The real cgroup2 mount (found in /proc/self/mountinfo): the id of a cgroup made here
+        // (its directory's inode, what bpf_get_current_cgroup_id returns) resolves to its path,
+        // and the root (id 1) to "/".
+        let mount = cgroup2_mount(&crate::ProcFs::host()).expect("a cgroup2 mount");
+        let name = format!("goroscope-host-test-{}", std::process::id());
+        let dir = mount.join(&name);
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let id = std::fs::metadata(&dir).map(|m| m.ino());
+        let mut cgroups = CgroupPaths::new(&mount);
+        let found = id
+            .as_ref()
+            .ok()
+            .and_then(|id| cgroups.path_of(*id).map(str::to_owned));
+        let root = cgroups.path_of(1).map(str::to_owned);
+        std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        assert_eq!(found, Some(format!("/{name}")), "{id:?}");
+        assert_eq!(root.as_deref(), Some("/"));
     }
 }

@@ -17,7 +17,7 @@ pub mod procfs;
 #[cfg(test)]
 mod testfs;
 
-pub use cgroups::CgroupPaths;
+pub use cgroups::{cgroup2_mount, CgroupPaths};
 pub use error::HostError;
 pub use go_discovery::{GoDiscovery, GoProcessFound};
 pub use net::{InterfaceStats, SysFs};

@@ -26,7 +26,7 @@ use crate::agent::sources::tcp::TcpSource;
 
 /// How often retired values of cgroups that no longer exist are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
-/// Where cgroup v2 is mounted.
+/// Where cgroup v2 is mounted when /proc/self/mountinfo does not say.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Where the process table and sysfs are.
@@ -63,11 +63,11 @@ impl Collection {
     pub fn start(config: AgentConfig) -> anyhow::Result<Collection> {
         let layout = layout_of(&config)?;
         let mode = goroscope_bpf::choose_attach_mode().map_err(|e| format!("{e:#}"));
-        let owners = Owners::new(
-            ProcFs::new(PROC_ROOT),
-            Path::new(CGROUP_ROOT),
-            config.targets.clone(),
-        );
+        let procfs = ProcFs::new(PROC_ROOT);
+        // /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host.
+        let cgroup_root = goroscope_host::cgroup2_mount(&procfs)
+            .unwrap_or_else(|| std::path::PathBuf::from(CGROUP_ROOT));
+        let owners = Owners::new(procfs, &cgroup_root, config.targets.clone());
         let mut collection = Collection {
             mode,
             owners,
@@ -247,6 +247,12 @@ impl Collection {
     /// One collection cycle: reads every source and returns the exposition to publish.
     pub fn cycle(&mut self) -> Exposition {
         let began = Instant::now();
+        if let Some(processes) = self.processes.get_mut() {
+            // Places processes whose rows this cycle reads (see owners.rs).
+            if let Err(error) = processes.drain_queued(&mut self.owners) {
+                eprintln!("goroscope: agent: reading process events failed: {error:#}");
+            }
+        }
         self.owners.begin_cycle();
         let owners = &mut self.owners;
         let mut failed: Vec<(&'static str, String)> = Vec::new();
@@ -413,13 +419,12 @@ impl Collection {
     /// bounded however many containers come and go.
     fn prune_gone_cgroups(&mut self) {
         let mut exists: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        let root = self.owners.cgroup_root().to_owned();
         let mut keep = |owner: &Owner| {
             owner.cgroup.is_empty()
-                || *exists.entry(owner.cgroup.clone()).or_insert_with(|| {
-                    Path::new(CGROUP_ROOT)
-                        .join(owner.cgroup.trim_start_matches('/'))
-                        .is_dir()
-                })
+                || *exists
+                    .entry(owner.cgroup.clone())
+                    .or_insert_with(|| root.join(owner.cgroup.trim_start_matches('/')).is_dir())
         };
         if let Some(s) = self.syscalls.get_mut() {
             s.retain_owners(&mut keep);

@@ -7,21 +7,21 @@
 //!
 //! Short-lived processes are often gone before /proc can be read. Their place then comes from
 //! the cgroup id the kernel stamped on their exec, fork or exit event (`place_event`), resolved
-//! to a path by [`CgroupPaths`]. A dead process whose place is still unknown is `Pending` for one
-//! cycle (its exit event may still be on its way from the ring buffer) rather than shown under
-//! an empty cgroup and moved later, which would make that series go back.
+//! to a path by [`CgroupPaths`]. A dead process whose place is still unknown is `Pending` (its
+//! events may still be on their way from the ring buffer) for up to `MAX_UNPLACED_CYCLES`
+//! cycles, rather than shown under an empty cgroup and moved later, which would make that
+//! series go back.
 
 use std::collections::{HashMap, HashSet};
-
-use std::time::Duration;
 
 use goroscope_host::{container_id_from_cgroup, CgroupPaths, ProcFs, ProcessCache};
 
 use crate::agent::config::Targets;
 use crate::agent::ledger::Owner;
 
-/// Shortest time between two walks of the cgroup tree for ids not seen before.
-const CGROUP_RESCAN: Duration = Duration::from_millis(500);
+/// Cycles a dead process's rows wait for an event to say where it lived before they are
+/// retired without a cgroup.
+const MAX_UNPLACED_CYCLES: u32 = 5;
 
 /// What the agent knows about one process during one collection cycle.
 #[derive(Clone, Debug)]
@@ -66,6 +66,8 @@ pub struct Owners {
     gone_before: HashSet<u32>,
     /// Pids found gone in this cycle.
     gone_now: HashSet<u32>,
+    /// Dead pids whose place was unknown when first seen, with the cycles since.
+    unplaced: HashMap<u32, u32>,
     targets: Targets,
 }
 
@@ -76,11 +78,12 @@ impl Owners {
         Self {
             procfs,
             cache: ProcessCache::default(),
-            cgroups: CgroupPaths::new(cgroup_root, CGROUP_RESCAN),
+            cgroups: CgroupPaths::new(cgroup_root),
             this_cycle: HashMap::new(),
             departed: HashMap::new(),
             gone_before: HashSet::new(),
             gone_now: HashSet::new(),
+            unplaced: HashMap::new(),
             targets,
         }
     }
@@ -88,6 +91,11 @@ impl Owners {
     /// The process table this reads.
     pub fn procfs(&self) -> &ProcFs {
         &self.procfs
+    }
+
+    /// Where the cgroup v2 hierarchy is mounted (what `cgroup` labels are relative to).
+    pub fn cgroup_root(&self) -> &std::path::Path {
+        self.cgroups.root()
     }
 
     /// Applies reloaded targets from the next cycle on.
@@ -110,10 +118,18 @@ impl Owners {
         let Self {
             departed,
             gone_before,
+            unplaced,
             procfs,
             ..
         } = self;
-        departed.retain(|pid, _| gone_before.contains(pid) || procfs.exists(*pid));
+        // Placed now (so retired this cycle), or waited long enough (retired without a place).
+        unplaced.retain(|pid, cycles| {
+            *cycles += 1;
+            !departed.contains_key(pid) && *cycles < MAX_UNPLACED_CYCLES
+        });
+        departed.retain(|pid, _| {
+            gone_before.contains(pid) || unplaced.contains_key(pid) || procfs.exists(*pid)
+        });
         let _gone = self.cache.retain_alive(&self.procfs);
     }
 
@@ -162,12 +178,17 @@ impl Owners {
         };
         let fate = if alive {
             Fate::Live
-        } else if self.gone_before.contains(&pid) {
+        } else if !known {
+            let waited = *self.unplaced.entry(pid).or_insert(0);
+            if waited + 1 < MAX_UNPLACED_CYCLES {
+                Fate::Pending
+            } else {
+                Fate::Retire
+            }
+        } else if self.gone_before.contains(&pid) || self.unplaced.contains_key(&pid) {
             Fate::Retire
-        } else if known {
-            Fate::Live
         } else {
-            Fate::Pending
+            Fate::Live
         };
         let targeted = self.targets.matches(pid, comm, &owner.cgroup);
         Seen {
@@ -177,10 +198,40 @@ impl Owners {
         }
     }
 
+    /// Whether `pid` was already found gone in an earlier cycle (its rows' final read is due,
+    /// whatever its place).
+    pub fn gone_before(&self, pid: u32) -> bool {
+        self.gone_before.contains(&pid)
+    }
+
+    /// The owner of an event of `pid` (comm as recorded), and whether the targets include it,
+    /// without counting the process as seen gone (events arrive between cycles).
+    pub fn owner_of_event(&mut self, pid: u32, comm: &str) -> (Owner, bool) {
+        let (place, _) = self.lookup(pid);
+        let place = place.unwrap_or_default();
+        let targeted = self.targets.matches(pid, comm, &place.cgroup);
+        let owner = Owner {
+            comm: comm.to_owned(),
+            cgroup: place.cgroup,
+            container_id: place.container_id,
+        };
+        (owner, targeted)
+    }
+
     fn place(&mut self, pid: u32) -> (Option<Place>, bool) {
         if let Some((place, alive)) = self.this_cycle.get(&pid) {
             return (place.clone(), *alive);
         }
+        let (place, alive) = self.lookup(pid);
+        if !alive && !self.gone_before.contains(&pid) {
+            self.gone_now.insert(pid);
+        }
+        self.this_cycle.insert(pid, (place.clone(), alive));
+        (place, alive)
+    }
+
+    /// Where `pid` lives (None: unknown) and whether it is alive.
+    fn lookup(&mut self, pid: u32) -> (Option<Place>, bool) {
         let alive = self.procfs.exists(pid);
         let read = if alive {
             self.cache.get_or_read(&self.procfs, pid).map(|info| Place {
@@ -196,14 +247,85 @@ impl Owners {
                 })
             })
         };
+        // Alive but gone before /proc could be read: an event may have placed it.
+        let read = read.or_else(|| self.departed.get(&pid).cloned());
         if let Some(place) = &read {
             self.departed.insert(pid, place.clone());
         }
-        let place = read;
-        if !alive && !self.gone_before.contains(&pid) {
-            self.gone_now.insert(pid);
+        (read, alive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A fake /proc (empty: every pid is gone) and a fake cgroup tree with `/web`.
+    fn fake(label: &str) -> (std::path::PathBuf, Owners, u64) {
+        let dir =
+            std::env::temp_dir().join(format!("goroscope-owners-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("proc")).unwrap();
+        std::fs::create_dir_all(dir.join("cgroup/web")).unwrap();
+        let web = std::fs::metadata(dir.join("cgroup/web")).unwrap().ino();
+        let owners = Owners::new(
+            ProcFs::new(dir.join("proc")),
+            &dir.join("cgroup"),
+            Targets::default(),
+        );
+        (dir, owners, web)
+    }
+
+    #[test]
+    fn a_dead_process_placed_by_its_event_keeps_its_cgroup() {
+        let (dir, mut owners, web) = fake("placed");
+        owners.place_event(42, web);
+        owners.begin_cycle();
+        let first = owners.see(42, "true");
+        assert_eq!(
+            (first.owner.cgroup.as_str(), first.fate),
+            ("/web", Fate::Live)
+        );
+        owners.end_cycle();
+        owners.begin_cycle();
+        let second = owners.see(42, "true");
+        assert_eq!(
+            (second.owner.cgroup.as_str(), second.fate),
+            ("/web", Fate::Retire)
+        );
+        owners.end_cycle();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unplaced_dead_process_waits_for_its_event_then_gives_up() {
+        let (dir, mut owners, web) = fake("pending");
+        // Seen before its event arrives: pending, not shown under an empty cgroup.
+        owners.begin_cycle();
+        assert_eq!(owners.see(7, "true").fate, Fate::Pending);
+        owners.end_cycle();
+        owners.begin_cycle();
+        assert_eq!(owners.see(7, "true").fate, Fate::Pending);
+        owners.end_cycle();
+        // The event comes: retired at once, with its cgroup.
+        owners.place_event(7, web);
+        owners.begin_cycle();
+        let seen = owners.see(7, "true");
+        assert_eq!(
+            (seen.owner.cgroup.as_str(), seen.fate),
+            ("/web", Fate::Retire)
+        );
+        owners.end_cycle();
+        // One that never gets an event is retired without a cgroup after a few cycles.
+        let mut fates = Vec::new();
+        for _ in 0..MAX_UNPLACED_CYCLES {
+            owners.begin_cycle();
+            fates.push(owners.see(8, "true").fate);
+            owners.end_cycle();
         }
-        self.this_cycle.insert(pid, (place.clone(), alive));
-        (place, alive)
+        assert_eq!(fates.last(), Some(&Fate::Retire), "{fates:?}");
+        assert!(fates[..fates.len() - 1].iter().all(|f| *f == Fate::Pending));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

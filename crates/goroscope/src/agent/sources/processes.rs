@@ -111,48 +111,62 @@ impl ProcessSource {
                 }
                 return Ok(());
             };
-            let Ok(event) = raw.decode() else {
-                self.kept.decode_errors += 1;
-                continue;
-            };
-            let comm =
-                String::from_utf8_lossy(goroscope_model::until_nul(event.header.comm)).into_owned();
-            // Where it lives comes from the cgroup id the kernel stamped on the event: exact
-            // even for a process that is gone before /proc could be read. A fork's child starts
-            // in its parent's cgroup.
-            let cgroup_id = event.header.cgroup_id;
-            let happened = match event.detail {
-                EventDetail::Exec { .. } => {
-                    owners.place_event(event.header.pid, cgroup_id);
-                    Happened::Exec
-                }
-                EventDetail::Fork { child_pid } => {
-                    owners.place_event(child_pid, cgroup_id);
-                    owners.place_event(event.header.pid, cgroup_id);
-                    Happened::Fork
-                }
-                EventDetail::Exit { status, .. } => {
-                    owners.place_event(event.header.pid, cgroup_id);
-                    Happened::Exit(status_label(status))
-                }
-                _ => continue,
-            };
-            let seen = owners.see(event.header.pid, &comm);
-            if !seen.targeted {
-                continue;
-            }
-            let key = (seen.owner, happened);
-            let kept = &mut self.kept;
-            if let Some(count) = kept.counts.get_mut(&key) {
-                *count += 1;
-            } else if kept.counts.len() < MAX_OWNERS {
-                kept.counts.insert(key, 1);
-            } else {
-                kept.dropped_owners += 1;
-            }
+            self.count(owners, &raw);
             if std::time::Instant::now() >= deadline {
                 return Ok(());
             }
+        }
+    }
+
+    /// Counts every event already queued, without waiting: a cycle starts with this, so the
+    /// processes whose rows it reads are placed even when the last cycle overran the interval
+    /// and left no time to wait.
+    pub fn drain_queued(&mut self, owners: &mut Owners) -> anyhow::Result<()> {
+        while let Some(raw) = self.stream.next(Duration::ZERO)? {
+            self.count(owners, &raw);
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, owners: &mut Owners, raw: &goroscope_bpf::RawEvent) {
+        let Ok(event) = raw.decode() else {
+            self.kept.decode_errors += 1;
+            return;
+        };
+        let comm =
+            String::from_utf8_lossy(goroscope_model::until_nul(event.header.comm)).into_owned();
+        // Where it lives comes from the cgroup id the kernel stamped on the event: exact even
+        // for a process that is gone before /proc could be read. A fork's child starts in its
+        // parent's cgroup.
+        let cgroup_id = event.header.cgroup_id;
+        let happened = match event.detail {
+            EventDetail::Exec { .. } => {
+                owners.place_event(event.header.pid, cgroup_id);
+                Happened::Exec
+            }
+            EventDetail::Fork { child_pid } => {
+                owners.place_event(child_pid, cgroup_id);
+                owners.place_event(event.header.pid, cgroup_id);
+                Happened::Fork
+            }
+            EventDetail::Exit { status, .. } => {
+                owners.place_event(event.header.pid, cgroup_id);
+                Happened::Exit(status_label(status))
+            }
+            _ => return,
+        };
+        let (owner, targeted) = owners.owner_of_event(event.header.pid, &comm);
+        if !targeted {
+            return;
+        }
+        let key = (owner, happened);
+        let kept = &mut self.kept;
+        if let Some(count) = kept.counts.get_mut(&key) {
+            *count += 1;
+        } else if kept.counts.len() < MAX_OWNERS {
+            kept.counts.insert(key, 1);
+        } else {
+            kept.dropped_owners += 1;
         }
     }
 
