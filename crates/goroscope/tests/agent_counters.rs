@@ -394,3 +394,68 @@ fn short_lived_processes_keep_their_cgroup() {
     agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn idle_tcp_edges_age_out_and_their_series_end() {
+    let me = std::process::id();
+    let agent = Agent::start(&format!(
+        "listen: 127.0.0.1:0\ninterval: 1s\ncollectors:\n  go: {{ enabled: false }}\n  \
+         tcp: {{ enabled: true, edges: true, edge_idle: 3s }}\nlabels: [comm, pid]\n\
+         targets: {{ pids: [{me}] }}\n"
+    ));
+    let server = echo_server();
+    let connect = |n: u32| {
+        for _ in 0..n {
+            let mut stream = std::net::TcpStream::connect(server).expect("connecting");
+            stream.write_all(b"hello").expect("writing");
+            stream
+                .shutdown(std::net::Shutdown::Write)
+                .expect("shutting down");
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).expect("reading the answer");
+        }
+    };
+    connect(3);
+    let pid = me.to_string();
+    let port = server.port().to_string();
+    let edge = [
+        ("pid", pid.as_str()),
+        ("direction", "outbound"),
+        ("port", port.as_str()),
+    ];
+    let opened = [
+        ("pid", pid.as_str()),
+        ("direction", "outbound"),
+        ("event", "opened"),
+    ];
+    wait_for(
+        &agent,
+        "goroscope_tcp_edge_connections_total",
+        &edge,
+        Some(3.0),
+    );
+    // Unused for longer than edge_idle: out of the kernel map, and its series ends; the
+    // process's connection counters are untouched.
+    let text = wait_for(&agent, "goroscope_tcp_edge_connections_total", &edge, None);
+    assert!(
+        sample(&text, "goroscope_tcp_edges_aged_out_total", &[]).is_some_and(|n| n >= 1.0),
+        "no edge counted as aged out"
+    );
+    // (The test's scrapes are connections of this process too: at least ours.)
+    let opened_before = sample(&text, "goroscope_tcp_connections_total", &opened);
+    assert!(opened_before.is_some_and(|n| n >= 3.0), "{opened_before:?}");
+    // Used again: a new series from zero.
+    connect(1);
+    let text = wait_for(
+        &agent,
+        "goroscope_tcp_edge_connections_total",
+        &edge,
+        Some(1.0),
+    );
+    let opened_after = sample(&text, "goroscope_tcp_connections_total", &opened);
+    assert!(
+        opened_after >= opened_before.map(|n| n + 1.0),
+        "{opened_before:?} -> {opened_after:?}"
+    );
+    agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
+}
