@@ -274,9 +274,12 @@ mod tests {
         for i in 0..5 {
             tree.mkdir(&format!("n{i}"));
         }
+        // An unknown id makes it walk again; the tree's own entries win over remembered ones
+        // (this file system may have given n0 the inode of a removed g*).
+        assert_eq!(cgroups.path_of(u64::MAX - 1), None);
+        assert!(cgroups.len() <= 8, "{} ids cached", cgroups.len());
         let n = ino(&tree, "n0");
         assert_eq!(cgroups.path_of(n), Some("/n0"));
-        assert!(cgroups.len() <= 8, "{} ids cached", cgroups.len());
     }
 
     #[test]

@@ -176,6 +176,7 @@ impl Collection {
                 },
             );
         }
+        self.owners.set_events(self.processes.get().is_some());
         let want_stats = self.config.self_monitoring.bpf_stats;
         if want_stats && self.bpf_stats.is_none() {
             match RunTimeStats::enable() {
@@ -238,6 +239,7 @@ impl Collection {
                     eprintln!("goroscope: agent: process events stopped: {error:#}");
                     let losses = self.processes.fail(format!("{error:#}"), &mut self.owners);
                     self.counters.stopped_losses.add(&losses);
+                    self.owners.set_events(false);
                 }
             }
             None => std::thread::sleep(wait),

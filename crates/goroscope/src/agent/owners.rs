@@ -68,6 +68,9 @@ pub struct Owners {
     gone_now: HashSet<u32>,
     /// Dead pids whose place was unknown when first seen, with the cycles since.
     unplaced: HashMap<u32, u32>,
+    /// Whether process events arrive (the processes collector is up): only then is it worth
+    /// waiting for one to place a dead process.
+    events: bool,
     targets: Targets,
 }
 
@@ -84,6 +87,7 @@ impl Owners {
             gone_before: HashSet::new(),
             gone_now: HashSet::new(),
             unplaced: HashMap::new(),
+            events: true,
             targets,
         }
     }
@@ -178,7 +182,7 @@ impl Owners {
         };
         let fate = if alive {
             Fate::Live
-        } else if !known {
+        } else if !known && self.events {
             let waited = *self.unplaced.entry(pid).or_insert(0);
             if waited + 1 < MAX_UNPLACED_CYCLES {
                 Fate::Pending
@@ -196,6 +200,13 @@ impl Owners {
             fate,
             targeted,
         }
+    }
+
+    /// Says whether process events arrive. Without them a dead process's place will not
+    /// become known, and its rows are retired at once (without a cgroup) rather than kept
+    /// waiting in the kernel maps.
+    pub fn set_events(&mut self, arrive: bool) {
+        self.events = arrive;
     }
 
     /// Whether `pid` was already found gone in an earlier cycle (its rows' final read is due,
@@ -326,6 +337,20 @@ mod tests {
         }
         assert_eq!(fates.last(), Some(&Fate::Retire), "{fates:?}");
         assert!(fates[..fates.len() - 1].iter().all(|f| *f == Fate::Pending));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn without_process_events_nothing_waits() {
+        let (dir, mut owners, _) = fake("no-events");
+        owners.set_events(false);
+        let mut fates = Vec::new();
+        for _ in 0..2 {
+            owners.begin_cycle();
+            fates.push(owners.see(9, "true").fate);
+            owners.end_cycle();
+        }
+        assert_eq!(fates, [Fate::Live, Fate::Retire]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
