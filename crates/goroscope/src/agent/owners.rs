@@ -180,8 +180,11 @@ impl Owners {
             cgroup: place.cgroup,
             container_id: place.container_id,
         };
-        let fate = if alive {
+        let fate = if alive && (known || !self.events) {
             Fate::Live
+        } else if alive {
+            // It exists but /proc could not be read (it is exiting): its exit event will say.
+            Fate::Pending
         } else if !known && self.events {
             let waited = *self.unplaced.entry(pid).or_insert(0);
             if waited + 1 < MAX_UNPLACED_CYCLES {

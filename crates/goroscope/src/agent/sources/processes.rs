@@ -146,7 +146,6 @@ impl ProcessSource {
             }
             EventDetail::Fork { child_pid } => {
                 owners.place_event(child_pid, cgroup_id);
-                owners.place_event(event.header.pid, cgroup_id);
                 Happened::Fork
             }
             EventDetail::Exit { status, .. } => {
