@@ -13,6 +13,10 @@
  *     statistics are counted) and deleted when the socket is destroyed, so a
  *     reset sent while closing (abort on close) is still attributed;
  *   - tcp_listeners: per (netns, local port) the process listening there.
+ * Edges carry the time of their last update; user space deletes those idle
+ * longer than the configured time (reading their final values as it does),
+ * so a public server's clients cannot fill the map. Every map is a shared
+ * (not per-CPU) hash: its memory does not grow with the CPU count.
  * Every other event looks its socket up in tcp_conns and updates the owner's
  * row. Nothing is streamed: user space reads the maps when it reports.
  */
@@ -106,7 +110,7 @@ static __always_inline struct tcp_conn *conn_of(const struct sock *sk)
  * still set at CLOSE; the port comes from the record (inet_num is 0 by then).
  */
 static __always_inline void edge_add(const struct sock *sk, struct tcp_conn *conn, __u64 connections,
-				     __u64 sent, __u64 received)
+				     __u64 sent, __u64 received, __u64 now)
 {
 	struct tcp_edge_key key = {
 		.tgid = conn->tgid,
@@ -129,6 +133,7 @@ static __always_inline void edge_add(const struct sock *sk, struct tcp_conn *con
 		struct tcp_edge_stats fresh = {};
 
 		__builtin_memcpy(fresh.comm, conn->comm, COMM_LEN);
+		fresh.last_ns = now;
 		bpf_map_update_elem(&tcp_edges, &key, &fresh, BPF_NOEXIST);
 		edge = bpf_map_lookup_elem(&tcp_edges, &key);
 		if (!edge) {
@@ -136,6 +141,8 @@ static __always_inline void edge_add(const struct sock *sk, struct tcp_conn *con
 			return;
 		}
 	}
+	/* A plain store: racing CPUs both write a current time. */
+	edge->last_ns = now;
 	if (connections)
 		add(edge->connections, connections);
 	if (sent)
@@ -228,7 +235,7 @@ static __always_inline void on_connected(const struct sock *sk, struct tcp_conn 
 		add(row->connect_latency_total_ns, latency);
 		count_bucket(row->connect_latency, latency);
 	}
-	edge_add(sk, conn, 1, 0, 0);
+	edge_add(sk, conn, 1, 0, 0, now);
 }
 
 /* SYN_RECV -> ESTABLISHED: a child of a listener, usually in softirq context. */
@@ -258,7 +265,7 @@ static __always_inline void on_accepted(const struct sock *sk, __u64 now)
 	struct tcp_stats *row = row_for(conn);
 	if (row)
 		add(row->opened, 1);
-	edge_add(sk, conn, 1, 0, 0);
+	edge_add(sk, conn, 1, 0, 0, now);
 }
 
 /*
@@ -309,7 +316,7 @@ static __always_inline void on_close(const struct sock *sk, int oldstate, __u64 
 		}
 	}
 	if (sent || got)
-		edge_add(sk, conn, 0, sent, got);
+		edge_add(sk, conn, 0, sent, got, now);
 }
 
 static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)

@@ -12,7 +12,8 @@
 #include "histogram.h"
 
 #define MAX_TCP_ROWS 2048       /* (process, direction) rows, ~4 KiB each */
-#define MAX_TCP_EDGES 16384     /* (process, direction, remote, port) edges */
+#define MAX_TCP_EDGES 16384     /* (process, direction, remote, port) edges; idle ones are aged
+				 * out by user space (lookup-and-delete), so they hold active peers */
 #define MAX_TCP_CONNECTIONS 32768 /* connections followed at once */
 #define MAX_TCP_LISTENERS 4096  /* listening (netns, port)s of traced processes */
 
@@ -60,9 +61,10 @@ struct tcp_edge_stats {
 	__u64 connections;    /* established */
 	__u64 bytes_sent;     /* at close, as in tcp_stats */
 	__u64 bytes_received;
+	__u64 last_ns;        /* CLOCK_MONOTONIC of the last update: user space ages idle edges out */
 	char comm[COMM_LEN];
 };
-_Static_assert(sizeof(struct tcp_edge_stats) == 40, "tcp_edge_stats layout is part of the ABI");
+_Static_assert(sizeof(struct tcp_edge_stats) == 48, "tcp_edge_stats layout is part of the ABI");
 
 /* A connection being followed, keyed by its struct sock pointer. */
 struct tcp_conn {

@@ -50,7 +50,7 @@ const _: () = assert!(std::mem::size_of::<tcp_row_key>() == 8);
 const _: () =
     assert!(std::mem::size_of::<tcp_stats>() == 104 + 3 * 8 * goroscope_model::LATENCY_BUCKETS);
 const _: () = assert!(std::mem::size_of::<tcp_edge_key>() == 28);
-const _: () = assert!(std::mem::size_of::<tcp_edge_stats>() == 40);
+const _: () = assert!(std::mem::size_of::<tcp_edge_stats>() == 48);
 const _: () = assert!(std::mem::size_of::<tcp_conn>() == 64);
 const _: () = assert!(std::mem::size_of::<tcp_listener_key>() == 8);
 const _: () = assert!(std::mem::size_of::<tcp_listener>() == 32);
@@ -184,18 +184,54 @@ impl<'obj> TcpCollector<'obj> {
                 continue;
             };
             let stats: tcp_edge_stats = pod::read(&value, "tcp_edges")?;
-            edges.push(TcpEdge {
-                pid: key.tgid,
-                comm: comm(&stats.comm),
-                direction,
-                remote,
-                port: key.port,
-                connections: stats.connections,
-                bytes_sent: stats.bytes_sent,
-                bytes_received: stats.bytes_received,
-            });
+            edges.push(edge_from(&key, direction, remote, &stats));
         }
         Ok(merge_edges(edges))
+    }
+
+    /// Deletes the edges not updated since `idle_since_ns` (CLOCK_MONOTONIC) and returns their
+    /// final values, merged and sorted as [`TcpCollector::edges`] returns them, for the caller
+    /// to keep. Each is read and deleted in one step (lookup-and-delete), so nothing counted
+    /// before the delete is lost; a connection that updates an edge after it is aged out
+    /// starts a new one. (A program that looked the edge up just before the delete and adds
+    /// just after would add to the deleted entry: the edge would have to be idle for the
+    /// whole idle time and become active in that instant.)
+    pub fn age_edges(&self, idle_since_ns: u64) -> Result<Vec<TcpEdge>, BpfError> {
+        let map = &self.skel.maps.tcp_edges;
+        let mut idle = Vec::new();
+        for key_bytes in map.keys() {
+            let Some(value) = lookup(map, &key_bytes, "tcp_edges")? else {
+                continue;
+            };
+            let stats: tcp_edge_stats = pod::read(&value, "tcp_edges")?;
+            if stats.last_ns < idle_since_ns {
+                idle.push(key_bytes);
+            }
+        }
+        let mut aged = Vec::with_capacity(idle.len());
+        for key_bytes in idle {
+            let value = match map.lookup_and_delete(&key_bytes) {
+                Ok(Some(value)) => value,
+                Ok(None) => continue, // deleted meanwhile (the process exited)
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(BpfError::Map {
+                        map: "tcp_edges",
+                        source,
+                    })
+                }
+            };
+            let key: tcp_edge_key = pod::read(&key_bytes, "tcp_edges")?;
+            let stats: tcp_edge_stats = pod::read(&value, "tcp_edges")?;
+            let (Some(direction), Some(remote)) = (
+                direction(u32::from(key.direction)),
+                remote_addr(key.family, key.remote),
+            ) else {
+                continue;
+            };
+            aged.push(edge_from(&key, direction, remote, &stats));
+        }
+        Ok(merge_edges(aged))
     }
 
     /// Deletes rows and edges of these processes (they exited; the caller
@@ -255,6 +291,38 @@ fn delete_all(map: &dyn MapCore, keys: &[Vec<u8>], name: &'static str) -> Result
         deleted += usize::from(evict::delete(map, key, name)?);
     }
     Ok(deleted)
+}
+
+/// Now on the clock edges are stamped with (CLOCK_MONOTONIC, as `bpf_ktime_get_ns`).
+pub fn monotonic_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes it.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+fn edge_from(
+    key: &tcp_edge_key,
+    direction: TcpDirection,
+    remote: IpAddr,
+    stats: &tcp_edge_stats,
+) -> TcpEdge {
+    TcpEdge {
+        pid: key.tgid,
+        comm: comm(&stats.comm),
+        direction,
+        remote,
+        port: key.port,
+        connections: stats.connections,
+        bytes_sent: stats.bytes_sent,
+        bytes_received: stats.bytes_received,
+        last_active_ns: stats.last_ns,
+    }
 }
 
 fn direction(raw: u32) -> Option<TcpDirection> {

@@ -648,3 +648,100 @@ fn ipv4_mapped_peers_are_ipv4_edges() {
     );
     assert_no_losses(&collector);
 }
+
+/// Edges carry the time of their last update; `age_edges` deletes exactly the idle ones and
+/// returns their final values, and a later connection to the same endpoint starts a new edge.
+#[test]
+fn idle_edges_age_out_with_their_final_values() {
+    let _serial = serial();
+    let mut storage = MaybeUninit::uninit();
+    let collector = start(&mut storage, mode());
+    let pid = std::process::id();
+    let old = listen("127.0.0.1:0");
+    let old_addr = local_addr(&old);
+    let server = serve(old, 3);
+    exchange(old_addr, 3);
+    server
+        .join()
+        .unwrap_or_else(|_| panic!("server thread panicked"));
+    let outbound_to = |edges: &[TcpEdge], port: u16| -> Vec<TcpEdge> {
+        edges
+            .iter()
+            .filter(|e| e.pid == pid && e.direction == TcpDirection::Outbound && e.port == port)
+            .cloned()
+            .collect()
+    };
+    // Closes finish asynchronously: wait for the bytes of all three.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let found = outbound_to(&edges(&collector), old_addr.port());
+        if found.len() == 1 && found[0].bytes_received == 3 * RESPONSE as u64 {
+            break found[0].clone();
+        }
+        assert!(Instant::now() < deadline, "edge never complete: {found:?}");
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(before.connections, 3);
+    assert_eq!(before.bytes_sent, 3 * REQUEST as u64);
+    let now = goroscope_bpf::tcp::monotonic_now_ns();
+    assert!(
+        before.last_active_ns > 0 && before.last_active_ns <= now,
+        "last activity {} not before now {now}",
+        before.last_active_ns
+    );
+
+    // A second endpoint, active after the cut: it must stay.
+    thread::sleep(Duration::from_millis(50));
+    let cut = goroscope_bpf::tcp::monotonic_now_ns();
+    let fresh = listen("127.0.0.1:0");
+    let fresh_addr = local_addr(&fresh);
+    let server = serve(fresh, 1);
+    exchange(fresh_addr, 1);
+    server
+        .join()
+        .unwrap_or_else(|_| panic!("server thread panicked"));
+    let aged = collector
+        .age_edges(cut)
+        .unwrap_or_else(|e| panic!("aging edges: {e}"));
+    let aged_old = outbound_to(&aged, old_addr.port());
+    assert_eq!(aged_old.len(), 1, "aged: {aged:?}");
+    assert_eq!(
+        (
+            aged_old[0].connections,
+            aged_old[0].bytes_sent,
+            aged_old[0].bytes_received
+        ),
+        (before.connections, before.bytes_sent, before.bytes_received),
+        "the aged edge's final values"
+    );
+    assert!(
+        outbound_to(&aged, fresh_addr.port()).is_empty(),
+        "an edge active after the cut was aged out: {aged:?}"
+    );
+    let left = edges(&collector);
+    assert!(
+        outbound_to(&left, old_addr.port()).is_empty(),
+        "still there: {left:?}"
+    );
+    assert_eq!(outbound_to(&left, fresh_addr.port()).len(), 1, "{left:?}");
+
+    // The same endpoint again: a new edge from zero (the caller kept the old values).
+    let again =
+        TcpListener::bind(old_addr).unwrap_or_else(|e| panic!("binding {old_addr} again: {e}"));
+    let server = serve(again, 1);
+    exchange(old_addr, 1);
+    server
+        .join()
+        .unwrap_or_else(|_| panic!("server thread panicked"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = outbound_to(&edges(&collector), old_addr.port());
+        if found.len() == 1 && found[0].bytes_received == RESPONSE as u64 {
+            assert_eq!(found[0].connections, 1, "{found:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new edge: {found:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_no_losses(&collector);
+}

@@ -1,11 +1,12 @@
 //! Readers of host state from `/proc` and `/sys`: processes with their cgroup and container
-//! ([`procfs`], cached by [`process_cache`]), network interface counters ([`net`]), goroscope's own
+//! ([`procfs`], cached by [`process_cache`]), cgroup v2 ids to paths ([`cgroups`]), network interface counters ([`net`]), goroscope's own
 //! resource usage ([`mod@own_usage`]) and the Go processes running on the host ([`go_discovery`]).
 //!
 //! Every reader takes the mount point as a parameter ([`ProcFs::new`], [`SysFs::new`]) so tests
 //! can build a fake tree in a temporary directory.
 #![deny(missing_docs)]
 
+pub mod cgroups;
 pub mod error;
 mod fsread;
 pub mod go_discovery;
@@ -16,6 +17,7 @@ pub mod procfs;
 #[cfg(test)]
 mod testfs;
 
+pub use cgroups::{cgroup2_mount, CgroupPaths};
 pub use error::HostError;
 pub use go_discovery::{GoDiscovery, GoProcessFound};
 pub use net::{InterfaceStats, SysFs};

@@ -122,6 +122,8 @@ pub struct TcpEdge {
     pub bytes_sent: u64,
     /// Payload bytes received, over closed connections.
     pub bytes_received: u64,
+    /// When the edge last changed (CLOCK_MONOTONIC ns).
+    pub last_active_ns: u64,
 }
 
 impl Default for TcpEdge {
@@ -135,6 +137,7 @@ impl Default for TcpEdge {
             connections: 0,
             bytes_sent: 0,
             bytes_received: 0,
+            last_active_ns: 0,
         }
     }
 }
@@ -145,12 +148,13 @@ impl TcpEdge {
         (self.pid, self.direction, self.remote, self.port)
     }
 
-    /// Adds the counters of `other` into `self` (saturating); the identity
-    /// fields of `self` are kept.
+    /// Adds the counters of `other` into `self` (saturating) and keeps the
+    /// later activity time; the identity fields of `self` are kept.
     pub fn merge(&mut self, other: &TcpEdge) {
         self.connections = self.connections.saturating_add(other.connections);
         self.bytes_sent = self.bytes_sent.saturating_add(other.bytes_sent);
         self.bytes_received = self.bytes_received.saturating_add(other.bytes_received);
+        self.last_active_ns = self.last_active_ns.max(other.last_active_ns);
     }
 }
 

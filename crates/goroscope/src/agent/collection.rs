@@ -14,6 +14,7 @@ use crate::agent::config::AgentConfig;
 use crate::agent::kernel;
 use crate::agent::ledger::Owner;
 use crate::agent::owners::Owners;
+use crate::agent::probe::Probe;
 use crate::agent::self_metrics::{self, SelfCounters};
 use crate::agent::series::LabelPlan;
 use crate::agent::sources::go::{GoSettings, GoSource};
@@ -25,68 +26,12 @@ use crate::agent::sources::tcp::TcpSource;
 
 /// How often retired values of cgroups that no longer exist are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
-/// Where cgroup v2 is mounted.
+/// Where cgroup v2 is mounted when /proc/self/mountinfo does not say.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Where the process table and sysfs are.
 const PROC_ROOT: &str = "/proc";
 const SYS_ROOT: &str = "/sys";
-
-/// A collector's state: turned off by the config, running, or down with the reason.
-pub enum Probe<T> {
-    /// Not enabled in the config.
-    Off,
-    /// Running.
-    Up(T),
-    /// Enabled but could not start (or failed while running): why.
-    Down(String),
-}
-
-impl<T> Probe<T> {
-    fn start(enabled: bool, name: &str, start: impl FnOnce() -> anyhow::Result<T>) -> Self {
-        if !enabled {
-            return Probe::Off;
-        }
-        match start() {
-            Ok(source) => Probe::Up(source),
-            Err(error) => {
-                eprintln!("goroscope: agent: {name} collector is down: {error:#}");
-                Probe::Down(format!("{error:#}"))
-            }
-        }
-    }
-
-    fn get_mut(&mut self) -> Option<&mut T> {
-        match self {
-            Probe::Up(source) => Some(source),
-            _ => None,
-        }
-    }
-
-    fn get(&self) -> Option<&T> {
-        match self {
-            Probe::Up(source) => Some(source),
-            _ => None,
-        }
-    }
-
-    /// Why it is down, when it is.
-    pub fn reason(&self) -> Option<&str> {
-        match self {
-            Probe::Down(why) => Some(why),
-            _ => None,
-        }
-    }
-
-    /// 1 up, 0 down, None off.
-    pub fn up(&self) -> Option<bool> {
-        match self {
-            Probe::Off => None,
-            Probe::Up(_) => Some(true),
-            Probe::Down(_) => Some(false),
-        }
-    }
-}
 
 /// Everything the agent collects.
 pub struct Collection {
@@ -118,16 +63,20 @@ impl Collection {
     pub fn start(config: AgentConfig) -> anyhow::Result<Collection> {
         let layout = layout_of(&config)?;
         let mode = goroscope_bpf::choose_attach_mode().map_err(|e| format!("{e:#}"));
-        let owners = Owners::new(ProcFs::new(PROC_ROOT), config.targets.clone());
+        let procfs = ProcFs::new(PROC_ROOT);
+        // /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host.
+        let cgroup_root = goroscope_host::cgroup2_mount(&procfs)
+            .unwrap_or_else(|| std::path::PathBuf::from(CGROUP_ROOT));
+        let owners = Owners::new(procfs, &cgroup_root, config.targets.clone());
         let mut collection = Collection {
             mode,
             owners,
-            syscalls: Probe::Off,
-            processes: Probe::Off,
-            sched: Probe::Off,
-            tcp: Probe::Off,
-            network: Probe::Off,
-            go: Probe::Off,
+            syscalls: Probe::default(),
+            processes: Probe::default(),
+            sched: Probe::default(),
+            tcp: Probe::default(),
+            network: Probe::default(),
+            go: Probe::default(),
             bpf_stats: None,
             counters: SelfCounters::default(),
             started: Instant::now(),
@@ -144,7 +93,8 @@ impl Collection {
         &self.config
     }
 
-    /// Starts enabled collectors that are off, stops disabled ones.
+    /// Starts enabled collectors that are off, stops disabled ones. A collector stopped keeps
+    /// what it counted (`probe.rs`), so turning it on again continues every counter.
     fn start_missing(&mut self) {
         let c = &self.config.collectors;
         // Targets are applied in user space (the kernel filter is fixed at load, and reloads
@@ -155,65 +105,78 @@ impl Collection {
             mode.clone()
                 .map_err(|e| anyhow::anyhow!("no BPF attach mode for {what}: {e}"))
         };
-        let want_syscalls = c.syscalls.enabled || c.files.enabled;
+        let owners = &mut self.owners;
         let mut stopped = Losses::default();
-        let mut keep_losses = |losses: Option<anyhow::Result<Losses>>| {
-            if let Some(Ok(losses)) = losses {
-                stopped.add(&losses);
+        if c.syscalls.enabled || c.files.enabled {
+            self.syscalls.turn_on(
+                "syscall",
+                || kernel::syscalls(bpf("syscalls")?, &filter),
+                SyscallSource::new,
+            );
+        } else {
+            stopped.add(&self.syscalls.turn_off(owners));
+        }
+        if c.processes.enabled {
+            self.processes.turn_on(
+                "process",
+                || {
+                    let collector = kernel::processes(bpf("processes")?, &filter)?;
+                    let stream = collector.stream()?;
+                    Ok((collector, stream))
+                },
+                ProcessSource::new,
+            );
+        } else {
+            stopped.add(&self.processes.turn_off(owners));
+        }
+        if c.scheduler.enabled {
+            self.sched.turn_on(
+                "scheduler",
+                || kernel::sched(bpf("scheduler")?, &filter),
+                SchedSource::new,
+            );
+        } else {
+            stopped.add(&self.sched.turn_off(owners));
+        }
+        if c.tcp.enabled {
+            self.tcp
+                .turn_on("TCP", || kernel::tcp(bpf("tcp")?, &filter), TcpSource::new);
+            if let Some(tcp) = self.tcp.get_mut() {
+                tcp.set_edge_idle(c.tcp.edge_idle);
             }
-        };
-        if !want_syscalls {
-            keep_losses(self.syscalls.get().map(SyscallSource::losses));
-            self.syscalls = Probe::Off;
-        } else if !matches!(self.syscalls, Probe::Up(_)) {
-            self.syscalls = Probe::start(true, "syscall", || {
-                Ok(SyscallSource::new(kernel::syscalls(
-                    bpf("syscalls")?,
-                    &filter,
-                )?))
-            });
+        } else {
+            stopped.add(&self.tcp.turn_off(owners));
         }
-        if !c.processes.enabled {
-            keep_losses(self.processes.get().map(ProcessSource::losses));
-            self.processes = Probe::Off;
-        } else if !matches!(self.processes, Probe::Up(_)) {
-            self.processes = Probe::start(true, "process", || {
-                ProcessSource::new(kernel::processes(bpf("processes")?, &filter)?)
-            });
-        }
-        if !c.scheduler.enabled {
-            keep_losses(self.sched.get().map(SchedSource::losses));
-            self.sched = Probe::Off;
-        } else if !matches!(self.sched, Probe::Up(_)) {
-            self.sched = Probe::start(true, "scheduler", || {
-                Ok(SchedSource::new(kernel::sched(bpf("scheduler")?, &filter)?))
-            });
-        }
-        if !c.tcp.enabled {
-            keep_losses(self.tcp.get().map(TcpSource::losses));
-            self.tcp = Probe::Off;
-        } else if !matches!(self.tcp, Probe::Up(_)) {
-            self.tcp = Probe::start(true, "TCP", || {
-                Ok(TcpSource::new(kernel::tcp(bpf("tcp")?, &filter)?))
-            });
-        }
-        if !c.network.enabled {
-            self.network = Probe::Off;
-        } else if !matches!(self.network, Probe::Up(_)) {
-            self.network = Probe::start(true, "network", || {
-                Ok(NetworkSource::new(SysFs::new(SYS_ROOT)))
-            });
+        if c.network.enabled {
+            self.network.turn_on(
+                "network",
+                || Ok(SysFs::new(SYS_ROOT)),
+                |sysfs, ()| NetworkSource::new(sysfs),
+            );
+        } else {
+            self.network.turn_off(owners);
         }
         // Losses of stopped collectors stay counted: the counter never goes back.
         self.counters.stopped_losses.add(&stopped);
         let go_settings = go_settings(&self.config);
         if !c.go.enabled {
-            self.go = Probe::Off;
-        } else if let Probe::Up(go) = &mut self.go {
+            self.go.turn_off(owners);
+        } else if let Some(go) = self.go.get_mut() {
             go.set_settings(go_settings);
         } else {
-            self.go = Probe::start(true, "Go", || Ok(GoSource::new(go_settings)));
+            self.go.turn_on(
+                "Go",
+                || Ok(()),
+                |(), kept| match kept {
+                    Some(mut go) => {
+                        go.set_settings(go_settings);
+                        go
+                    }
+                    None => GoSource::new(go_settings),
+                },
+            );
         }
+        self.owners.set_events(self.processes.get().is_some());
         let want_stats = self.config.self_monitoring.bpf_stats;
         if want_stats && self.bpf_stats.is_none() {
             match RunTimeStats::enable() {
@@ -274,7 +237,9 @@ impl Collection {
             Some(processes) => {
                 if let Err(error) = processes.drain(&mut self.owners, wait) {
                     eprintln!("goroscope: agent: process events stopped: {error:#}");
-                    self.processes = Probe::Down(format!("{error:#}"));
+                    let losses = self.processes.fail(format!("{error:#}"), &mut self.owners);
+                    self.counters.stopped_losses.add(&losses);
+                    self.owners.set_events(false);
                 }
             }
             None => std::thread::sleep(wait),
@@ -286,6 +251,12 @@ impl Collection {
         let began = Instant::now();
         self.counters.collections += 1;
         self.counters.last_collection = Some(std::time::SystemTime::now());
+        if let Some(processes) = self.processes.get_mut() {
+            // Places processes whose rows this cycle reads (see owners.rs).
+            if let Err(error) = processes.drain_queued(&mut self.owners) {
+                eprintln!("goroscope: agent: reading process events failed: {error:#}");
+            }
+        }
         self.owners.begin_cycle();
         let owners = &mut self.owners;
         let mut failed: Vec<(&'static str, String)> = Vec::new();
@@ -452,13 +423,12 @@ impl Collection {
     /// bounded however many containers come and go.
     fn prune_gone_cgroups(&mut self) {
         let mut exists: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        let root = self.owners.cgroup_root().to_owned();
         let mut keep = |owner: &Owner| {
             owner.cgroup.is_empty()
-                || *exists.entry(owner.cgroup.clone()).or_insert_with(|| {
-                    Path::new(CGROUP_ROOT)
-                        .join(owner.cgroup.trim_start_matches('/'))
-                        .is_dir()
-                })
+                || *exists
+                    .entry(owner.cgroup.clone())
+                    .or_insert_with(|| root.join(owner.cgroup.trim_start_matches('/')).is_dir())
         };
         if let Some(s) = self.syscalls.get_mut() {
             s.retain_owners(&mut keep);

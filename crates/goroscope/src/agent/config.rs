@@ -108,6 +108,9 @@ pub struct TcpCollector {
     pub enabled: bool,
     /// Whether to export one series per remote endpoint (the service map).
     pub edges: bool,
+    /// An edge unused this long is aged out of the kernel map, and its series ends once no
+    /// process of its owner has used it this long (1 s to 7 days).
+    pub edge_idle: std::time::Duration,
 }
 
 /// The network interface collector.
@@ -264,6 +267,7 @@ impl AgentConfig {
                 tcp: TcpCollector {
                     enabled: true,
                     edges: true,
+                    edge_idle: std::time::Duration::from_secs(600),
                 },
                 network: NetworkCollector {
                     enabled: true,

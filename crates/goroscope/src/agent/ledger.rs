@@ -5,9 +5,17 @@
 //! deletes the kernel row, so maps hold only live processes. A series without a `pid` label is
 //! then "live rows of that owner + retired rows of that owner", which only ever grows: a
 //! Prometheus counter that never resets while the agent runs, whatever the process churn.
+//!
+//! A collector turned off by a reload takes its kernel rows with it. What live processes had
+//! counted then is *carried*: kept per (pid, key) and shown as part of that process's series
+//! (with or without a `pid` label) until the process is retired, when it joins the ledger like
+//! any retired row. So turning a collector off and on again resets nothing.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+
+use crate::agent::owners::{Fate, Owners};
+use crate::agent::series::LiveRow;
 
 /// Who a row belongs to, before the config decides which of it becomes labels.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,16 +40,20 @@ impl Tally for u64 {
     }
 }
 
-/// Retired values of one source, per owner and source-specific key (e.g. the syscall).
+/// Retired values of one source, per owner and source-specific key (e.g. the syscall), and
+/// values carried over from an earlier life of the collector, per live process.
 #[derive(Debug)]
 pub struct Ledger<K, V> {
     retired: HashMap<(Owner, K), V>,
+    /// Keyed by owner too: a process's rows from before an exec carry the old name.
+    carried: HashMap<(u32, Owner, K), V>,
 }
 
 impl<K, V> Default for Ledger<K, V> {
     fn default() -> Self {
         Self {
             retired: HashMap::new(),
+            carried: HashMap::new(),
         }
     }
 }
@@ -65,20 +77,153 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
             .map(|((owner, key), value)| (owner, key, value))
     }
 
-    /// Keeps only the retired values of owners `keep` accepts.
-    pub fn retain_owners(&mut self, mut keep: impl FnMut(&Owner) -> bool) {
-        self.retired.retain(|(owner, _), _| keep(owner));
+    /// Every carried (pid, owner, key, value): what live processes counted in an earlier life
+    /// of the collector.
+    pub fn carried(&self) -> impl Iterator<Item = (u32, &Owner, &K, &V)> {
+        self.carried
+            .iter()
+            .map(|((pid, owner, key), value)| (*pid, owner, key, value))
     }
 
-    /// Distinct retired (owner, key) pairs.
+    /// Keeps only the retired and carried values of owners `keep` accepts.
+    pub fn retain_owners(&mut self, mut keep: impl FnMut(&Owner) -> bool) {
+        self.retired.retain(|(owner, _), _| keep(owner));
+        self.carried.retain(|(_, owner, _), _| keep(owner));
+    }
+
+    /// Keeps only the retired values `keep` accepts (e.g. edges idle too long are dropped).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Owner, &K, &V) -> bool) {
+        self.retired
+            .retain(|(owner, key), value| keep(owner, key, value));
+    }
+
+    /// Distinct retired (owner, key) pairs plus carried (pid, key) pairs.
     pub fn len(&self) -> usize {
-        self.retired.len()
+        self.retired.len() + self.carried.len()
+    }
+
+    /// The collector is stopping: what its live rows counted is carried, per process, into its
+    /// next life.
+    pub fn carry(&mut self, live: impl IntoIterator<Item = LiveRow<K, V>>) {
+        for row in live {
+            self.carried
+                .entry((row.pid, row.owner, row.key))
+                .or_default()
+                .add(&row.value);
+        }
+    }
+
+    /// Retires carried values of processes that are gone (as rows are: one cycle after they
+    /// were first seen gone) and drops those of processes the targets no longer include.
+    pub fn settle(&mut self, owners: &mut Owners) {
+        if self.carried.is_empty() {
+            return;
+        }
+        let mut retiring = Vec::new();
+        self.carried.retain(|(pid, owner, key), value| {
+            let seen = owners.see(*pid, &owner.comm);
+            if !seen.targeted {
+                return false;
+            }
+            // The owner was fixed when the value was carried: no need to wait for a place.
+            let gone = seen.fate == Fate::Pending && owners.gone_before(*pid);
+            if seen.fate == Fate::Retire || gone {
+                retiring.push((owner.clone(), key.clone(), std::mem::take(value)));
+                return false;
+            }
+            true
+        });
+        for (owner, key, value) in retiring {
+            self.retire(&owner, &key, &value);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::config::Targets;
+    use crate::agent::series::{sum_by_labels, LabelPlan};
+    use goroscope_host::ProcFs;
+
+    /// A /proc with nothing in it: every pid is gone.
+    fn empty_proc(label: &str) -> (std::path::PathBuf, Owners) {
+        let dir =
+            std::env::temp_dir().join(format!("goroscope-ledger-{label}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let owners = Owners::new(ProcFs::new(&dir), &dir, Targets::default());
+        (dir, owners)
+    }
+
+    fn row(pid: u32, comm: &str, key: u32, value: u64) -> LiveRow<u32, u64> {
+        LiveRow {
+            pid,
+            owner: Owner {
+                comm: comm.into(),
+                cgroup: "/a".into(),
+                ..Owner::default()
+            },
+            key,
+            value,
+        }
+    }
+
+    #[test]
+    fn carried_values_stay_in_their_series_until_the_process_is_retired() {
+        let (dir, mut owners) = empty_proc("carry");
+        let mut ledger: Ledger<u32, u64> = Ledger::default();
+        // Pid 7's rows from before (bash) and after (dd) an exec, same syscall: two owners.
+        ledger.carry([row(7, "bash", 1, 3), row(7, "dd", 1, 5), row(7, "dd", 2, 1)]);
+        ledger.carry([row(7, "dd", 1, 10)]);
+        let per_pid = LabelPlan {
+            pid: true,
+            cgroup: true,
+            container_id: false,
+        };
+        let by_name = LabelPlan {
+            pid: false,
+            ..per_pid
+        };
+        let totals = |ledger: &Ledger<u32, u64>, plan: &LabelPlan| {
+            let mut all: Vec<(String, u32, u64)> = sum_by_labels(plan, &[], ledger)
+                .into_iter()
+                .map(|((labels, key), v)| {
+                    let comm = labels.iter().next().map(|(_, c)| c.to_owned()).unwrap();
+                    (comm, key, v)
+                })
+                .collect();
+            all.sort();
+            all
+        };
+        let expected = vec![
+            ("bash".to_owned(), 1, 3),
+            ("dd".to_owned(), 1, 15),
+            ("dd".to_owned(), 2, 1),
+        ];
+        assert_eq!(totals(&ledger, &per_pid), expected);
+        assert_eq!(totals(&ledger, &by_name), expected);
+        // Pid 7 is gone: the first cycle that sees it keeps it carried, the next retires it.
+        for _ in 0..2 {
+            owners.begin_cycle();
+            ledger.settle(&mut owners);
+            owners.end_cycle();
+            assert_eq!(
+                totals(&ledger, &by_name),
+                expected,
+                "a settle changed a total"
+            );
+        }
+        assert_eq!(
+            ledger.carried().count(),
+            0,
+            "still carried after two cycles"
+        );
+        assert!(
+            totals(&ledger, &per_pid).is_empty(),
+            "a dead pid's series remain"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn retired_values_of_one_owner_add_up() {

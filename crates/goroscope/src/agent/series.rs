@@ -64,7 +64,8 @@ pub struct LiveRow<K, V> {
     pub value: V,
 }
 
-/// Sums live rows and, unless series are per pid, retired rows, per (process labels, key).
+/// Sums live rows, values carried from an earlier life of the collector (per pid, like live
+/// rows) and, unless series are per pid, retired rows, per (process labels, key).
 /// With a `pid` label, the series of a process ends with it (it goes stale in Prometheus),
 /// which is what a per-process series means.
 pub fn sum_by_labels<K: Clone + Eq + Hash, V: Tally>(
@@ -77,6 +78,11 @@ pub fn sum_by_labels<K: Clone + Eq + Hash, V: Tally>(
         out.entry((plan.labels(&row.owner, Some(row.pid)), row.key.clone()))
             .or_default()
             .add(&row.value);
+    }
+    for (pid, owner, key, value) in ledger.carried() {
+        out.entry((plan.labels(owner, Some(pid)), key.clone()))
+            .or_default()
+            .add(value);
     }
     if !plan.pid {
         for (owner, key, value) in ledger.iter() {

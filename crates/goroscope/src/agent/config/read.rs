@@ -28,6 +28,10 @@ const LEAK_AFTER: Bounds = Bounds {
     min: seconds(1),
     max: seconds(24 * 3600),
 };
+const EDGE_IDLE: Bounds = Bounds {
+    min: seconds(1),
+    max: seconds(7 * 24 * 3600),
+};
 const DISCOVER_EVERY: Bounds = Bounds {
     min: seconds(1),
     max: seconds(3600),
@@ -116,10 +120,12 @@ fn toggle(node: &Node, at: &FieldPath, t: &mut Toggle) -> Result<(), Problem> {
 
 fn tcp(node: &Node, at: &FieldPath, t: &mut TcpCollector) -> Result<(), Problem> {
     let example = "{ enabled: true, edges: false }";
-    for (name, value, at) in fields(node, at, &["enabled", "edges"], example)? {
+    let names = ["enabled", "edges", "edge_idle"];
+    for (name, value, at) in fields(node, at, &names, example)? {
         match name {
             "enabled" => flag(value, &at, &mut t.enabled)?,
             "edges" => flag(value, &at, &mut t.edges)?,
+            "edge_idle" => duration(value, &at, EDGE_IDLE, &mut t.edge_idle)?,
             _ => {}
         }
     }

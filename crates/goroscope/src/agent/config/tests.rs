@@ -121,6 +121,7 @@ fn a_full_file_sets_every_field() {
             tcp: TcpCollector {
                 enabled: true,
                 edges: false,
+                edge_idle: Duration::from_secs(300),
             },
             network: NetworkCollector {
                 enabled: true,

@@ -18,6 +18,7 @@ use goroscope_model::LatencyHistogram;
 
 use crate::agent::ledger::Owner;
 use crate::agent::owners::Owners;
+use crate::agent::probe::Source;
 use crate::agent::series::LabelPlan;
 use families::{ProcessView, Program, Retired};
 
@@ -68,6 +69,17 @@ pub struct GoSource {
     pub over_limit: u64,
     /// What ended processes counted, per process labels and program.
     retired: HashMap<(Owner, Program), Retired>,
+}
+
+/// Parked whole: its counters come from the targets' runtimes (absolute, so they continue by
+/// themselves) and from what it retired and counted about itself, all of which it keeps. The
+/// processes it watched stay attached; those that ended meanwhile are retired when it resumes.
+impl Source for GoSource {
+    type Kept = Option<GoSource>;
+
+    fn park(self, _owners: &mut Owners) -> Option<GoSource> {
+        Some(self)
+    }
 }
 
 impl GoSource {

@@ -5,10 +5,20 @@
 use goroscope_export::{Exposition, Family, Labels};
 use goroscope_host::{InterfaceStats, SysFs};
 
+use crate::agent::owners::Owners;
+use crate::agent::probe::Source;
+
 /// The network interface reader.
 pub struct NetworkSource {
     sysfs: SysFs,
     latest: Vec<InterfaceStats>,
+}
+
+/// The kernel's counters are absolute: nothing to keep while the collector is off.
+impl Source for NetworkSource {
+    type Kept = ();
+
+    fn park(self, _owners: &mut Owners) {}
 }
 
 impl NetworkSource {

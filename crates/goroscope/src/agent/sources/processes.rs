@@ -11,6 +11,7 @@ use goroscope_model::{signal_name, EventDetail, ExitStatus};
 
 use crate::agent::ledger::Owner;
 use crate::agent::owners::Owners;
+use crate::agent::probe::Source;
 use crate::agent::series::LabelPlan;
 
 /// What a counted event was.
@@ -30,27 +31,52 @@ const MAX_OWNERS: usize = 50_000;
 pub struct ProcessSource {
     collector: EventCollector<'static>,
     stream: EventStream,
+    kept: ProcessKept,
+}
+
+/// What the process source counted, kept while its collector is off (see `probe.rs`).
+#[derive(Default)]
+pub struct ProcessKept {
     counts: HashMap<(Owner, Happened), u64>,
     decode_errors: u64,
     dropped_owners: u64,
+    /// Reader queue drops of the collector's earlier lives.
+    reader_drops: u64,
+}
+
+impl Source for ProcessSource {
+    type Kept = ProcessKept;
+
+    fn losses(&self) -> Option<anyhow::Result<Losses>> {
+        Some(ProcessSource::losses(self))
+    }
+
+    fn park(mut self, owners: &mut Owners) -> ProcessKept {
+        // Count what is already queued; what is still in the kernel's ring buffer is lost
+        // with it (it is freed with the collector).
+        if let Err(error) = self.drain(owners, Duration::from_millis(10)) {
+            eprintln!("goroscope: agent: last read of process events failed: {error:#}");
+        }
+        self.kept.reader_drops = self.reader_drops();
+        self.kept
+    }
 }
 
 impl ProcessSource {
-    /// Wraps a started collector and starts reading its events.
-    pub fn new(collector: EventCollector<'static>) -> anyhow::Result<Self> {
-        let stream = collector.stream()?;
-        Ok(Self {
+    /// Wraps a started collector and the stream of its events, continuing from what an earlier
+    /// one counted.
+    pub fn new(started: (EventCollector<'static>, EventStream), kept: ProcessKept) -> Self {
+        let (collector, stream) = started;
+        Self {
             collector,
             stream,
-            counts: HashMap::new(),
-            decode_errors: 0,
-            dropped_owners: 0,
-        })
+            kept,
+        }
     }
 
     /// Forgets the counts of owners the new targets exclude.
     pub fn retain_owners(&mut self, mut keep: impl FnMut(&Owner) -> bool) {
-        self.counts.retain(|(owner, _), _| keep(owner));
+        self.kept.counts.retain(|(owner, _), _| keep(owner));
     }
 
     /// Kernel-side losses so far.
@@ -60,12 +86,16 @@ impl ProcessSource {
 
     /// Events dropped between the ring buffer and the agent (the reader's queue was full).
     pub fn reader_drops(&self) -> u64 {
-        self.stream.queue_drops()
+        self.stream
+            .queue_drops()
+            .saturating_add(self.kept.reader_drops)
     }
 
     /// Records the agent could not decode, plus counts not kept because of the owner cap.
     pub fn aggregation_drops(&self) -> u64 {
-        self.decode_errors.saturating_add(self.dropped_owners)
+        self.kept
+            .decode_errors
+            .saturating_add(self.kept.dropped_owners)
     }
 
     /// Counts the events that arrive within `wait` (returns early when none are queued and
@@ -81,41 +111,61 @@ impl ProcessSource {
                 }
                 return Ok(());
             };
-            let Ok(event) = raw.decode() else {
-                self.decode_errors += 1;
-                continue;
-            };
-            let comm =
-                String::from_utf8_lossy(goroscope_model::until_nul(event.header.comm)).into_owned();
-            let happened = match event.detail {
-                EventDetail::Exec { .. } => {
-                    // Read where it lives while it is alive: short-lived processes keep their
-                    // cgroup label after they exit.
-                    owners.place_now(event.header.pid);
-                    Happened::Exec
-                }
-                EventDetail::Fork { child_pid } => {
-                    owners.place_now(child_pid);
-                    Happened::Fork
-                }
-                EventDetail::Exit { status, .. } => Happened::Exit(status_label(status)),
-                _ => continue,
-            };
-            let seen = owners.see(event.header.pid, &comm);
-            if !seen.targeted {
-                continue;
-            }
-            let key = (seen.owner, happened);
-            if let Some(count) = self.counts.get_mut(&key) {
-                *count += 1;
-            } else if self.counts.len() < MAX_OWNERS {
-                self.counts.insert(key, 1);
-            } else {
-                self.dropped_owners += 1;
-            }
+            self.count(owners, &raw);
             if std::time::Instant::now() >= deadline {
                 return Ok(());
             }
+        }
+    }
+
+    /// Counts every event already queued, without waiting: a cycle starts with this, so the
+    /// processes whose rows it reads are placed even when the last cycle overran the interval
+    /// and left no time to wait.
+    pub fn drain_queued(&mut self, owners: &mut Owners) -> anyhow::Result<()> {
+        while let Some(raw) = self.stream.next(Duration::ZERO)? {
+            self.count(owners, &raw);
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, owners: &mut Owners, raw: &goroscope_bpf::RawEvent) {
+        let Ok(event) = raw.decode() else {
+            self.kept.decode_errors += 1;
+            return;
+        };
+        let comm =
+            String::from_utf8_lossy(goroscope_model::until_nul(event.header.comm)).into_owned();
+        // Where it lives comes from the cgroup id the kernel stamped on the event: exact even
+        // for a process that is gone before /proc could be read. A fork's child starts in its
+        // parent's cgroup.
+        let cgroup_id = event.header.cgroup_id;
+        let happened = match event.detail {
+            EventDetail::Exec { .. } => {
+                owners.place_event(event.header.pid, cgroup_id);
+                Happened::Exec
+            }
+            EventDetail::Fork { child_pid } => {
+                owners.place_event(child_pid, cgroup_id);
+                Happened::Fork
+            }
+            EventDetail::Exit { status, .. } => {
+                owners.place_event(event.header.pid, cgroup_id);
+                Happened::Exit(status_label(status))
+            }
+            _ => return,
+        };
+        let (owner, targeted) = owners.owner_of_event(event.header.pid, &comm);
+        if !targeted {
+            return;
+        }
+        let key = (owner, happened);
+        let kept = &mut self.kept;
+        if let Some(count) = kept.counts.get_mut(&key) {
+            *count += 1;
+        } else if kept.counts.len() < MAX_OWNERS {
+            kept.counts.insert(key, 1);
+        } else {
+            kept.dropped_owners += 1;
         }
     }
 
@@ -139,7 +189,7 @@ impl ProcessSource {
             "New processes created (fork, clone without CLONE_THREAD), by the parent's name.",
         );
         let mut sums: HashMap<(goroscope_export::Labels, &Happened), u64> = HashMap::new();
-        for ((owner, happened), count) in &self.counts {
+        for ((owner, happened), count) in &self.kept.counts {
             *sums
                 .entry((plan.labels(owner, None), happened))
                 .or_default() += count;

@@ -9,6 +9,7 @@ use goroscope_model::LatencyHistogram;
 
 use crate::agent::ledger::{Ledger, Owner, Tally};
 use crate::agent::owners::{Fate, Owners};
+use crate::agent::probe::Source;
 use crate::agent::series::{sum_by_labels, LabelPlan, LiveRow};
 
 /// One process's scheduler totals.
@@ -50,12 +51,28 @@ pub struct SchedSource {
     live: Vec<LiveRow<(), SchedTally>>,
 }
 
+impl Source for SchedSource {
+    type Kept = Ledger<(), SchedTally>;
+
+    fn losses(&self) -> Option<anyhow::Result<Losses>> {
+        Some(SchedSource::losses(self))
+    }
+
+    fn park(mut self, owners: &mut Owners) -> Self::Kept {
+        if let Err(error) = self.collect(owners) {
+            eprintln!("goroscope: agent: last read of the scheduler collector failed: {error:#}");
+        }
+        self.ledger.carry(self.live);
+        self.ledger
+    }
+}
+
 impl SchedSource {
-    /// Wraps a started collector.
-    pub fn new(collector: SchedCollector<'static>) -> Self {
+    /// Wraps a started collector, continuing from what an earlier one counted.
+    pub fn new(collector: SchedCollector<'static>, ledger: Ledger<(), SchedTally>) -> Self {
         Self {
             collector,
-            ledger: Ledger::default(),
+            ledger,
             live: Vec::new(),
         }
     }
@@ -73,6 +90,7 @@ impl SchedSource {
     /// Reads the kernel rows; retires and deletes those of processes gone since the last
     /// cycle, and deletes those of untargeted processes.
     pub fn collect(&mut self, owners: &mut Owners) -> anyhow::Result<()> {
+        self.ledger.settle(owners);
         let rows = self.collector.rows()?;
         self.live.clear();
         let mut forget = Vec::new();
@@ -80,7 +98,9 @@ impl SchedSource {
         let mut retiring = Vec::new();
         for row in &rows {
             let seen = owners.see(row.pid, &row.comm);
-            if !seen.targeted {
+            if seen.fate == Fate::Pending {
+                continue; // its place is not known yet: counted next cycle
+            } else if !seen.targeted {
                 forget.push(row.pid);
             } else if seen.fate == Fate::Retire {
                 forget.push(row.pid);

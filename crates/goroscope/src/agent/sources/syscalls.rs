@@ -8,6 +8,7 @@ use goroscope_model::{errno_name, syscall_name, LatencyHistogram, SyscallRow};
 
 use crate::agent::ledger::{Ledger, Owner, Tally};
 use crate::agent::owners::{Fate, Owners};
+use crate::agent::probe::Source;
 use crate::agent::series::{sum_by_labels, LabelPlan, LiveRow};
 
 /// x86_64 numbers of the syscalls that open files.
@@ -38,13 +39,40 @@ pub struct SyscallSource {
     live_errors: Vec<LiveRow<(u32, u32), u64>>,
 }
 
+/// What the syscall source keeps while its collector is off (see `probe.rs`).
+#[derive(Default)]
+pub struct SyscallKept {
+    calls: Ledger<u32, CallTally>,
+    errors: Ledger<(u32, u32), u64>,
+}
+
+impl Source for SyscallSource {
+    type Kept = SyscallKept;
+
+    fn losses(&self) -> Option<anyhow::Result<Losses>> {
+        Some(SyscallSource::losses(self))
+    }
+
+    fn park(mut self, owners: &mut Owners) -> SyscallKept {
+        if let Err(error) = self.collect(owners) {
+            eprintln!("goroscope: agent: last read of the syscall collector failed: {error:#}");
+        }
+        self.calls.carry(self.live_calls);
+        self.errors.carry(self.live_errors);
+        SyscallKept {
+            calls: self.calls,
+            errors: self.errors,
+        }
+    }
+}
+
 impl SyscallSource {
-    /// Wraps a started collector.
-    pub fn new(collector: SyscallCollector<'static>) -> Self {
+    /// Wraps a started collector, continuing from what an earlier one counted.
+    pub fn new(collector: SyscallCollector<'static>, kept: SyscallKept) -> Self {
         Self {
             collector,
-            calls: Ledger::default(),
-            errors: Ledger::default(),
+            calls: kept.calls,
+            errors: kept.errors,
             live_calls: Vec::new(),
             live_errors: Vec::new(),
         }
@@ -64,6 +92,8 @@ impl SyscallSource {
     /// Reads the kernel rows; retires and deletes those of processes gone since the last
     /// cycle, and deletes those of untargeted processes.
     pub fn collect(&mut self, owners: &mut Owners) -> anyhow::Result<()> {
+        self.calls.settle(owners);
+        self.errors.settle(owners);
         let rows = self.collector.rows()?;
         self.live_calls.clear();
         self.live_errors.clear();
@@ -72,6 +102,9 @@ impl SyscallSource {
         let mut retiring = Vec::new();
         for row in rows {
             let seen = owners.see(row.pid, &row.comm);
+            if seen.fate == Fate::Pending {
+                continue; // its place is not known yet: counted next cycle
+            }
             if !seen.targeted {
                 forget.push(row.pid);
                 continue;

@@ -2,9 +2,11 @@
 //! connections, connect latency and failures, duration, bytes, resets, retransmits, RTT, and
 //! the edges of a service map (which process talks to which remote endpoint).
 
+use std::collections::HashSet;
 use std::net::IpAddr;
+use std::time::Duration;
 
-use goroscope_bpf::tcp::TcpCollector;
+use goroscope_bpf::tcp::{monotonic_now_ns, TcpCollector};
 use goroscope_bpf::Losses;
 use goroscope_export::{BucketLayout, Exposition, Family, Labels};
 use goroscope_model::tcp_stats::{TcpDirection, TcpEdge, TcpRow};
@@ -12,6 +14,7 @@ use goroscope_model::LatencyHistogram;
 
 use crate::agent::ledger::{Ledger, Owner, Tally};
 use crate::agent::owners::{Fate, Owners};
+use crate::agent::probe::Source;
 use crate::agent::series::{sum_by_labels, LabelPlan, LiveRow};
 
 /// One process's TCP totals in one direction.
@@ -80,6 +83,8 @@ pub struct EdgeTally {
     connections: u64,
     bytes_sent: u64,
     bytes_received: u64,
+    /// When any of it last changed (CLOCK_MONOTONIC ns).
+    last_active_ns: u64,
 }
 
 impl Tally for EdgeTally {
@@ -87,6 +92,7 @@ impl Tally for EdgeTally {
         self.connections = self.connections.saturating_add(o.connections);
         self.bytes_sent = self.bytes_sent.saturating_add(o.bytes_sent);
         self.bytes_received = self.bytes_received.saturating_add(o.bytes_received);
+        self.last_active_ns = self.last_active_ns.max(o.last_active_ns);
     }
 }
 
@@ -96,9 +102,13 @@ impl From<&TcpEdge> for EdgeTally {
             connections: e.connections,
             bytes_sent: e.bytes_sent,
             bytes_received: e.bytes_received,
+            last_active_ns: e.last_active_ns,
         }
     }
 }
+
+/// How long an edge may stay unused before it is aged out, unless the config says otherwise.
+const DEFAULT_EDGE_IDLE: Duration = Duration::from_secs(600);
 
 /// An edge's key: direction, remote address, port (remote for outbound, local for inbound).
 type EdgeKey = (Direction, IpAddr, u16);
@@ -128,18 +138,57 @@ pub struct TcpSource {
     edges: Ledger<EdgeKey, EdgeTally>,
     live_rows: Vec<LiveRow<Direction, TcpTally>>,
     live_edges: Vec<LiveRow<EdgeKey, EdgeTally>>,
+    edge_idle: Duration,
+    /// Edges aged out of the kernel map so far.
+    pub edges_aged: u64,
+}
+
+/// What the TCP source keeps while its collector is off (see `probe.rs`).
+#[derive(Default)]
+pub struct TcpKept {
+    rows: Ledger<Direction, TcpTally>,
+    edges: Ledger<EdgeKey, EdgeTally>,
+}
+
+impl Source for TcpSource {
+    type Kept = TcpKept;
+
+    fn losses(&self) -> Option<anyhow::Result<Losses>> {
+        Some(TcpSource::losses(self))
+    }
+
+    fn park(mut self, owners: &mut Owners) -> TcpKept {
+        if let Err(error) = self.collect(owners) {
+            eprintln!("goroscope: agent: last read of the TCP collector failed: {error:#}");
+        }
+        self.rows.carry(self.live_rows);
+        self.edges.carry(self.live_edges);
+        TcpKept {
+            rows: self.rows,
+            edges: self.edges,
+        }
+    }
 }
 
 impl TcpSource {
-    /// Wraps a started collector.
-    pub fn new(collector: TcpCollector<'static>) -> Self {
+    /// Wraps a started collector, continuing from what an earlier one counted.
+    pub fn new(collector: TcpCollector<'static>, kept: TcpKept) -> Self {
         Self {
             collector,
-            rows: Ledger::default(),
-            edges: Ledger::default(),
+            rows: kept.rows,
+            edges: kept.edges,
             live_rows: Vec::new(),
             live_edges: Vec::new(),
+            edge_idle: DEFAULT_EDGE_IDLE,
+            edges_aged: 0,
         }
+    }
+
+    /// Sets how long an edge may stay unused: longer, and it is deleted from the kernel map
+    /// (its values kept in the ledger); once no process of its owner has used it that long,
+    /// its series ends.
+    pub fn set_edge_idle(&mut self, idle: Duration) {
+        self.edge_idle = idle;
     }
 
     /// Forgets what dead processes of owners the new targets exclude counted.
@@ -156,6 +205,21 @@ impl TcpSource {
     /// Reads the kernel rows and edges; retires and deletes those of processes gone since the
     /// last cycle, and deletes those of untargeted processes.
     pub fn collect(&mut self, owners: &mut Owners) -> anyhow::Result<()> {
+        self.rows.settle(owners);
+        self.edges.settle(owners);
+        let idle_ns = u64::try_from(self.edge_idle.as_nanos()).unwrap_or(u64::MAX);
+        let idle_since = monotonic_now_ns().saturating_sub(idle_ns);
+        // Idle edges leave the kernel map with their final values, which the ledger keeps, so
+        // a server's many clients cannot fill it and no count is lost.
+        for edge in self.collector.age_edges(idle_since)? {
+            self.edges_aged += 1;
+            let seen = owners.see(edge.pid, &edge.comm);
+            if seen.targeted {
+                let key = (Direction::of(edge.direction), edge.remote, edge.port);
+                self.edges
+                    .retire(&seen.owner, &key, &EdgeTally::from(&edge));
+            }
+        }
         let rows = self.collector.rows()?;
         let edges = self.collector.edges()?;
         self.live_rows.clear();
@@ -167,7 +231,9 @@ impl TcpSource {
         for row in &rows {
             let seen = owners.see(row.pid, &row.comm);
             let key = Direction::of(row.direction);
-            if !seen.targeted {
+            if seen.fate == Fate::Pending {
+                continue; // its place is not known yet: counted next cycle
+            } else if !seen.targeted {
                 forget.push(row.pid);
             } else if seen.fate == Fate::Retire {
                 forget.push(row.pid);
@@ -185,7 +251,9 @@ impl TcpSource {
         for edge in &edges {
             let seen = owners.see(edge.pid, &edge.comm);
             let key = (Direction::of(edge.direction), edge.remote, edge.port);
-            if !seen.targeted {
+            if seen.fate == Fate::Pending {
+                continue;
+            } else if !seen.targeted {
                 forget.push(edge.pid);
             } else if seen.fate == Fate::Retire {
                 forget.push(edge.pid);
@@ -214,6 +282,13 @@ impl TcpSource {
         for (owner, key, tally) in retiring_edges {
             self.edges.retire(&owner, &key, &tally);
         }
+        // A retired edge's series ends once no process of its owner has used it for the idle
+        // time (then nothing adds to it: it cannot go back).
+        let live: HashSet<(&Owner, &EdgeKey)> =
+            self.live_edges.iter().map(|r| (&r.owner, &r.key)).collect();
+        self.edges.retain(|owner, key, tally| {
+            tally.last_active_ns >= idle_since || live.contains(&(owner, key))
+        });
         Ok(())
     }
 
@@ -325,6 +400,13 @@ impl TcpSource {
             }
             out.push(edge_connections);
             out.push(edge_bytes);
+            let mut aged = Family::counter(
+                "goroscope_tcp_edges_aged_out_total",
+                "Service-map edges deleted from the kernel map after collectors.tcp.edge_idle \
+                 without use (their counts are kept).",
+            );
+            aged.add_counter(Labels::new(), self.edges_aged as f64);
+            out.push(aged);
             return cut;
         }
         0
