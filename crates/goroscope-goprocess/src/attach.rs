@@ -13,6 +13,7 @@ use goroscope_gobin::{ElfFile, GoVersion, GobinError};
 
 use crate::error::AttachError;
 use crate::frame_table::FrameTable;
+use crate::image::Image;
 use crate::maps::load_bias;
 use crate::memory::{LeBytes, ProcessMemory, ReadRange};
 use crate::validate;
@@ -55,6 +56,8 @@ pub struct GoProcess {
     pub(crate) wait_reasons: Vec<String>,
     pub(crate) pclntab: Arc<Pclntab>,
     pub(crate) reader: crate::snapshot::ReaderState,
+    /// The address space attached to, to notice an exec.
+    pub(crate) image: Image,
 }
 
 impl GoProcess {
@@ -84,6 +87,9 @@ impl GoProcess {
         if !process.join("status").exists() {
             return Err(AttachError::NoProcess { pid });
         }
+        // Bound to the address space the process has now, before its executable is read: an exec
+        // in between is caught by the check at the end.
+        let image = Image::open(proc_root, pid)?;
         let exe = process.join("exe");
         let executable = std::fs::read_link(&exe).unwrap_or_else(|_| exe.clone());
         let bytes = std::fs::read(&exe).map_err(|source| match source.kind() {
@@ -150,8 +156,13 @@ impl GoProcess {
             wait_reasons,
             pclntab,
             reader: crate::snapshot::ReaderState::new(frames),
+            image,
         };
-        validate::check_attach(&mut process)?;
+        process.image.set_probe(process.globals.allglen);
+        let checked = validate::check_attach(&mut process);
+        // Whatever the checks said, an exec during attach is the reason.
+        process.image.check()?;
+        checked?;
         Ok(process)
     }
 
