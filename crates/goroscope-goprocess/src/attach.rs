@@ -92,16 +92,20 @@ impl GoProcess {
         let image = Image::open(proc_root, pid)?;
         let exe = process.join("exe");
         let executable = std::fs::read_link(&exe).unwrap_or_else(|_| exe.clone());
-        let bytes = std::fs::read(&exe).map_err(|source| match source.kind() {
+        let cannot_open = |source: std::io::Error| match source.kind() {
             std::io::ErrorKind::NotFound => AttachError::NoProcess { pid },
             _ => AttachError::Executable {
                 pid,
                 path: exe.display().to_string(),
                 source,
             },
-        })?;
+        };
+        let file = std::fs::File::open(&exe).map_err(cannot_open)?;
         let binary = |source: GobinError| AttachError::Binary { pid, source };
-        let elf = ElfFile::from_bytes(bytes, &executable).map_err(binary)?;
+        // Mapped, not read: the function table is used in place for as long as the process is
+        // watched, and only the pages touched are ever in memory (a 50 MB daemon costs a few).
+        let elf = ElfFile::from_file(&file, &executable).map_err(binary)?;
+        drop(file);
         if !elf.is_x86_64() {
             return Err(binary(GobinError::UnsupportedArchitecture {
                 path: executable.clone(),
@@ -163,7 +167,16 @@ impl GoProcess {
         // Whatever the checks said, an exec during attach is the reason.
         process.image.check()?;
         checked?;
+        // Finding globals and validating scanned much of the binary; keep none of it resident.
+        process.pclntab.release_resident();
         Ok(process)
+    }
+
+    /// Gives back the pages of the executable this reader touched (see
+    /// `goroscope_gobin::SharedBytes::release_resident`): a long-running reader calls it now and
+    /// then so its RSS stays what recent snapshots needed.
+    pub fn release_resident(&self) {
+        self.pclntab.release_resident();
     }
 
     /// What was learned at attach.

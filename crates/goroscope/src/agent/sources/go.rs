@@ -155,6 +155,9 @@ impl GoSource {
                     }
                     w.gc_cycles = Some(gc.cycles);
                     w.report = Some(w.tracker.report(&w.symbolizer));
+                    // Symbolizing touched pages of the mapped executable: give them back, so
+                    // the agent's RSS does not grow with the binaries it watches.
+                    w.process.release_resident();
                 }
                 Err(MemoryError::Exited { .. }) => ended.push(*pid),
                 // Nothing more is read with what was learned at attach: it describes the old
