@@ -1,9 +1,12 @@
-//! Whether this process may load BPF programs: its effective capabilities,
-//! read from /proc (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN).
+//! Whether this process may load BPF programs and read Go processes: its effective
+//! capabilities, read from /proc (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN; CAP_SYS_PTRACE for
+//! other users' processes), and whether a failed kernel feature probe was refused for want of
+//! privilege rather than for want of the feature.
 
 use std::fs;
 use std::path::Path;
 
+const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -17,6 +20,8 @@ pub struct Privileges {
     pub perfmon: bool,
     /// CAP_SYS_ADMIN: implies both on every kernel.
     pub sys_admin: bool,
+    /// CAP_SYS_PTRACE: read the memory and executables of other users' processes (Go targets).
+    pub sys_ptrace: bool,
 }
 
 impl Privileges {
@@ -38,6 +43,7 @@ impl Privileges {
             bpf: has(CAP_BPF),
             perfmon: has(CAP_PERFMON),
             sys_admin: has(CAP_SYS_ADMIN),
+            sys_ptrace: has(CAP_SYS_PTRACE),
         })
     }
 
@@ -62,6 +68,63 @@ impl Privileges {
     }
 }
 
+/// Why the kernel refused a BPF feature probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// EPERM or EACCES: this process may not use bpf(2) (missing capabilities, or
+    /// `kernel.unprivileged_bpf_disabled`, or a security module); says nothing about the kernel.
+    Permission,
+    /// Any other error: the kernel lacks the feature (EINVAL, ENOTSUP, E2BIG...).
+    Unsupported,
+}
+
+impl Refusal {
+    /// Sorts an errno from bpf(2).
+    pub fn from_errno(errno: i32) -> Refusal {
+        match errno {
+            libc::EPERM | libc::EACCES => Refusal::Permission,
+            _ => Refusal::Unsupported,
+        }
+    }
+}
+
+/// Whether this process may create BPF maps at all: `Err` with the errno when even a plain
+/// 1-entry array is refused. A feature probe that fails while this fails with EPERM/EACCES was
+/// refused for privilege, not for the feature (libbpf's probes report both as "not supported").
+pub fn bpf_allowed() -> Result<(), i32> {
+    // union bpf_attr for BPF_MAP_CREATE: map_type, key_size, value_size, max_entries (u32 each),
+    // the rest zero. 128 bytes covers every field the kernel reads for this command.
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_MAP_TYPE_ARRAY: u32 = 2;
+    let mut attr = [0u32; 32];
+    attr[0] = BPF_MAP_TYPE_ARRAY;
+    attr[1] = 4;
+    attr[2] = 4;
+    attr[3] = 1;
+    // SAFETY: attr is a valid, zero-padded bpf_attr of the size passed, living across the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_CREATE,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EPERM));
+    }
+    // SAFETY: fd is a descriptor bpf(2) just returned to us and nothing else owns.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
+/// What to tell an operator whose Go processes cannot be read.
+pub const HOW_TO_GRANT_PTRACE: &str =
+    "run goroscope as root, or grant CAP_SYS_PTRACE: sudo setcap cap_sys_ptrace,cap_bpf,cap_perfmon+ep \
+     \"$(command -v goroscope)\" (for a systemd service: AmbientCapabilities=CAP_SYS_PTRACE CAP_BPF CAP_PERFMON)";
+
 /// What to tell an operator who lacks the privileges.
 pub const HOW_TO_GRANT: &str =
     "run goroscope as root (sudo goroscope ...), or grant the capabilities: \
@@ -74,7 +137,7 @@ mod tests {
     #[test]
     fn root_has_everything() {
         let p = Privileges::from_status("Name:\tx\nCapEff:\t000001ffffffffff\n").unwrap();
-        assert!(p.bpf && p.perfmon && p.sys_admin && p.can_trace());
+        assert!(p.bpf && p.perfmon && p.sys_admin && p.sys_ptrace && p.can_trace());
         assert!(p.missing().is_empty());
     }
 
@@ -93,6 +156,16 @@ mod tests {
         let only_bpf =
             Privileges::from_status(&format!("CapEff:\t{:016x}\n", 1u64 << CAP_BPF)).unwrap();
         assert_eq!(only_bpf.missing(), vec!["CAP_PERFMON"]);
+    }
+
+    #[test]
+    fn permission_errors_are_not_missing_features() {
+        assert_eq!(Refusal::from_errno(libc::EPERM), Refusal::Permission);
+        assert_eq!(Refusal::from_errno(libc::EACCES), Refusal::Permission);
+        assert_eq!(Refusal::from_errno(libc::EINVAL), Refusal::Unsupported);
+        assert_eq!(Refusal::from_errno(libc::ENOTSUP), Refusal::Unsupported);
+        // This test runs as root: plain maps may be created.
+        assert_eq!(bpf_allowed(), Ok(()));
     }
 
     #[test]

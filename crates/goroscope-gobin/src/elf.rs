@@ -1,10 +1,12 @@
-//! The ELF file of a Go program, loaded once: its bytes, section table and loadable segments, so the
-//! other modules can ask for a section by name or for the bytes at a virtual address.
+//! The ELF file of a Go program, loaded once: its bytes (mapped, not read: see `bytes.rs`), section
+//! table and loadable segments, so the other modules can ask for a section by name or for the bytes
+//! at a virtual address.
 
 use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectKind, ObjectSection, ObjectSegment};
 
+use crate::bytes::SharedBytes;
 use crate::error::GobinError;
 
 /// One section of the file.
@@ -37,7 +39,7 @@ pub struct Segment {
 #[derive(Debug)]
 pub struct ElfFile {
     path: PathBuf,
-    data: Vec<u8>,
+    data: SharedBytes,
     sections: Vec<Section>,
     segments: Vec<Segment>,
     position_independent: bool,
@@ -47,17 +49,32 @@ pub struct ElfFile {
 }
 
 impl ElfFile {
-    /// Reads and parses the file at `path`.
+    /// Maps and parses the file at `path`.
     pub fn open(path: &Path) -> Result<ElfFile, GobinError> {
-        let data = std::fs::read(path).map_err(|source| GobinError::Read {
+        let read = |source| GobinError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(read)?;
+        ElfFile::from_file(&file, path)
+    }
+
+    /// Maps and parses an open file; `path` is used only in messages. Nothing is copied: the
+    /// pages the callers touch are read in by the kernel (see `bytes.rs`).
+    pub fn from_file(file: &std::fs::File, path: &Path) -> Result<ElfFile, GobinError> {
+        let data = SharedBytes::map(file).map_err(|source| GobinError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        ElfFile::from_bytes(data, path)
+        ElfFile::from_shared(data, path)
     }
 
     /// Parses bytes already in memory; `path` is used only in messages.
     pub fn from_bytes(data: Vec<u8>, path: &Path) -> Result<ElfFile, GobinError> {
+        ElfFile::from_shared(SharedBytes::from_vec(data), path)
+    }
+
+    fn from_shared(data: SharedBytes, path: &Path) -> Result<ElfFile, GobinError> {
         let file = object::File::parse(&*data).map_err(|error| GobinError::NotElf {
             path: path.to_path_buf(),
             reason: error.to_string(),
@@ -114,6 +131,12 @@ impl ElfFile {
     /// All bytes of the file.
     pub fn bytes(&self) -> &[u8] {
         &self.data
+    }
+
+    /// `part` (a sub-slice of [`ElfFile::bytes`]) as bytes that outlive this `ElfFile` without
+    /// being copied.
+    pub fn share(&self, part: &[u8]) -> Option<SharedBytes> {
+        self.data.view(part)
     }
 
     /// Re-parses the file with `object` for callers that need its full API (symbols, DWARF).

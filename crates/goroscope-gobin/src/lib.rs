@@ -7,6 +7,7 @@
 //! Everything here is pure: it reads files and bytes, never a live process.
 
 pub mod buildinfo;
+pub mod bytes;
 pub mod dwarf;
 pub mod elf;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod pclntab;
 pub mod symtab;
 pub mod version;
 
+pub use bytes::SharedBytes;
 pub use elf::ElfFile;
 pub use error::GobinError;
 pub use version::GoVersion;

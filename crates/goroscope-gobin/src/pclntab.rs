@@ -22,6 +22,7 @@ mod frames;
 
 use format::{c_string, read_u32, read_varint, Header};
 
+use crate::bytes::SharedBytes;
 use crate::elf::ElfFile;
 use crate::error::GobinError;
 
@@ -110,14 +111,15 @@ enum FuncData {
     Missing,
     /// Inside the table copy, at this offset (Go 1.26+ puts `go:func.*` in `.gopclntab`).
     InTable(usize),
-    /// A separate copy of the bytes starting at `go:func.*`.
-    Copied(Vec<u8>),
+    /// The bytes starting at `go:func.*`, outside the table.
+    Separate(SharedBytes),
 }
 
-/// A parsed function table. Owns a copy of the table bytes (and of the inline trees when found).
+/// A parsed function table. Shares the table bytes (and the inline trees when found) with the
+/// binary's mapping: nothing is copied.
 #[derive(Debug, Clone)]
 pub struct Pclntab {
-    data: Vec<u8>,
+    data: SharedBytes,
     go120: bool,
     quantum: u64,
     nfunc: usize,
@@ -169,7 +171,7 @@ impl Pclntab {
     /// Parses table bytes alone. The header's text start is used when non-zero, else
     /// `text_start_fallback`. Inline trees are not available (frames have no inlined calls).
     pub fn parse(bytes: Vec<u8>, text_start_fallback: u64) -> Result<Pclntab, PclntabError> {
-        Pclntab::parse_parts(bytes, None, text_start_fallback)
+        Pclntab::parse_parts(SharedBytes::from_vec(bytes), None, text_start_fallback)
     }
 
     /// Like [`Pclntab::parse`], with `funcdata`: the bytes starting at the binary's `go:func.*`
@@ -179,14 +181,15 @@ impl Pclntab {
         text_start_fallback: u64,
         funcdata: Vec<u8>,
     ) -> Result<Pclntab, PclntabError> {
-        let mut table = Pclntab::parse_parts(bytes, None, text_start_fallback)?;
-        table.funcdata = FuncData::Copied(funcdata);
+        let mut table =
+            Pclntab::parse_parts(SharedBytes::from_vec(bytes), None, text_start_fallback)?;
+        table.funcdata = FuncData::Separate(SharedBytes::from_vec(funcdata));
         Ok(table)
     }
 
     /// Parses table bytes; `text_start` overrides the header when given.
     fn parse_parts(
-        data: Vec<u8>,
+        data: SharedBytes,
         text_start: Option<u64>,
         text_start_fallback: u64,
     ) -> Result<Pclntab, PclntabError> {
@@ -210,6 +213,16 @@ impl Pclntab {
             wrapper_id: std::sync::OnceLock::new(),
             data,
         })
+    }
+
+    /// Gives the table's pages this process touched back to the page cache (see
+    /// [`SharedBytes::release_resident`]): after the linear scans of attaching, and now and then
+    /// in a long-running reader, so RSS holds what lookups use, not every page ever read.
+    pub fn release_resident(&self) {
+        self.data.release_resident();
+        if let FuncData::Separate(bytes) = &self.funcdata {
+            bytes.release_resident();
+        }
     }
 
     /// Number of functions in the table.
@@ -361,7 +374,7 @@ impl Pclntab {
         match &self.funcdata {
             FuncData::Missing => None,
             FuncData::InTable(base) => self.u32_at(base.checked_add(offset)?),
-            FuncData::Copied(bytes) => read_u32(bytes, offset),
+            FuncData::Separate(bytes) => read_u32(bytes, offset),
         }
     }
 

@@ -13,6 +13,7 @@ use goroscope_gobin::{ElfFile, GoVersion, GobinError};
 
 use crate::error::AttachError;
 use crate::frame_table::FrameTable;
+use crate::image::Image;
 use crate::maps::load_bias;
 use crate::memory::{LeBytes, ProcessMemory, ReadRange};
 use crate::validate;
@@ -55,6 +56,8 @@ pub struct GoProcess {
     pub(crate) wait_reasons: Vec<String>,
     pub(crate) pclntab: Arc<Pclntab>,
     pub(crate) reader: crate::snapshot::ReaderState,
+    /// The address space attached to, to notice an exec.
+    pub(crate) image: Image,
 }
 
 impl GoProcess {
@@ -84,18 +87,25 @@ impl GoProcess {
         if !process.join("status").exists() {
             return Err(AttachError::NoProcess { pid });
         }
+        // Bound to the address space the process has now, before its executable is read: an exec
+        // in between is caught by the check at the end.
+        let image = Image::open(proc_root, pid)?;
         let exe = process.join("exe");
         let executable = std::fs::read_link(&exe).unwrap_or_else(|_| exe.clone());
-        let bytes = std::fs::read(&exe).map_err(|source| match source.kind() {
+        let cannot_open = |source: std::io::Error| match source.kind() {
             std::io::ErrorKind::NotFound => AttachError::NoProcess { pid },
             _ => AttachError::Executable {
                 pid,
                 path: exe.display().to_string(),
                 source,
             },
-        })?;
+        };
+        let file = std::fs::File::open(&exe).map_err(cannot_open)?;
         let binary = |source: GobinError| AttachError::Binary { pid, source };
-        let elf = ElfFile::from_bytes(bytes, &executable).map_err(binary)?;
+        // Mapped, not read: the function table is used in place for as long as the process is
+        // watched, and only the pages touched are ever in memory (a 50 MB daemon costs a few).
+        let elf = ElfFile::from_file(&file, &executable).map_err(binary)?;
+        drop(file);
         if !elf.is_x86_64() {
             return Err(binary(GobinError::UnsupportedArchitecture {
                 path: executable.clone(),
@@ -150,9 +160,23 @@ impl GoProcess {
             wait_reasons,
             pclntab,
             reader: crate::snapshot::ReaderState::new(frames),
+            image,
         };
-        validate::check_attach(&mut process)?;
+        process.image.set_probe(process.globals.allglen);
+        let checked = validate::check_attach(&mut process);
+        // Whatever the checks said, an exec during attach is the reason.
+        process.image.check()?;
+        checked?;
+        // Finding globals and validating scanned much of the binary; keep none of it resident.
+        process.pclntab.release_resident();
         Ok(process)
+    }
+
+    /// Gives back the pages of the executable this reader touched (see
+    /// `goroscope_gobin::SharedBytes::release_resident`): a long-running reader calls it now and
+    /// then so its RSS stays what recent snapshots needed.
+    pub fn release_resident(&self) {
+        self.pclntab.release_resident();
     }
 
     /// What was learned at attach.

@@ -12,6 +12,15 @@ pub enum MemoryError {
         /// The process.
         pid: u32,
     },
+    /// The process exec'd another program under the same pid while goroscope was reading it:
+    /// nothing read from the new image may be reported as the old one's.
+    #[error("process {pid} exec'd into {into} during observation: its memory now belongs to another program; what was read before is kept, nothing after")]
+    Exec {
+        /// The process.
+        pid: u32,
+        /// What it runs now (the target of /proc/PID/exe).
+        into: String,
+    },
     /// The kernel refused the read.
     #[error("permission denied reading the memory of process {pid}: run goroscope as root, or grant it CAP_SYS_PTRACE (sudo setcap cap_sys_ptrace+ep \"$(command -v goroscope)\")")]
     PermissionDenied {

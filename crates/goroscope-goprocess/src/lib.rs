@@ -8,6 +8,7 @@ pub mod error;
 mod fasthash;
 mod frame_table;
 mod g_record;
+mod image;
 pub mod maps;
 pub mod memory;
 pub mod snapshot;

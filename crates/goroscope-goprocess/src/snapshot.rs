@@ -96,9 +96,19 @@ const H_PAUSES: usize = 120;
 const H_SIZE: usize = H_PAUSES + 256 * 8;
 
 impl GoProcess {
-    /// Reads one snapshot. Fails only when the process is gone or its memory may not be read;
-    /// inconsistent records are retried or dropped and counted.
+    /// Reads one snapshot. Fails only when the process is gone, exec'd another program
+    /// ([`MemoryError::Exec`], whatever the reads said: they may have come from the new image) or
+    /// its memory may not be read; inconsistent records are retried or dropped and counted.
     pub fn snapshot(
+        &mut self,
+        options: &SnapshotOptions,
+    ) -> Result<GoroutineSnapshot, MemoryError> {
+        let snapshot = self.read_snapshot(options);
+        self.image.check()?;
+        snapshot
+    }
+
+    fn read_snapshot(
         &mut self,
         options: &SnapshotOptions,
     ) -> Result<GoroutineSnapshot, MemoryError> {

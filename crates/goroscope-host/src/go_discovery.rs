@@ -51,6 +51,8 @@ pub struct GoDiscovery {
     scan_errors: u64,
     without_executable: u64,
     binaries_parsed: u64,
+    /// Processes whose executable the last scan was not allowed to look at.
+    denied_last_scan: u64,
 }
 
 /// Why a pid was passed over.
@@ -59,7 +61,9 @@ enum Skip {
     Gone,
     /// The process has no executable: a kernel thread, or a zombie.
     NoExecutable,
-    /// Permission denied or another error.
+    /// Permission denied: without CAP_SYS_PTRACE, other users' executables are hidden.
+    Denied,
+    /// Another error.
     Error,
 }
 
@@ -89,6 +93,7 @@ impl GoDiscovery {
             scan_errors: 0,
             without_executable: 0,
             binaries_parsed: 0,
+            denied_last_scan: 0,
         }
     }
 
@@ -102,15 +107,26 @@ impl GoDiscovery {
         pids: impl IntoIterator<Item = u32>,
     ) -> Vec<GoProcessFound> {
         let mut found = Vec::new();
+        self.denied_last_scan = 0;
         for pid in pids {
             match self.check(procfs, pid) {
                 Ok(Some(process)) => found.push(process),
                 Ok(None) | Err(Skip::Gone) => {}
                 Err(Skip::NoExecutable) => self.without_executable += 1,
+                Err(Skip::Denied) => {
+                    self.scan_errors += 1;
+                    self.denied_last_scan += 1;
+                }
                 Err(Skip::Error) => self.scan_errors += 1,
             }
         }
         found
+    }
+
+    /// Processes whose executable the last scan was not allowed to open (they may run Go): an
+    /// agent without CAP_SYS_PTRACE cannot see other users' executables.
+    pub fn denied_last_scan(&self) -> u64 {
+        self.denied_last_scan
     }
 
     /// Errors (permission denied, unreadable files) met by all scans so far.
@@ -202,7 +218,9 @@ fn same_file(binary: &Binary, metadata: &std::fs::Metadata) -> bool {
 
 /// Sorts a failure to look at `pid`'s executable into gone, no executable, or error.
 fn classify(procfs: &ProcFs, pid: u32, error: &std::io::Error) -> Skip {
-    if !is_gone(error) {
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        Skip::Denied
+    } else if !is_gone(error) {
         Skip::Error
     } else if procfs.exists(pid) {
         // `/proc/PID/exe` of a kernel thread or zombie is a link to nothing.

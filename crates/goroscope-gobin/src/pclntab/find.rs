@@ -70,13 +70,15 @@ pub(super) fn read(elf: &ElfFile) -> Result<Pclntab, PclntabError> {
         .or_else(|| moduledata.and_then(|at| gofunc_from_moduledata(elf, at, bytes)));
 
     let table_len = bytes.len();
-    let mut table = Pclntab::parse_parts(bytes.to_vec(), Some(text_start), 0)?;
+    let shared = elf.share(bytes).ok_or(PclntabError::NotFound)?;
+    let mut table = Pclntab::parse_parts(shared, Some(text_start), 0)?;
     table.funcdata = match gofunc {
         Some(address) if address >= table_address && address - table_address < table_len as u64 => {
             usize::try_from(address - table_address).map_or(FuncData::Missing, FuncData::InTable)
         }
         Some(address) => region_from(elf, address)
-            .map_or(FuncData::Missing, |bytes| FuncData::Copied(bytes.to_vec())),
+            .and_then(|bytes| elf.share(bytes))
+            .map_or(FuncData::Missing, FuncData::Separate),
         None => FuncData::Missing,
     };
     Ok(table)
@@ -118,10 +120,12 @@ fn looks_like_header(bytes: &[u8]) -> bool {
 }
 
 /// Finds `runtime.firstmoduledata` by its first two fields: the table's address and the address
-/// of the function-name table inside it.
+/// of the function-name table inside it. It lives in `.noptrdata`, in the last loadable segment:
+/// segments are scanned last first, so the text and read-only data (most of a binary) are never
+/// read for it.
 fn scan_moduledata(elf: &ElfFile, table_address: u64, funcname: usize) -> Option<u64> {
     let names = table_address.checked_add(funcname as u64)?;
-    for segment in elf.segments() {
+    for segment in elf.segments().iter().rev() {
         let Some(bytes) = usize::try_from(segment.file_size)
             .ok()
             .and_then(|len| elf.read_at(segment.address, len))

@@ -289,6 +289,7 @@ pub fn families(view: &View<'_>, out: &mut Exposition) {
         );
         over.add_gauge(Labels::new(), go.over_limit as f64);
         out.push(over);
+        go.self_families(out);
     }
 }
 

@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod go_reader;
+
+use goroscope_bpf::privileges::{bpf_allowed, Refusal, HOW_TO_GRANT};
 use goroscope_bpf::tracefs::{self, Tracefs};
 use goroscope_bpf::{
     probe_program, AttachMode, EventCollector, EventObjects, EventOptions, Losses, Privileges,
@@ -94,9 +97,22 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
                 yes(p.perfmon),
                 yes(p.sys_admin)
             )),
-            Some(p) => Err(format!("missing {}", p.missing().join(" and "))),
+            Some(p) => Err(format!(
+                "missing {}; {HOW_TO_GRANT}",
+                p.missing().join(" and ")
+            )),
             None => Err("cannot read /proc/self/status".into()),
         },
+    );
+    report.push(
+        "host",
+        "CAP_SYS_PTRACE",
+        go_reader::ptrace_check(privileges),
+    );
+    report.push(
+        "host",
+        "Go reader",
+        go_reader::reader_check(Path::new(PROC_ROOT), privileges),
     );
     report.push(
         "host",
@@ -105,11 +121,24 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
             .map(|s| s.trim().to_string())
             .map_err(|e| e.to_string()),
     );
-    kernel_checks(&mut report);
+    // When bpf(2) itself is refused, every probe below fails for that reason, not for want of
+    // the feature: say so instead of "not supported".
+    let denied = match bpf_allowed() {
+        Err(errno) if Refusal::from_errno(errno) == Refusal::Permission => Some(format!(
+            "permission denied ({} from bpf(2)), not a kernel limit: whether the kernel supports it cannot be told without the privileges above",
+            if errno == libc::EACCES { "EACCES" } else { "EPERM" }
+        )),
+        _ => None,
+    };
+    kernel_checks(&mut report, denied.as_deref());
 
     let mut attach_ok = Vec::new();
     for kind in ProgramKind::ALL {
-        let result = probe_program(kind).map(|()| format!("works; {}", kind.used_for()));
+        let result = match &denied {
+            Some(why) => Err(why.clone()),
+            None => probe_program(kind),
+        }
+        .map(|()| format!("works; {}", kind.used_for()));
         attach_ok.push((kind, result.is_ok()));
         report.push(
             "attach",
@@ -148,12 +177,13 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
             report.queue_drops = drops;
         }
         None => {
+            let why = if denied.is_some() {
+                "skipped: permission denied (see privileges)"
+            } else {
+                "skipped: neither tp_btf nor raw_tp can attach"
+            };
             for name in ["syscalls", "process", "files", "scheduler", "tcp"] {
-                report.push(
-                    "collector",
-                    name,
-                    Err("skipped: neither tp_btf nor raw_tp can attach".into()),
-                );
+                report.push("collector", name, Err(why.into()));
             }
         }
     }
@@ -186,6 +216,8 @@ fn is_required(group: &str, name: &str) -> bool {
     match group {
         "attach" => false,
         "kernel" => matches!(name, "BTF" | "ring buffer" | "task storage"),
+        // Only the Go collector and `goroutines` need them.
+        "host" => !matches!(name, "CAP_SYS_PTRACE" | "Go reader"),
         // The agent runs without them, reporting them down.
         "collector" => !matches!(name, "scheduler" | "tcp"),
         _ => true,
@@ -200,7 +232,8 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-fn kernel_checks(report: &mut DoctorReport) {
+/// The kernel feature checks; `denied` says why bpf(2) is refused altogether, if it is.
+fn kernel_checks(report: &mut DoctorReport, denied: Option<&str>) {
     let btf = Path::new("/sys/kernel/btf/vmlinux");
     report.push(
         "kernel",
@@ -222,10 +255,11 @@ fn kernel_checks(report: &mut DoctorReport) {
         ("task storage", MapType::TaskStorage),
         ("per-CPU hash", MapType::PercpuHash),
     ] {
-        let result = match map_type.is_supported() {
-            Ok(true) => Ok("supported".to_string()),
-            Ok(false) => Err("not supported by this kernel".to_string()),
-            Err(e) => Err(format!("cannot tell: {e}")),
+        let result = match (denied, map_type.is_supported()) {
+            (_, Ok(true)) => Ok("supported".to_string()),
+            (Some(why), _) => Err(why.to_string()),
+            (None, Ok(false)) => Err("not supported by this kernel".to_string()),
+            (None, Err(e)) => Err(format!("cannot tell: {e}")),
         };
         report.push("kernel", name, result);
     }

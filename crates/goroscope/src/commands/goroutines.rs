@@ -80,6 +80,7 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
     let mut outcome = RunOutcome {
         exited_after_ns: None,
         skipped_snapshots: 0,
+        exec: None,
     };
     let mut out = Sink::stdout(control.signals()).context("starting the output writer")?;
     let mut jitter = Jitter::seeded();
@@ -93,6 +94,11 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
             }
             Err(MemoryError::Exited { .. }) => {
                 outcome.exited_after_ns = Some(started.elapsed().as_nanos() as u64);
+                break;
+            }
+            // Never read on: the addresses learned at attach are another program's now.
+            Err(MemoryError::Exec { into, .. }) => {
+                outcome.exec = Some((started.elapsed().as_nanos() as u64, into));
                 break;
             }
             Err(error) if !crate::settings::is_process(Path::new(PROC_ROOT), args.pid) => {
@@ -140,8 +146,9 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
         }
     }
     // Whatever ends the run, what was gathered is reported first (unless --watch just did).
-    let unreported =
-        tracker.snapshots_seen() > reported_snapshots || outcome.exited_after_ns.is_some();
+    let unreported = tracker.snapshots_seen() > reported_snapshots
+        || outcome.exited_after_ns.is_some()
+        || outcome.exec.is_some();
     if tracker.snapshots_seen() > 0
         && unreported
         && !print(&mut out, args, &info, &tracker, &symbolizer, &outcome)?
@@ -155,6 +162,15 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
     }
     if let Some(failure) = failure {
         return Err(failure);
+    }
+    if let Some((after, into)) = &outcome.exec {
+        return Err(UsageError(format!(
+            "process {} exec'd into {into} during observation, after {}; the report covers the {} snapshots read before",
+            info.pid,
+            HumanNs(*after),
+            tracker.snapshots_seen()
+        ))
+        .into());
     }
     if let Some(after) = outcome.exited_after_ns {
         return Err(UsageError(format!(

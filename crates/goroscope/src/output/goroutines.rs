@@ -23,6 +23,8 @@ pub struct RunOutcome {
     pub exited_after_ns: Option<u64>,
     /// Snapshots skipped because a runtime list moved while it was read.
     pub skipped_snapshots: u64,
+    /// Set when the target exec'd another program before the run was over: when, and into what.
+    pub exec: Option<(u64, String)>,
 }
 
 const NS_PER_S: f64 = 1e9;
@@ -146,6 +148,10 @@ pub fn to_json(info: &TargetInfo, report: &HealthReport, outcome: &RunOutcome) -
         "globals_source": globals_source(info.globals_source),
         "warnings": info.warnings,
         "process_exited": outcome.exited_after_ns.is_some(),
+        "process_exec": outcome.exec.as_ref().map_or(Value::Null, |(after, into)| json!({
+            "after_seconds": seconds(*after),
+            "into": into,
+        })),
         "window": {
             "seconds": seconds(window.last_ns.saturating_sub(window.first_ns)),
             "snapshots": window.snapshots,
@@ -268,6 +274,13 @@ pub fn write_text(
             out,
             "!! the process exited after {}: this report covers what was read before",
             HumanNs(after)
+        )?;
+    }
+    if let Some((after, into)) = &outcome.exec {
+        writeln!(
+            out,
+            "!! the process exec'd into {into} after {}: this report covers what was read before",
+            HumanNs(*after)
         )?;
     }
     for warning in &info.warnings {

@@ -5,12 +5,15 @@
 
 mod families;
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use goroscope_export::{BucketLayout, Exposition};
-use goroscope_goprocess::{GoProcess, MemoryError, ProcessSymbolizer, SnapshotOptions};
+use goroscope_export::{Family, Labels};
+use goroscope_goprocess::{
+    AttachError, GoProcess, MemoryError, ProcessSymbolizer, SnapshotOptions,
+};
 use goroscope_host::GoDiscovery;
 use goroscope_model::goroutines::health::{HealthSettings, HealthTracker};
 use goroscope_model::goroutines::health_report::HealthReport;
@@ -53,12 +56,24 @@ struct Watched {
     report: Option<HealthReport>,
 }
 
+/// A Go process that could not be attached, and why (not retried while it runs the same
+/// executable).
+struct Refused {
+    /// The executable it ran when refused: an exec into another one is tried again.
+    exe: PathBuf,
+    /// Why, as a short label value (see [`refusal_reason`]).
+    reason: &'static str,
+}
+
 /// Go processes found, watched, and what went wrong.
 pub struct GoSource {
     discovery: GoDiscovery,
     watched: HashMap<u32, Watched>,
-    /// Processes that could not be attached, with why (not retried while they live).
-    refused: HashMap<u32, String>,
+    /// Processes that could not be attached, with why (not retried while they run the same
+    /// executable).
+    refused: HashMap<u32, Refused>,
+    /// Reasons already explained in the log (each is logged once, not once per process).
+    explained: Vec<&'static str>,
     next_discovery: Instant,
     settings: GoSettings,
     /// GC pauses that fell out of the runtime's 256-entry ring between two snapshots.
@@ -67,6 +82,9 @@ pub struct GoSource {
     pub snapshot_failures: u64,
     /// Go processes found at the last discovery but not watched: `max_processes` were.
     pub over_limit: u64,
+    /// Watched processes that exec'd another program under the same pid (then dropped, and
+    /// read anew at the next discovery if the new program is Go).
+    pub execs: u64,
     /// What ended processes counted, per process labels and program.
     retired: HashMap<(Owner, Program), Retired>,
 }
@@ -89,11 +107,13 @@ impl GoSource {
             discovery: GoDiscovery::default(),
             watched: HashMap::new(),
             refused: HashMap::new(),
+            explained: Vec::new(),
             next_discovery: Instant::now(),
             settings,
             pauses_missed: 0,
             snapshot_failures: 0,
             over_limit: 0,
+            execs: 0,
             retired: HashMap::new(),
         }
     }
@@ -122,6 +142,7 @@ impl GoSource {
         }
         let options = SnapshotOptions { max_frames: FRAMES };
         let mut ended = Vec::new();
+        let mut execd = Vec::new();
         for (pid, w) in &mut self.watched {
             if Instant::now() < w.next_snapshot {
                 continue;
@@ -146,12 +167,29 @@ impl GoSource {
                     }
                     w.gc_cycles = Some(gc.cycles);
                     w.report = Some(w.tracker.report(&w.symbolizer));
+                    // Symbolizing touched pages of the mapped executable: give them back, so
+                    // the agent's RSS does not grow with the binaries it watches.
+                    w.process.release_resident();
                 }
                 Err(MemoryError::Exited { .. }) => ended.push(*pid),
+                // Nothing more is read with what was learned at attach: it describes the old
+                // program. What it counted is kept like an exited process's.
+                Err(MemoryError::Exec { into, .. }) => execd.push((*pid, into)),
                 Err(_) => self.snapshot_failures += 1,
             }
         }
         for pid in ended {
+            self.retire(pid);
+        }
+        if !execd.is_empty() {
+            // Look at the new programs at the next cycle rather than a discovery period later.
+            self.next_discovery = Instant::now();
+        }
+        for (pid, into) in execd {
+            eprintln!(
+                "goroscope: agent: Go process {pid} exec'd into {into}; its figures so far are kept, and it is read anew if it runs Go"
+            );
+            self.execs += 1;
             self.retire(pid);
         }
         Ok(())
@@ -178,13 +216,33 @@ impl GoSource {
         let pids = owners.procfs().pids()?;
         self.over_limit = 0;
         let found = self.discovery.scan(owners.procfs(), pids);
+        let denied = self.discovery.denied_last_scan();
+        if denied > 0 && !self.explained.contains(&DISCOVERY_DENIED) {
+            self.explained.push(DISCOVERY_DENIED);
+            let has_ptrace = goroscope_bpf::Privileges::of_self(proc_root)
+                .is_some_and(|privileges| privileges.sys_ptrace);
+            let why = if has_ptrace {
+                "they are in another user namespace or a security module refuses it"
+            } else {
+                "the agent lacks CAP_SYS_PTRACE, needed for other users' processes and those holding capabilities it lacks"
+            };
+            eprintln!(
+                "goroscope: agent: not allowed to open the executables of {denied} processes, so Go processes among them are not watched: \
+                 {why} (goroscope_go_discovery_denied_processes counts them)"
+            );
+        }
         for process in found {
             let pid = process.pid;
-            if pid == std::process::id()
-                || self.watched.contains_key(&pid)
-                || self.refused.contains_key(&pid)
-            {
+            if pid == std::process::id() || self.watched.contains_key(&pid) {
                 continue;
+            }
+            match self.refused.get(&pid) {
+                Some(refused) if refused.exe == process.exe => continue,
+                // It exec'd since: try the new program.
+                Some(_) => {
+                    self.refused.remove(&pid);
+                }
+                None => {}
             }
             let seen = owners.see(pid, &process.comm);
             if !seen.targeted || !owners.procfs().exists(pid) {
@@ -229,7 +287,23 @@ impl GoSource {
                         "goroscope: agent: not watching Go process {pid} ({}): {error}",
                         process.comm
                     );
-                    self.refused.insert(pid, error.to_string());
+                    let reason = refusal_reason(&error);
+                    if reason == PERMISSION && !self.explained.contains(&reason) {
+                        self.explained.push(reason);
+                        eprintln!(
+                            "goroscope: agent: the Go collector cannot read Go processes' memory without CAP_SYS_PTRACE: \
+                             run the agent as root or grant it (setcap cap_sys_ptrace,cap_bpf,cap_perfmon+ep \
+                             \"$(command -v goroscope)\", or AmbientCapabilities=CAP_SYS_PTRACE in its systemd unit); \
+                             goroscope_go_processes_unreadable{{reason=\"{PERMISSION}\"}} counts them"
+                        );
+                    }
+                    self.refused.insert(
+                        pid,
+                        Refused {
+                            exe: process.exe.clone(),
+                            reason,
+                        },
+                    );
                 }
             }
         }
@@ -252,6 +326,70 @@ impl GoSource {
             .iter()
             .map(|((owner, program), r)| (owner, program, r));
         families::add(processes, retired, plan, layout, out);
+    }
+}
+
+impl GoSource {
+    /// The collector's own families: exec'd processes, and Go processes found but not read, by
+    /// why (so an agent watching no Go process says so, e.g. for want of CAP_SYS_PTRACE).
+    pub fn self_families(&self, out: &mut Exposition) {
+        let mut execs = Family::counter(
+            "goroscope_go_process_execs_total",
+            "Watched Go processes that exec'd another program under the same pid; their figures \
+             so far are kept and the pid is read anew if the new program is Go.",
+        );
+        execs.add_counter(Labels::new(), self.execs as f64);
+        out.push(execs);
+        let mut unreadable = Family::gauge(
+            "goroscope_go_processes_unreadable",
+            "Go processes found but not watched, by why: permission (the agent lacks \
+             CAP_SYS_PTRACE), unsupported (Go release or architecture goroscope does not read), \
+             implausible (a runtime layout that did not check out), other (see the agent's log).",
+        );
+        let mut by_reason: BTreeMap<&'static str, u64> =
+            REASONS.iter().map(|reason| (*reason, 0)).collect();
+        for refused in self.refused.values() {
+            *by_reason.entry(refused.reason).or_default() += 1;
+        }
+        for (reason, count) in by_reason {
+            unreadable.add_gauge(
+                Labels::new().push("reason", reason.to_owned()),
+                count as f64,
+            );
+        }
+        out.push(unreadable);
+        let mut hidden = Family::gauge(
+            "goroscope_go_discovery_denied_processes",
+            "Processes whose executable the agent was not allowed to open at the last Go \
+             discovery, so it cannot tell whether they run Go (without CAP_SYS_PTRACE, other \
+             users' processes).",
+        );
+        hidden.add_gauge(Labels::new(), self.discovery.denied_last_scan() as f64);
+        out.push(hidden);
+    }
+}
+
+/// Key in `explained` of the discovery's permission failures.
+const DISCOVERY_DENIED: &str = "discovery denied";
+/// The `reason` of a process goroscope may not read.
+const PERMISSION: &str = "permission";
+/// Every `reason` label value, each exported even at 0.
+const REASONS: [&str; 4] = [PERMISSION, "unsupported", "implausible", "other"];
+
+/// Why a Go process could not be attached, as a label value.
+fn refusal_reason(error: &AttachError) -> &'static str {
+    match error {
+        AttachError::Memory(MemoryError::PermissionDenied { .. }) => PERMISSION,
+        AttachError::Executable { source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            PERMISSION
+        }
+        AttachError::Binary { .. } => "unsupported",
+        AttachError::Implausible { .. } | AttachError::InferredLayoutRejected { .. } => {
+            "implausible"
+        }
+        _ => "other",
     }
 }
 
