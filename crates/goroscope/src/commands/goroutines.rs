@@ -55,7 +55,7 @@ pub fn run(args: &GoroutinesArgs) -> anyhow::Result<()> {
     eprintln!(
         "goroscope: attached to PID {} ({}; struct offsets: {}; runtime globals: {}): a snapshot every {}; Ctrl-C to stop",
         info.pid,
-        info.build.go_version,
+        goroscope_model::text::escape(info.build.go_version.as_bytes()),
         offsets_source(info.offsets_source),
         globals_source(info.globals_source),
         humantime::format_duration(args.interval)
