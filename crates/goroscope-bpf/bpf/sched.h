@@ -11,7 +11,7 @@
 #include "histogram.h"
 
 /* Default size of the row map; user space sets it before load (sched::Sizing). */
-#define MAX_SCHED_ROWS 65536
+#define MAX_SCHED_ROWS 16384
 /* Threads followed at once in raw_tp mode (which cannot use task storage). */
 #define MAX_SCHED_THREADS 32768
 

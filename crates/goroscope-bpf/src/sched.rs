@@ -193,9 +193,10 @@ impl<'obj> SchedCollector<'obj> {
 const _: () = assert!(std::mem::offset_of!(sched_key, tgid) == 0);
 
 /// Rows the kernel keeps on any host, whatever its CPU count: rows are shared by all CPUs and
-/// allocated on demand (~1.4 KB each), one per live process image, so 65,536 covers a host of
-/// 5,000 processes plus the exited ones the agent has not retired yet.
-pub const MAX_ROWS: u32 = 1 << 16;
+/// preallocated (~1.46 KB each with the kernel's overhead: 23 MiB), one per live process image,
+/// so 16,384 covers a host of 5,000 processes plus the exited ones the agent has not retired
+/// yet (~2,000 at 200 process starts per second).
+pub const MAX_ROWS: u32 = 1 << 14;
 
 /// Rows the kernel keeps on a host of `cpus` CPUs: the same for every count.
 pub fn row_capacity(cpus: usize) -> u32 {

@@ -125,20 +125,28 @@ impl<'obj> SyscallCollector<'obj> {
     /// A process that exec'd the same program twice gets one row per syscall.
     pub fn rows(&self) -> Result<Vec<SyscallRow>, BpfError> {
         let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut by_key: HashMap<(u32, u64, u32), SyscallRow> = HashMap::new();
+        // Rows that differ only by exec generation but show the same name are merged: keyed
+        // by (pid, name, syscall), the name as the kernel's fixed-size bytes (no allocation).
+        let mut rows: HashMap<(u32, [u8; COMM_LEN], u32), SyscallRow> = HashMap::new();
+        // The name of each process image, for the errno rows (keyed by image).
+        let mut names: HashMap<(u32, u64), [u8; COMM_LEN]> = HashMap::new();
         reader.for_each(
             &self.skel.maps.syscall_rows,
             "syscall_rows",
             |key, value| {
                 let key: syscall_key = pod::read(key, "syscall_rows")?;
                 let stats: syscall_stats = pod::read(value, "syscall_rows")?;
-                let mut row = SyscallRow {
-                    pid: key.tgid,
-                    syscall_nr: key.nr,
-                    ..SyscallRow::default()
-                };
-                add_stats(&mut row, &stats);
-                by_key.insert((key.tgid, key.exec_id, key.nr), row);
+                let comm = comm_bytes(&stats.comm);
+                names.insert((key.tgid, key.exec_id), comm);
+                let row = rows
+                    .entry((key.tgid, comm, key.nr))
+                    .or_insert_with(|| SyscallRow {
+                        pid: key.tgid,
+                        syscall_nr: key.nr,
+                        comm: String::from_utf8_lossy(until_nul(&comm)).into_owned(),
+                        ..SyscallRow::default()
+                    });
+                add_stats(row, &stats);
                 Ok(())
             },
         )?;
@@ -151,7 +159,10 @@ impl<'obj> SyscallCollector<'obj> {
                     .get(..8)
                     .and_then(|b| b.try_into().ok())
                     .map_or(0, u64::from_ne_bytes);
-                if let Some(row) = by_key.get_mut(&(key.tgid, key.exec_id, key.nr)) {
+                let row = names
+                    .get(&(key.tgid, key.exec_id))
+                    .and_then(|comm| rows.get_mut(&(key.tgid, *comm, key.nr)));
+                if let Some(row) = row {
                     let entry = row.errors.entry(key.err).or_insert(0);
                     *entry = entry.saturating_add(count);
                 }
@@ -159,19 +170,7 @@ impl<'obj> SyscallCollector<'obj> {
             },
         )?;
         drop(reader);
-
-        // Merge rows that differ only by exec generation but show the same name.
-        let mut merged: HashMap<(u32, String, u32), SyscallRow> =
-            HashMap::with_capacity(by_key.len());
-        for row in by_key.into_values() {
-            match merged.entry((row.pid, row.comm.clone(), row.syscall_nr)) {
-                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&row),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(row);
-                }
-            }
-        }
-        Ok(merged.into_values().collect())
+        Ok(rows.into_values().collect())
     }
 
     /// Deletes every row of the processes `pids` (which should have exited):
@@ -237,14 +236,19 @@ impl Sizing {
     }
 }
 
+const COMM_LEN: usize = 16;
+
+/// A row's name as plain bytes (NUL-padded).
+fn comm_bytes(comm: &[i8; COMM_LEN]) -> [u8; COMM_LEN] {
+    let mut out = [0u8; COMM_LEN];
+    out.copy_from_slice(chars(comm));
+    out
+}
+
 fn add_stats(row: &mut SyscallRow, stats: &syscall_stats) {
     row.count = row.count.saturating_add(stats.count);
     row.error_count = row.error_count.saturating_add(stats.errors);
     row.total_ns = row.total_ns.saturating_add(stats.total_ns);
     row.max_ns = row.max_ns.max(stats.max_ns);
     row.histogram.add_bucket_counts(&stats.latency);
-    let comm = until_nul(chars(&stats.comm));
-    if row.comm.is_empty() && !comm.is_empty() {
-        row.comm = String::from_utf8_lossy(comm).into_owned();
-    }
 }
