@@ -62,6 +62,8 @@ impl<'obj> SyscallCollector<'obj> {
         open.progs.handle__sys_exit.set_autoload(btf);
         open.progs.handle__sys_enter_raw.set_autoload(!btf);
         open.progs.handle__sys_exit_raw.set_autoload(!btf);
+        open.progs.floor__sys_enter.set_autoload(false);
+        open.progs.floor__sys_exit.set_autoload(false);
         configure_filter!(open, OBJECT, filter);
         open.maps
             .syscall_rows
@@ -187,6 +189,48 @@ impl<'obj> SyscallCollector<'obj> {
         let errors =
             reader.forget_by_tgid(&self.skel.maps.syscall_errors, "syscall_errors", &sorted)?;
         Ok(rows.len() + errors.len())
+    }
+}
+
+/// Empty programs on sys_enter and sys_exit (tp_btf): the least any syscall timer costs, for
+/// benchmarks to compare with. Dropping it detaches.
+pub struct FloorPrograms<'obj> {
+    _skel: SyscallsSkel<'obj>,
+    _links: Vec<Link>,
+}
+
+impl<'obj> FloorPrograms<'obj> {
+    /// Loads and attaches the two empty programs.
+    pub fn start(storage: &'obj mut MaybeUninit<OpenObject>) -> Result<Self, BpfError> {
+        let mut open = SyscallsSkelBuilder::default()
+            .open(storage)
+            .map_err(|source| BpfError::Open {
+                object: OBJECT,
+                source,
+            })?;
+        let progs = &mut open.progs;
+        progs.handle__sys_enter.set_autoload(false);
+        progs.handle__sys_exit.set_autoload(false);
+        progs.handle__sys_enter_raw.set_autoload(false);
+        progs.handle__sys_exit_raw.set_autoload(false);
+        libbpf_log::clear();
+        let skel = open.load().map_err(|source| BpfError::Load {
+            object: OBJECT,
+            mode: AttachMode::TpBtf,
+            source,
+            verifier_log: libbpf_log::take_trimmed(),
+        })?;
+        let links = attach_all(
+            AttachMode::TpBtf,
+            &[
+                ("floor__sys_enter", &skel.progs.floor__sys_enter),
+                ("floor__sys_exit", &skel.progs.floor__sys_exit),
+            ],
+        )?;
+        Ok(Self {
+            _skel: skel,
+            _links: links,
+        })
     }
 }
 
