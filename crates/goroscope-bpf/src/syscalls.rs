@@ -175,6 +175,56 @@ impl<'obj> SyscallCollector<'obj> {
         Ok(rows.into_values().collect())
     }
 
+    /// Calls `each` with one row per (process image, syscall), errors included, as the rows
+    /// are read: nothing is collected first, so memory stays at one batch (the agent sums rows
+    /// by its labels anyway). Rows of one process's exec generations come separately, even
+    /// under the same name; [`rows`](Self::rows) merges them.
+    pub fn for_each_row(&self, mut each: impl FnMut(SyscallRow)) -> Result<(), BpfError> {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        // Errors first (few): (tgid, exec, nr) -> [(errno, count)].
+        let mut errors: HashMap<(u32, u64, u32), Vec<(u32, u64)>> = HashMap::new();
+        reader.for_each(
+            &self.skel.maps.syscall_errors,
+            "syscall_errors",
+            |key, value| {
+                let key: syscall_error_key = pod::read(key, "syscall_errors")?;
+                let count = value
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_ne_bytes);
+                errors
+                    .entry((key.tgid, key.exec_id, key.nr))
+                    .or_default()
+                    .push((key.err, count));
+                Ok(())
+            },
+        )?;
+        reader.for_each(
+            &self.skel.maps.syscall_rows,
+            "syscall_rows",
+            |key, value| {
+                let key: syscall_key = pod::read(key, "syscall_rows")?;
+                let stats: syscall_stats = pod::read(value, "syscall_rows")?;
+                let mut row = SyscallRow {
+                    pid: key.tgid,
+                    syscall_nr: key.nr,
+                    comm: String::from_utf8_lossy(until_nul(chars(&stats.comm))).into_owned(),
+                    ..SyscallRow::default()
+                };
+                add_stats(&mut row, &stats);
+                for (err, count) in errors
+                    .remove(&(key.tgid, key.exec_id, key.nr))
+                    .unwrap_or_default()
+                {
+                    let entry = row.errors.entry(err).or_insert(0);
+                    *entry = entry.saturating_add(count);
+                }
+                each(row);
+                Ok(())
+            },
+        )
+    }
+
     /// Deletes every row of the processes `pids` (which should have exited):
     /// their syscall statistics and error counts. Returns how many map
     /// entries were deleted. A pid that is still running starts new rows with
