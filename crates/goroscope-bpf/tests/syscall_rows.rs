@@ -384,6 +384,14 @@ fn a_64_cpu_host_with_5000_processes_of_30_syscalls_loses_nothing() {
     let mut storage = MaybeUninit::uninit();
     let collector = SyscallCollector::start_sized(&mut storage, mode, &ours, Sizing::for_cpus(64))
         .unwrap_or_else(|e| panic!("starting the syscall collector sized for 64 CPUs: {e}"));
+    let mut sched_storage = MaybeUninit::uninit();
+    let sched = SchedCollector::start_with_rows(
+        &mut sched_storage,
+        mode,
+        &ours,
+        goroscope_bpf::sched::row_capacity(64),
+    )
+    .unwrap_or_else(|e| panic!("starting the scheduler collector sized for 64 CPUs: {e}"));
 
     // Each child makes syscall j of THIRTY (j + pid) % 3 + 1 times, tells the parent it is done
     // (one write) and stays alive, blocked reading `release`, until every child is done.
@@ -437,6 +445,19 @@ fn a_64_cpu_host_with_5000_processes_of_30_syscalls_loses_nothing() {
     let losses = collector
         .losses()
         .unwrap_or_else(|e| panic!("reading losses: {e}"));
+    // Every child has blocked (reading `release`) at least once: a voluntary switch in its row.
+    let sched_rows = sched
+        .rows()
+        .unwrap_or_else(|e| panic!("reading scheduler rows: {e}"));
+    let sched_losses = sched
+        .losses()
+        .unwrap_or_else(|e| panic!("reading losses: {e}"));
+    let switched: std::collections::HashSet<u32> = sched_rows
+        .iter()
+        .filter(|r| r.voluntary_switches > 0)
+        .map(|r| r.pid)
+        .collect();
+    let unswitched = children.0.iter().filter(|p| !switched.contains(p)).count();
     // SAFETY: closing the release pipe ends every child's read.
     unsafe { libc::close(release_w) };
 
@@ -483,6 +504,13 @@ fn a_64_cpu_host_with_5000_processes_of_30_syscalls_loses_nothing() {
         "losses: {:?}",
         losses.nonzero().collect::<Vec<_>>()
     );
+    assert_eq!(
+        sched_losses.total(),
+        0,
+        "scheduler losses: {:?}",
+        sched_losses.nonzero().collect::<Vec<_>>()
+    );
+    assert_eq!(unswitched, 0, "children without a scheduler row");
     assert!(
         wrong.is_empty(),
         "{} of {checked} (process, syscall) rows wrong, e.g. (pid, nr, want, got) {:?}",
