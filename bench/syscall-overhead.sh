@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # syscall-overhead.sh: how much slower a syscall-heavy workload runs while
-# goroscope traces the whole host, compared with running it untraced and
-# with running it under an equivalent bpftrace latency-histogram script.
+# goroscope traces the whole host, compared with running it untraced, under
+# empty programs on the same two hooks (the floor of any syscall timer), under
+# libbpf-tools `syscount -L` and under an equivalent bpftrace script.
 #
 # Workload: dd if=/dev/zero of=/dev/null bs=1 count=2000000 (one read and one
 # write per byte: 4 million syscalls). Each round runs the modes back to
-# back (bare, goroscope, bpftrace); the summary compares medians.
+# back (bare, floor, goroscope, syscount, bpftrace), so machine noise hits
+# every mode alike; the summary compares medians.
 #
 # Usage (as root): bench/syscall-overhead.sh
 # Environment:
-#   ROUNDS=N          rounds to run (default 5)
-#   MODES="..."       subset of "bare goroscope bpftrace" (default: all;
-#                     bare is always run, the ratios need it)
+#   ROUNDS=N          rounds to run (default 7)
+#   MODES="..."       subset of "bare floor goroscope syscount bpftrace"
+#                     (default: all; bare is always run, the ratios need it)
 #   GOROSCOPE_BIN=P   use this goroscope binary instead of building one
+#   FLOOR_BIN=P       use this syscall_floor example binary instead of building it
 #
 # CLI contract with goroscope: `goroscope syscalls --duration 600s --format
 # json` prints a stderr line starting with "goroscope: attached" once its
@@ -30,8 +33,8 @@ tracepoint:raw_syscalls:sys_exit /@start[tid]/ {
   delete(@start[tid]);
 }'
 
-ROUNDS=${ROUNDS:-5}
-MODES=${MODES:-bare goroscope bpftrace}
+ROUNDS=${ROUNDS:-7}
+MODES=${MODES:-bare floor goroscope syscount bpftrace}
 
 script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd -- "$script_dir/.." && pwd)
@@ -51,9 +54,9 @@ if ! [[ $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
 fi
 for mode in $MODES; do
     case $mode in
-        bare | goroscope | bpftrace) ;;
+        bare | floor | goroscope | syscount | bpftrace) ;;
         *)
-            echo "syscall-overhead: unknown mode '$mode' in MODES (use bare, goroscope, bpftrace)" >&2
+            echo "syscall-overhead: unknown mode '$mode' in MODES (use bare, floor, goroscope, syscount, bpftrace)" >&2
             exit 2
             ;;
     esac
@@ -158,26 +161,29 @@ run_bare() {
     time_workload
 }
 
-run_goroscope() {
-    local err=$tmpdir/goroscope.err waited=0
-    : >"$err"
-    "${launcher[@]}" "$goroscope" syscalls --duration 600s --format json \
-        >"$tmpdir/out.json" 2>"$err" &
+# Starts a tracer in the background ($1: name, $2: a line its output starts
+# with once its probes are live, $3: the file that output goes to, then the
+# command), waits for that line, times the workload, stops the tracer.
+run_traced() {
+    local name=$1 marker=$2 out=$3 waited=0
+    shift 3
+    : >"$out"
+    "${launcher[@]}" "$@" >"$out" 2>&1 &
     tracer_pid=$!
-    tracer_name=goroscope
-    until grep -q '^goroscope: attached' "$err"; do
+    tracer_name=$name
+    until grep -q "^$marker" "$out"; do
         if ! kill -0 "$tracer_pid" 2>/dev/null; then
             local status=0
             wait "$tracer_pid" || status=$?
             tracer_pid=""
-            echo "--- goroscope stderr ---" >&2
-            cat "$err" >&2
-            die "goroscope exited with status $status before attaching"
+            echo "--- $name output ---" >&2
+            cat "$out" >&2
+            die "$name exited with status $status before attaching"
         fi
         if ((waited >= ATTACH_TIMEOUT_S * 10)); then
-            echo "--- goroscope stderr ---" >&2
-            cat "$err" >&2
-            die "goroscope did not print 'goroscope: attached' within ${ATTACH_TIMEOUT_S}s"
+            echo "--- $name output ---" >&2
+            cat "$out" >&2
+            die "$name did not print '$marker' within ${ATTACH_TIMEOUT_S}s"
         fi
         sleep 0.1
         waited=$((waited + 1))
@@ -187,10 +193,25 @@ run_goroscope() {
 
     stop_tracer "$STOP_TIMEOUT_S"
     if ((stop_status != 0)); then
-        echo "--- goroscope stderr ---" >&2
-        cat "$err" >&2
-        die "goroscope exited with status $stop_status after SIGINT"
+        echo "--- $name output ---" >&2
+        cat "$out" >&2
+        die "$name exited with status $stop_status after SIGINT"
     fi
+}
+
+run_floor() {
+    run_traced floor "goroscope: attached" "$tmpdir/floor.out" "$floor"
+}
+
+run_goroscope() {
+    # Its JSON report goes to the same file as its stderr: only the marker matters.
+    run_traced goroscope "goroscope: attached" "$tmpdir/goroscope.out" \
+        "$goroscope" syscalls --duration 600s --format json
+}
+
+run_syscount() {
+    # libbpf-tools prints "Tracing syscalls" after attaching; stdbuf makes it visible at once.
+    run_traced syscount "Tracing syscalls" "$tmpdir/syscount.out" stdbuf -oL "$syscount" -L
 }
 
 run_bpftrace() {
@@ -228,6 +249,35 @@ run_bpftrace() {
 
 # --- setup -------------------------------------------------------------------
 
+floor=""
+if want_mode floor; then
+    if [[ -n ${FLOOR_BIN:-} ]]; then
+        floor=$FLOOR_BIN
+        log "using FLOOR_BIN=$floor (not building)"
+    else
+        log "building the floor (cargo build --release -p goroscope-bpf --example syscall_floor)"
+        (cd -- "$repo_root" && cargo build --release -p goroscope-bpf --example syscall_floor) ||
+            die "cargo build failed"
+        floor=$repo_root/target/release/examples/syscall_floor
+    fi
+    [[ -x $floor ]] || die "$floor is not an executable file"
+fi
+
+# libbpf-tools' syscount (Debian installs it as /usr/sbin/syscount; bcc's is syscount-bpfcc).
+syscount=""
+syscount_note=""
+if ! want_mode syscount; then
+    syscount_note="not in MODES"
+elif syscount=$(command -v syscount) && ! "$syscount" --help 2>&1 | grep -q -- '--latency'; then
+    syscount_note="$syscount is not libbpf-tools' syscount"
+    syscount=""
+elif [[ -z $syscount ]]; then
+    syscount_note="libbpf-tools' syscount is not on PATH (apt-get install libbpf-tools)"
+fi
+if [[ -z $syscount ]]; then
+    log "syscount mode skipped: $syscount_note"
+fi
+
 goroscope=""
 if want_mode goroscope; then
     if [[ -n ${GOROSCOPE_BIN:-} ]]; then
@@ -262,7 +312,9 @@ if ((!use_bpftrace)); then
 fi
 
 modes=(bare)
+want_mode floor && modes+=(floor)
 want_mode goroscope && modes+=(goroscope)
+[[ -n $syscount ]] && modes+=(syscount)
 ((use_bpftrace)) && modes+=(bpftrace)
 
 log "workload: ${WORKLOAD[*]} ($((2 * DD_COUNT)) syscalls), $ROUNDS round(s), modes: ${modes[*]}"
@@ -309,14 +361,11 @@ done
 ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'
 }
-if want_mode goroscope; then
-    goroscope_part="goroscope $(ratio "${med[goroscope]}" "${med[bare]}")"
-else
-    goroscope_part="goroscope skipped"
-fi
-if ((use_bpftrace)); then
-    bpftrace_part="bpftrace $(ratio "${med[bpftrace]}" "${med[bare]}")"
-else
-    bpftrace_part="bpftrace skipped ($bpftrace_note)"
-fi
-echo "slowdown: $goroscope_part, $bpftrace_part (median of $ROUNDS rounds, dd bs=1 count=$DD_COUNT)"
+summary=""
+for mode in "${modes[@]}"; do
+    [[ $mode == bare ]] && continue
+    summary+="${summary:+, }$mode $(ratio "${med[$mode]}" "${med[bare]}")"
+done
+[[ -n $syscount_note && -z $syscount ]] && summary+=", syscount skipped ($syscount_note)"
+((use_bpftrace)) || summary+=", bpftrace skipped ($bpftrace_note)"
+echo "slowdown: $summary (median of $ROUNDS rounds, dd bs=1 count=$DD_COUNT)"

@@ -10,8 +10,8 @@
 #include "common.h"
 #include "histogram.h"
 
-/* Default size of the row map; user space resizes it before load. */
-#define MAX_SCHED_ROWS 8192
+/* Default size of the row map; user space sets it before load (sched::Sizing). */
+#define MAX_SCHED_ROWS 16384
 /* Threads followed at once in raw_tp mode (which cannot use task storage). */
 #define MAX_SCHED_THREADS 32768
 
@@ -28,7 +28,7 @@ struct sched_stats {
 	__u64 involuntary_switches; /* switched out while runnable (preempted, yielded) */
 	__u64 runqueue_total_ns;    /* summed wait for a CPU once runnable */
 	__u64 blocked_ns;           /* summed time from a voluntary switch-out to the wakeup */
-	char comm[COMM_LEN];        /* the group leader's, set on the CPU that created the row */
+	char comm[COMM_LEN];        /* the group leader's, set when the row is created */
 	__u64 runqueue[LATENCY_BUCKETS]; /* run-queue latency histogram, ns */
 };
 _Static_assert(sizeof(struct sched_stats) == 48 + 8 * LATENCY_BUCKETS,

@@ -10,8 +10,9 @@
 #include "common.h"
 #include "histogram.h"
 
-#define MAX_SYSCALL_ROWS 16384
-#define MAX_SYSCALL_ERROR_ROWS 8192
+/* Defaults; user space sets both before load (syscalls::Sizing). */
+#define MAX_SYSCALL_ROWS 262144
+#define MAX_SYSCALL_ERROR_ROWS 65536
 
 /* One row per process image: exec_id changes when the process execs. */
 struct syscall_key {
@@ -26,7 +27,7 @@ struct syscall_stats {
 	__u64 errors;   /* calls that returned -errno */
 	__u64 total_ns; /* summed latency of calls that returned */
 	__u64 max_ns;
-	char comm[COMM_LEN]; /* set on the CPU that created the row */
+	char comm[COMM_LEN]; /* the group leader's, set when the row is created */
 	__u64 latency[LATENCY_BUCKETS];
 };
 _Static_assert(sizeof(struct syscall_stats) == 48 + 8 * LATENCY_BUCKETS,

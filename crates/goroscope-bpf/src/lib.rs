@@ -24,6 +24,7 @@ mod skel {
 }
 
 pub mod attach;
+mod batch;
 pub mod bpf_stats;
 pub mod error;
 pub mod events;

@@ -1,16 +1,18 @@
-//! The scheduler collector: attaches bpf/sched.bpf.c and turns its per-CPU
-//! rows into one [`SchedRow`] per process when asked.
+//! The scheduler collector: attaches bpf/sched.bpf.c and turns its shared
+//! rows, read in bounded batches, into one [`SchedRow`] per process when asked.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::mem::MaybeUninit;
+use std::sync::{Mutex, PoisonError};
 
 use goroscope_model::sched_stats::SchedRow;
 use goroscope_model::until_nul;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+use libbpf_rs::{Link, OpenObject};
 
 use crate::attach::{attach_all, AttachMode};
+use crate::batch::BatchReader;
 use crate::error::BpfError;
 use crate::evict;
 use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
@@ -38,6 +40,7 @@ pub struct SchedCollector<'obj> {
     skel: SchedSkel<'obj>,
     _links: Vec<Link>,
     mode: AttachMode,
+    reader: Mutex<BatchReader>,
 }
 
 impl<'obj> SchedCollector<'obj> {
@@ -46,6 +49,17 @@ impl<'obj> SchedCollector<'obj> {
         storage: &'obj mut MaybeUninit<OpenObject>,
         mode: AttachMode,
         filter: &ProcessFilter,
+    ) -> Result<Self, BpfError> {
+        let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
+        Self::start_with_rows(storage, mode, filter, row_capacity(cpus))
+    }
+
+    /// As [`start`](Self::start), with room for `rows` (process, exec) rows.
+    pub fn start_with_rows(
+        storage: &'obj mut MaybeUninit<OpenObject>,
+        mode: AttachMode,
+        filter: &ProcessFilter,
+        rows: u32,
     ) -> Result<Self, BpfError> {
         let mut open = SchedSkelBuilder::default()
             .open(storage)
@@ -65,7 +79,7 @@ impl<'obj> SchedCollector<'obj> {
         rodata.typed_args = btf;
         open.maps
             .sched_rows
-            .set_max_entries(row_capacity())
+            .set_max_entries(rows)
             .map_err(|source| BpfError::Map { map: ROWS, source })?;
         if btf {
             // Task storage holds the stamps; the tid-keyed fallback is unused.
@@ -112,6 +126,7 @@ impl<'obj> SchedCollector<'obj> {
             skel,
             _links: links,
             mode,
+            reader: Mutex::new(BatchReader::default()),
         })
     }
 
@@ -128,25 +143,17 @@ impl<'obj> SchedCollector<'obj> {
     /// One row per process, summed over CPUs, unsorted. A process that
     /// exec'd is one row carrying its newest name.
     pub fn rows(&self) -> Result<Vec<SchedRow>, BpfError> {
-        let rows_map = &self.skel.maps.sched_rows;
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         // pid -> (exec_id of the row that named it, row)
         let mut by_pid: HashMap<u32, (u64, SchedRow)> = HashMap::new();
-        for key_bytes in rows_map.keys() {
-            let key: sched_key = pod::read(&key_bytes, ROWS)?;
-            let Some(per_cpu) = rows_map
-                .lookup_percpu(&key_bytes, MapFlags::ANY)
-                .map_err(|source| BpfError::Map { map: ROWS, source })?
-            else {
-                continue; // the row vanished between keys() and lookup
-            };
+        reader.for_each(&self.skel.maps.sched_rows, ROWS, |key, value| {
+            let key: sched_key = pod::read(key, ROWS)?;
+            let stats: sched_stats = pod::read(value, ROWS)?;
             let mut row = SchedRow {
                 pid: key.tgid,
                 ..SchedRow::default()
             };
-            for cpu_bytes in &per_cpu {
-                let stats: sched_stats = pod::read(cpu_bytes, ROWS)?;
-                add_cpu_stats(&mut row, &stats);
-            }
+            add_stats(&mut row, &stats);
             match by_pid.entry(key.tgid) {
                 Entry::Vacant(e) => {
                     e.insert((key.exec_id, row));
@@ -160,7 +167,9 @@ impl<'obj> SchedCollector<'obj> {
                     }
                 }
             }
-        }
+            Ok(())
+        })?;
+        drop(reader);
         Ok(by_pid.into_values().map(|(_, row)| row).collect())
     }
 
@@ -172,8 +181,9 @@ impl<'obj> SchedCollector<'obj> {
         if pids.is_empty() {
             return Ok(0);
         }
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         let deleted =
-            evict::forget_by_tgid(&self.skel.maps.sched_rows, ROWS, &evict::sorted(pids))?;
+            reader.forget_by_tgid(&self.skel.maps.sched_rows, ROWS, &evict::sorted(pids))?;
         let forgotten: HashSet<u32> = deleted.into_iter().collect();
         Ok(forgotten.len())
     }
@@ -182,18 +192,19 @@ impl<'obj> SchedCollector<'obj> {
 // forget() reads the tgid from the first four bytes of each key.
 const _: () = assert!(std::mem::offset_of!(sched_key, tgid) == 0);
 
-/// Kernel memory the preallocated per-CPU row map may take.
-const ROW_MEMORY_BUDGET: usize = 32 << 20;
+/// Rows the kernel keeps on any host, whatever its CPU count: rows are shared by all CPUs and
+/// preallocated (~1.46 KB each with the kernel's overhead: 23 MiB), one per live process image,
+/// so 16,384 covers a host of 5,000 processes plus the exited ones the agent has not retired
+/// yet (~2,000 at 200 process starts per second).
+pub const MAX_ROWS: u32 = 1 << 14;
 
-/// Rows the kernel keeps: as many as the budget allows on this machine's
-/// CPU count, between 1024 and 16384 (process, exec) rows.
-pub fn row_capacity() -> u32 {
-    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1);
-    let rows = ROW_MEMORY_BUDGET / (std::mem::size_of::<sched_stats>() * cpus);
-    rows.clamp(1024, 16384) as u32
+/// Rows the kernel keeps on a host of `cpus` CPUs: the same for every count.
+pub fn row_capacity(cpus: usize) -> u32 {
+    let _ = cpus; // Shared rows: nothing is per CPU.
+    MAX_ROWS
 }
 
-fn add_cpu_stats(row: &mut SchedRow, stats: &sched_stats) {
+fn add_stats(row: &mut SchedRow, stats: &sched_stats) {
     row.voluntary_switches = row
         .voluntary_switches
         .saturating_add(stats.voluntary_switches);

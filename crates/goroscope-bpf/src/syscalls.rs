@@ -1,14 +1,16 @@
-//! The syscall collector: attaches bpf/syscalls.bpf.c and turns its per-CPU
-//! maps into one row per (process, syscall) when asked.
+//! The syscall collector: attaches bpf/syscalls.bpf.c and turns its shared
+//! row maps, read in bounded batches, into one row per (process, syscall) when asked.
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
+use std::sync::{Mutex, PoisonError};
 
 use goroscope_model::{until_nul, SyscallRow};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+use libbpf_rs::{Link, OpenObject};
 
 use crate::attach::{attach_all, AttachMode};
+use crate::batch::BatchReader;
 use crate::error::BpfError;
 use crate::evict;
 use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
@@ -25,14 +27,29 @@ pub struct SyscallCollector<'obj> {
     skel: SyscallsSkel<'obj>,
     _links: Vec<Link>,
     mode: AttachMode,
+    sizing: Sizing,
+    reader: Mutex<BatchReader>,
 }
 
 impl<'obj> SyscallCollector<'obj> {
-    /// Loads and attaches the syscall programs for the processes `filter` selects.
+    /// Loads and attaches the syscall programs for the processes `filter` selects, with the
+    /// maps sized for this machine ([`Sizing::for_cpus`]).
     pub fn start(
         storage: &'obj mut MaybeUninit<OpenObject>,
         mode: AttachMode,
         filter: &ProcessFilter,
+    ) -> Result<Self, BpfError> {
+        let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
+        Self::start_sized(storage, mode, filter, Sizing::for_cpus(cpus))
+    }
+
+    /// As [`start`](Self::start), with the maps sized by `sizing` (tests size them for a
+    /// simulated host).
+    pub fn start_sized(
+        storage: &'obj mut MaybeUninit<OpenObject>,
+        mode: AttachMode,
+        filter: &ProcessFilter,
+        sizing: Sizing,
     ) -> Result<Self, BpfError> {
         let mut open = SyscallsSkelBuilder::default()
             .open(storage)
@@ -45,12 +62,21 @@ impl<'obj> SyscallCollector<'obj> {
         open.progs.handle__sys_exit.set_autoload(btf);
         open.progs.handle__sys_enter_raw.set_autoload(!btf);
         open.progs.handle__sys_exit_raw.set_autoload(!btf);
+        open.progs.floor__sys_enter.set_autoload(false);
+        open.progs.floor__sys_exit.set_autoload(false);
         configure_filter!(open, OBJECT, filter);
         open.maps
             .syscall_rows
-            .set_max_entries(row_capacity())
+            .set_max_entries(sizing.rows)
             .map_err(|source| BpfError::Map {
                 map: "syscall_rows",
+                source,
+            })?;
+        open.maps
+            .syscall_errors
+            .set_max_entries(sizing.error_rows)
+            .map_err(|source| BpfError::Map {
+                map: "syscall_errors",
                 source,
             })?;
 
@@ -77,7 +103,14 @@ impl<'obj> SyscallCollector<'obj> {
             skel,
             _links: links,
             mode,
+            sizing,
+            reader: Mutex::new(BatchReader::default()),
         })
+    }
+
+    /// How the kernel maps are sized.
+    pub fn sizing(&self) -> Sizing {
+        self.sizing
     }
 
     /// How the programs are attached.
@@ -93,44 +126,104 @@ impl<'obj> SyscallCollector<'obj> {
     /// One row per (process, name, syscall) collected so far, unsorted.
     /// A process that exec'd the same program twice gets one row per syscall.
     pub fn rows(&self) -> Result<Vec<SyscallRow>, BpfError> {
-        let rows_map = &self.skel.maps.syscall_rows;
-        let mut by_key: HashMap<(u32, u64, u32), SyscallRow> = HashMap::new();
-        for key_bytes in rows_map.keys() {
-            let key: syscall_key = pod::read(&key_bytes, "syscall_rows")?;
-            let Some(per_cpu) =
-                rows_map
-                    .lookup_percpu(&key_bytes, MapFlags::ANY)
-                    .map_err(|source| BpfError::Map {
-                        map: "syscall_rows",
-                        source,
-                    })?
-            else {
-                continue; // the process's row vanished between keys() and lookup
-            };
-            let mut row = SyscallRow {
-                pid: key.tgid,
-                syscall_nr: key.nr,
-                ..SyscallRow::default()
-            };
-            for cpu_bytes in &per_cpu {
-                let stats: syscall_stats = pod::read(cpu_bytes, "syscall_rows")?;
-                add_cpu_stats(&mut row, &stats);
-            }
-            by_key.insert((key.tgid, key.exec_id, key.nr), row);
-        }
-        self.add_errors(&mut by_key)?;
-
-        // Merge rows that differ only by exec generation but show the same name.
-        let mut merged: HashMap<(u32, String, u32), SyscallRow> = HashMap::new();
-        for row in by_key.into_values() {
-            match merged.entry((row.pid, row.comm.clone(), row.syscall_nr)) {
-                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&row),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(row);
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        // Rows that differ only by exec generation but show the same name are merged: keyed
+        // by (pid, name, syscall), the name as the kernel's fixed-size bytes (no allocation).
+        let mut rows: HashMap<(u32, [u8; COMM_LEN], u32), SyscallRow> = HashMap::new();
+        // The name of each process image, for the errno rows (keyed by image).
+        let mut names: HashMap<(u32, u64), [u8; COMM_LEN]> = HashMap::new();
+        reader.for_each(
+            &self.skel.maps.syscall_rows,
+            "syscall_rows",
+            |key, value| {
+                let key: syscall_key = pod::read(key, "syscall_rows")?;
+                let stats: syscall_stats = pod::read(value, "syscall_rows")?;
+                let comm = comm_bytes(&stats.comm);
+                names.insert((key.tgid, key.exec_id), comm);
+                let row = rows.entry((key.tgid, comm, key.nr)).or_insert_with(|| {
+                    let mut row = SyscallRow {
+                        pid: key.tgid,
+                        syscall_nr: key.nr,
+                        ..SyscallRow::default()
+                    };
+                    row.set_comm(until_nul(&comm));
+                    row
+                });
+                add_stats(row, &stats);
+                Ok(())
+            },
+        )?;
+        reader.for_each(
+            &self.skel.maps.syscall_errors,
+            "syscall_errors",
+            |key, value| {
+                let key: syscall_error_key = pod::read(key, "syscall_errors")?;
+                let count = value
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_ne_bytes);
+                let row = names
+                    .get(&(key.tgid, key.exec_id))
+                    .and_then(|comm| rows.get_mut(&(key.tgid, *comm, key.nr)));
+                if let Some(row) = row {
+                    let entry = row.errors.entry(key.err).or_insert(0);
+                    *entry = entry.saturating_add(count);
                 }
-            }
-        }
-        Ok(merged.into_values().collect())
+                Ok(())
+            },
+        )?;
+        drop(reader);
+        Ok(rows.into_values().collect())
+    }
+
+    /// Calls `each` with one row per (process image, syscall), errors included, as the rows
+    /// are read: nothing is collected first, so memory stays at one batch (the agent sums rows
+    /// by its labels anyway). Rows of one process's exec generations come separately, even
+    /// under the same name; [`rows`](Self::rows) merges them.
+    pub fn for_each_row(&self, mut each: impl FnMut(SyscallRow)) -> Result<(), BpfError> {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        // Errors first (few): (tgid, exec, nr) -> [(errno, count)].
+        let mut errors: HashMap<(u32, u64, u32), Vec<(u32, u64)>> = HashMap::new();
+        reader.for_each(
+            &self.skel.maps.syscall_errors,
+            "syscall_errors",
+            |key, value| {
+                let key: syscall_error_key = pod::read(key, "syscall_errors")?;
+                let count = value
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_ne_bytes);
+                errors
+                    .entry((key.tgid, key.exec_id, key.nr))
+                    .or_default()
+                    .push((key.err, count));
+                Ok(())
+            },
+        )?;
+        reader.for_each(
+            &self.skel.maps.syscall_rows,
+            "syscall_rows",
+            |key, value| {
+                let key: syscall_key = pod::read(key, "syscall_rows")?;
+                let stats: syscall_stats = pod::read(value, "syscall_rows")?;
+                let mut row = SyscallRow {
+                    pid: key.tgid,
+                    syscall_nr: key.nr,
+                    ..SyscallRow::default()
+                };
+                row.set_comm(until_nul(chars(&stats.comm)));
+                add_stats(&mut row, &stats);
+                for (err, count) in errors
+                    .remove(&(key.tgid, key.exec_id, key.nr))
+                    .unwrap_or_default()
+                {
+                    let entry = row.errors.entry(err).or_insert(0);
+                    *entry = entry.saturating_add(count);
+                }
+                each(row);
+                Ok(())
+            },
+        )
     }
 
     /// Deletes every row of the processes `pids` (which should have exited):
@@ -142,58 +235,115 @@ impl<'obj> SyscallCollector<'obj> {
             return Ok(0);
         }
         let sorted = evict::sorted(pids);
-        let rows = evict::forget_by_tgid(&self.skel.maps.syscall_rows, "syscall_rows", &sorted)?;
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let rows = reader.forget_by_tgid(&self.skel.maps.syscall_rows, "syscall_rows", &sorted)?;
         let errors =
-            evict::forget_by_tgid(&self.skel.maps.syscall_errors, "syscall_errors", &sorted)?;
+            reader.forget_by_tgid(&self.skel.maps.syscall_errors, "syscall_errors", &sorted)?;
         Ok(rows.len() + errors.len())
     }
+}
 
-    fn add_errors(&self, rows: &mut HashMap<(u32, u64, u32), SyscallRow>) -> Result<(), BpfError> {
-        let errors_map = &self.skel.maps.syscall_errors;
-        for key_bytes in errors_map.keys() {
-            let key: syscall_error_key = pod::read(&key_bytes, "syscall_errors")?;
-            let per_cpu = errors_map
-                .lookup_percpu(&key_bytes, MapFlags::ANY)
-                .map_err(|source| BpfError::Map {
-                    map: "syscall_errors",
-                    source,
-                })?
-                .unwrap_or_default();
-            let count: u64 = per_cpu
-                .iter()
-                .filter_map(|b| b.get(..8).and_then(|b| b.try_into().ok()))
-                .map(u64::from_ne_bytes)
-                .sum();
-            if let Some(row) = rows.get_mut(&(key.tgid, key.exec_id, key.nr)) {
-                *row.errors.entry(key.err).or_insert(0) += count;
-            }
-        }
-        Ok(())
+/// Empty programs on sys_enter and sys_exit (tp_btf): the least any syscall timer costs, for
+/// benchmarks to compare with. Dropping it detaches.
+pub struct FloorPrograms<'obj> {
+    _skel: SyscallsSkel<'obj>,
+    _links: Vec<Link>,
+}
+
+impl<'obj> FloorPrograms<'obj> {
+    /// Loads and attaches the two empty programs.
+    pub fn start(storage: &'obj mut MaybeUninit<OpenObject>) -> Result<Self, BpfError> {
+        let mut open = SyscallsSkelBuilder::default()
+            .open(storage)
+            .map_err(|source| BpfError::Open {
+                object: OBJECT,
+                source,
+            })?;
+        let progs = &mut open.progs;
+        progs.handle__sys_enter.set_autoload(false);
+        progs.handle__sys_exit.set_autoload(false);
+        progs.handle__sys_enter_raw.set_autoload(false);
+        progs.handle__sys_exit_raw.set_autoload(false);
+        libbpf_log::clear();
+        let skel = open.load().map_err(|source| BpfError::Load {
+            object: OBJECT,
+            mode: AttachMode::TpBtf,
+            source,
+            verifier_log: libbpf_log::take_trimmed(),
+        })?;
+        let links = attach_all(
+            AttachMode::TpBtf,
+            &[
+                ("floor__sys_enter", &skel.progs.floor__sys_enter),
+                ("floor__sys_exit", &skel.progs.floor__sys_exit),
+            ],
+        )?;
+        Ok(Self {
+            _skel: skel,
+            _links: links,
+        })
     }
 }
 
 const _: () = assert!(std::mem::offset_of!(syscall_key, tgid) == 0);
 const _: () = assert!(std::mem::offset_of!(syscall_error_key, tgid) == 0);
 
-/// Kernel memory the preallocated per-CPU row map may take.
-const ROW_MEMORY_BUDGET: usize = 32 << 20;
-
-/// Rows the kernel keeps: as many as the budget allows on this machine's
-/// CPU count, between 1024 and 16384 (process, exec, syscall) rows.
-pub fn row_capacity() -> u32 {
-    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1);
-    let rows = ROW_MEMORY_BUDGET / (std::mem::size_of::<syscall_stats>() * cpus);
-    rows.clamp(1024, 16384) as u32
+/// How many entries the kernel's syscall maps may hold.
+///
+/// Rows are shared by all CPUs and allocated on demand, so the sizing does not depend on the
+/// CPU count and a host pays only for the rows it has. The capacity covers a host of 5,000 live
+/// processes making 30 kinds of syscalls each (150,000 rows) with room for the rows of exited
+/// processes the agent has not retired yet (at 200 process starts per second, ~30 rows each,
+/// two 5 s cycles: ~60,000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizing {
+    /// (process, exec, syscall) rows.
+    pub rows: u32,
+    /// (process, exec, syscall, errno) error counts.
+    pub error_rows: u32,
 }
 
-fn add_cpu_stats(row: &mut SyscallRow, stats: &syscall_stats) {
+/// Rows the syscall map holds on any host.
+pub const MAX_ROWS: u32 = 1 << 18;
+/// Error counts the errno map holds on any host.
+pub const MAX_ERROR_ROWS: u32 = 1 << 16;
+/// The kernel's per-entry overhead in a hash map (`struct htab_elem` header, 48 bytes on
+/// x86_64) plus its share of the bucket array (16 bytes per bucket, one bucket per entry).
+const HASH_ENTRY_OVERHEAD: usize = 48 + 16;
+
+impl Sizing {
+    /// The sizing for a host with `cpus` CPUs: the same for every count.
+    pub fn for_cpus(cpus: usize) -> Self {
+        let _ = cpus; // Shared rows: nothing is per CPU.
+        Self {
+            rows: MAX_ROWS,
+            error_rows: MAX_ERROR_ROWS,
+        }
+    }
+
+    /// The most kernel memory the maps can take when full (they start nearly empty).
+    pub fn max_kernel_bytes(&self) -> usize {
+        let row = std::mem::size_of::<syscall_key>()
+            + std::mem::size_of::<syscall_stats>()
+            + HASH_ENTRY_OVERHEAD;
+        let error = std::mem::size_of::<syscall_error_key>() + 8 + HASH_ENTRY_OVERHEAD;
+        self.rows as usize * row + self.error_rows as usize * error
+    }
+}
+
+const COMM_LEN: usize = 16;
+
+/// A row's name as plain bytes (NUL-padded).
+fn comm_bytes(comm: &[i8; COMM_LEN]) -> [u8; COMM_LEN] {
+    let mut out = [0u8; COMM_LEN];
+    out.copy_from_slice(chars(comm));
+    out
+}
+
+fn add_stats(row: &mut SyscallRow, stats: &syscall_stats) {
     row.count = row.count.saturating_add(stats.count);
     row.error_count = row.error_count.saturating_add(stats.errors);
     row.total_ns = row.total_ns.saturating_add(stats.total_ns);
     row.max_ns = row.max_ns.max(stats.max_ns);
     row.histogram.add_bucket_counts(&stats.latency);
-    let comm = until_nul(chars(&stats.comm));
-    if row.comm.is_empty() && !comm.is_empty() {
-        row.set_comm(comm);
-    }
 }
