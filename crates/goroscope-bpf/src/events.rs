@@ -40,8 +40,13 @@ const fn max(a: usize, b: usize) -> usize {
     }
 }
 
-/// The ring buffer every event object writes to (bpf/*.bpf.c declare the same size).
-const RING_BYTES: u32 = 8 * 1024 * 1024;
+/// The ring buffer's size for commands that stream every event (`trace`): bursts of file
+/// opens fill it fastest.
+pub const RING_BYTES: u32 = 8 * 1024 * 1024;
+/// A smaller ring for process events only (the agent): a few hundred bytes per exec, exit
+/// or fork, drained continuously by the reader thread. The consumer maps the data twice, so
+/// every byte of ring is two bytes of the consumer's RSS once the ring has wrapped.
+pub const PROCESS_RING_BYTES: u32 = 1024 * 1024;
 
 /// How many records the user-side queue holds before it drops.
 const QUEUE_CAPACITY: usize = 4096;
@@ -80,6 +85,9 @@ pub struct EventOptions {
     pub capture_args: bool,
     /// Which processes.
     pub filter: ProcessFilter,
+    /// The ring buffer's size in bytes: a power of two, at least a page ([`RING_BYTES`]
+    /// for streaming commands, [`PROCESS_RING_BYTES`] for process events only).
+    pub ring_bytes: u32,
 }
 
 /// The attached event programs. Dropping it detaches them.
@@ -113,7 +121,7 @@ impl<'obj> EventCollector<'obj> {
             Some("events"), // the skeletons look maps up by this name
             0,
             0,
-            RING_BYTES,
+            options.ring_bytes,
             &libbpf_rs::libbpf_sys::bpf_map_create_opts {
                 sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
                 ..Default::default()
@@ -124,10 +132,13 @@ impl<'obj> EventCollector<'obj> {
             source,
         })?;
         let share_ring = |map: &mut libbpf_rs::OpenMapMut<'_>| {
-            map.reuse_fd(ring.as_fd()).map_err(|source| BpfError::Map {
-                map: "events",
-                source,
-            })
+            // libbpf reuses a map only when its definition matches, size included.
+            map.set_max_entries(options.ring_bytes)
+                .and_then(|()| map.reuse_fd(ring.as_fd()))
+                .map_err(|source| BpfError::Map {
+                    map: "events",
+                    source,
+                })
         };
 
         let process = if wants(EventKind::Exec) || wants(EventKind::Exit) || wants(EventKind::Fork)

@@ -41,7 +41,10 @@ pub mod tracefs;
 
 pub use attach::{choose_attach_mode, probe_program, AttachMode, ProgramKind};
 pub use error::BpfError;
-pub use events::{EventCollector, EventObjects, EventOptions, EventStream, RawEvent};
+pub use events::{
+    EventCollector, EventObjects, EventOptions, EventStream, RawEvent, PROCESS_RING_BYTES,
+    RING_BYTES,
+};
 pub use filter::ProcessFilter;
 pub use losses::Losses;
 pub use privileges::Privileges;

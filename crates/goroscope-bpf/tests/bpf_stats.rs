@@ -133,6 +133,7 @@ fn own_programs_cost_with_ten_programs() {
         ],
         capture_args: false,
         filter: filter.clone(),
+        ring_bytes: goroscope_bpf::RING_BYTES,
     };
     let _events = EventCollector::start(&mut objects, mode, &options)
         .unwrap_or_else(|e| panic!("starting the event collector: {e}"));

@@ -55,6 +55,7 @@ pub fn processes(
             kinds: vec![EventKind::Exec, EventKind::Exit, EventKind::Fork],
             capture_args: false,
             filter: filter.clone(),
+            ring_bytes: goroscope_bpf::PROCESS_RING_BYTES,
         },
     )
     .context("starting the process event collector")

@@ -394,6 +394,7 @@ fn self_test_process(
             include_self: true,
             ..ProcessFilter::default()
         },
+        ring_bytes: goroscope_bpf::PROCESS_RING_BYTES,
     };
     let collector =
         EventCollector::start(&mut objects, mode, &options).map_err(|e| format!("{e:#}"))?;
@@ -450,6 +451,7 @@ fn self_test_files(
         kinds: vec![EventKind::Open],
         capture_args: false,
         filter: self_filter(),
+        ring_bytes: goroscope_bpf::RING_BYTES,
     };
     let collector =
         EventCollector::start(&mut objects, mode, &options).map_err(|e| format!("{e:#}"))?;

@@ -29,6 +29,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
         kinds: kinds.clone(),
         capture_args: args.args,
         filter,
+        ring_bytes: goroscope_bpf::RING_BYTES,
     };
 
     goroscope_bpf::init();
