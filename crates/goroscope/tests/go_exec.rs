@@ -10,7 +10,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use agent_support::{sample, Agent};
@@ -126,6 +126,7 @@ fn goroutines_across_exec(
 
 #[test]
 fn goroutines_stops_with_what_it_had_when_the_target_execs_into_another_go_program() {
+    let _serial = one_at_a_time();
     let leaky = std::fs::canonicalize(leaky()).expect("leaky's path");
     let leaky_arg = leaky.to_str().expect("a UTF-8 path");
     let (code, stdout, stderr, pid) = goroutines_across_exec(&[leaky_arg], "json", true);
@@ -157,6 +158,7 @@ fn goroutines_stops_with_what_it_had_when_the_target_execs_into_another_go_progr
 
 #[test]
 fn goroutines_says_the_target_exec_d_into_a_program_that_is_not_go() {
+    let _serial = one_at_a_time();
     let (code, stdout, stderr, pid) =
         goroutines_across_exec(&["/bin/sleep", "3600"], "text", false);
     assert_eq!(code, Some(2), "stderr: {stderr}\nstdout: {stdout}");
@@ -170,6 +172,13 @@ fn goroutines_says_the_target_exec_d_into_a_program_that_is_not_go() {
         stdout.contains("!! the process exec'd into") && stdout.contains("main.park"),
         "{stdout}"
     );
+}
+
+/// One test of this file at a time: the agents watch the whole host, so one test's exec would
+/// be counted by another test's agent.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Waits until `check` holds on a scrape; panics with the last scrape and the agent's log.
@@ -198,6 +207,7 @@ const AGENT_CONFIG: &str = "listen: 127.0.0.1:0\ninterval: 1s\ncollectors:\n  go
 
 #[test]
 fn the_agent_counts_an_exec_and_reads_the_new_go_program_anew() {
+    let _serial = one_at_a_time();
     let old = unique_comm("gxe");
     let new = unique_comm("gxl");
     let execer = copy_named(&execer(), &old);
@@ -254,6 +264,7 @@ fn the_agent_counts_an_exec_and_reads_the_new_go_program_anew() {
 
 #[test]
 fn the_agent_drops_a_pid_that_execs_into_a_program_that_is_not_go() {
+    let _serial = one_at_a_time();
     let old = unique_comm("gxs");
     let execer = copy_named(&execer(), &old);
     let target = gotest::Running::start(&execer, &["/bin/sleep", "3600"]);
