@@ -70,13 +70,37 @@ impl Image {
         if now.is_none() || now != self.start_time {
             return Err(MemoryError::Exited { pid: self.pid });
         }
-        let into = std::fs::read_link(self.proc_root.join(self.pid.to_string()).join("exe"))
-            .map(|path| printable(&path.display().to_string()))
-            .unwrap_or_else(|_| "another program".to_string());
-        Err(MemoryError::Exec {
-            pid: self.pid,
-            into,
-        })
+        // An exited process its parent has not reaped yet keeps its pid and start time, but not
+        // its executable: only a process that has one now exec'd.
+        match std::fs::read_link(self.proc_root.join(self.pid.to_string()).join("exe")) {
+            Ok(path) if !is_zombie(&self.proc_root, self.pid) => Err(MemoryError::Exec {
+                pid: self.pid,
+                into: printable(&path.display().to_string()),
+            }),
+            _ => Err(MemoryError::Exited { pid: self.pid }),
+        }
+    }
+}
+
+impl Image {
+    /// After a read said the process is gone: whether it really is. A process that exec's from
+    /// a thread other than its leader has its pid moved to that thread, and for that moment
+    /// `process_vm_readv` by pid fails with ESRCH while the old address space is still alive
+    /// ([`Image::check`] still reads). Waits (up to a second) until the address space is given
+    /// up or the pid is gone, so the caller reports an exec as an exec and an exit as an exit;
+    /// Ok when the process is still there with its attach-time memory (the read may be retried).
+    pub(crate) fn settle_after_vanished(&self) -> Result<(), MemoryError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            self.check()?;
+            if start_time(&self.proc_root, self.pid) != self.start_time {
+                return Err(MemoryError::Exited { pid: self.pid });
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 
@@ -98,6 +122,17 @@ fn printable(text: &str) -> String {
 fn start_time(proc_root: &Path, pid: u32) -> Option<u64> {
     let stat = std::fs::read(proc_root.join(pid.to_string()).join("stat")).ok()?;
     parse_start_time(&stat)
+}
+
+/// Whether the process has exited and waits to be reaped (state Z or X in /proc/PID/stat).
+fn is_zombie(proc_root: &Path, pid: u32) -> bool {
+    std::fs::read(proc_root.join(pid.to_string()).join("stat")).is_ok_and(|stat| {
+        let state = stat
+            .iter()
+            .rposition(|&byte| byte == b')')
+            .and_then(|close| stat.get(close + 2));
+        matches!(state, Some(b'Z' | b'X'))
+    })
 }
 
 /// Field 22 of a `/proc/PID/stat` text; the command name (field 2) may hold spaces and `)`.
@@ -141,6 +176,33 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         let error = image.check().unwrap_err();
+        assert!(matches!(error, MemoryError::Exited { .. }), "{error}");
+    }
+
+    #[test]
+    fn an_exited_child_not_yet_reaped_is_exited_not_exec_d() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut image = Image::open(Path::new("/proc"), child.id()).unwrap();
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", child.id())).unwrap();
+        let first = maps.split('-').next().unwrap();
+        image.set_probe(u64::from_str_radix(first, 16).unwrap());
+        image.check().unwrap();
+        child.kill().unwrap();
+        // Not waited for: a zombie keeps its pid and start time, not its memory.
+        let stat = format!("/proc/{}/stat", child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !is_zombie(Path::new("/proc"), child.id()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never a zombie: {stat}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let error = image.check().unwrap_err();
+        child.wait().unwrap();
         assert!(matches!(error, MemoryError::Exited { .. }), "{error}");
     }
 

@@ -105,6 +105,10 @@ impl GoProcess {
     ) -> Result<GoroutineSnapshot, MemoryError> {
         let snapshot = self.read_snapshot(options);
         self.image.check()?;
+        if let Err(MemoryError::Exited { .. }) = &snapshot {
+            // Maybe an exec in progress rather than an exit: let the kernel finish it.
+            self.image.settle_after_vanished()?;
+        }
         snapshot
     }
 
