@@ -248,24 +248,13 @@ fn trace_stops_at_once_on_a_signal_while_its_stdout_is_blocked() {
             "{name}: goroscope ended by itself:\n{}",
             stderr.lock().expect("stderr lock")
         );
-        let signalled = Instant::now();
-        common::send_signal(pid, signal);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("polling goroscope") {
-                break status;
-            }
-            if signalled.elapsed() > Duration::from_secs(5) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{name}: goroscope trace still running 5 s after the signal with its stdout \
-                     blocked:\n{}",
-                    stderr.lock().expect("stderr lock")
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        let took = signalled.elapsed();
+        let (status, took) = signal_and_wait(
+            &mut child,
+            pid,
+            signal,
+            &format!("{name}: goroscope trace"),
+            &stderr,
+        );
         // What did reach the pipe: whole lines, since the writer never splits a pipe write.
         let mut reached = Vec::new();
         stdout.read_to_end(&mut reached).expect("reading the pipe");
@@ -571,20 +560,7 @@ fn syscalls_detaches_before_its_report_and_a_second_signal_abandons_a_report_nob
         "syscalls ended without its reader taking the report:\n{}",
         stderr.lock().expect("stderr lock")
     );
-    let signalled = Instant::now();
-    common::send_signal(pid, libc::SIGINT);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("polling") {
-            break status;
-        }
-        if signalled.elapsed() > Duration::from_secs(5) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("syscalls still running 5 s after the second signal");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let took = signalled.elapsed();
+    let (status, took) = signal_and_wait(&mut child, pid, libc::SIGINT, "syscalls", &stderr);
     let mut reached = Vec::new();
     stdout.read_to_end(&mut reached).expect("reading the pipe");
     thread::sleep(Duration::from_millis(100));
@@ -639,20 +615,8 @@ fn goroutines_watch_stops_at_once_on_a_signal_while_its_stdout_is_blocked() {
         "goroutines ended by itself:\n{}",
         stderr.lock().expect("stderr lock")
     );
-    let signalled = Instant::now();
-    common::send_signal(child.id(), libc::SIGINT);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("polling") {
-            break status;
-        }
-        if signalled.elapsed() > Duration::from_secs(5) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("goroutines still running 5 s after SIGINT with its stdout blocked");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let took = signalled.elapsed();
+    let pid = child.id();
+    let (status, took) = signal_and_wait(&mut child, pid, libc::SIGINT, "goroutines", &stderr);
     let mut reached = Vec::new();
     stdout.read_to_end(&mut reached).expect("reading the pipe");
     thread::sleep(Duration::from_millis(100));
@@ -665,4 +629,32 @@ fn goroutines_watch_stops_at_once_on_a_signal_while_its_stdout_is_blocked() {
         "no `N lines not written`:\n{stderr}"
     );
     drop(leaky);
+}
+
+/// Sends `signal` to `child` (pid `pid`) and waits for it to exit, at most 5 s (then kills it
+/// and panics, naming `what`); returns its status and how long it took.
+#[track_caller]
+fn signal_and_wait(
+    child: &mut std::process::Child,
+    pid: u32,
+    signal: i32,
+    what: &str,
+    stderr: &Mutex<String>,
+) -> (std::process::ExitStatus, Duration) {
+    let signalled = Instant::now();
+    common::send_signal(pid, signal);
+    loop {
+        if let Some(status) = child.try_wait().expect("polling goroscope") {
+            return (status, signalled.elapsed());
+        }
+        if signalled.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} still running 5 s after the signal with its stdout blocked:\n{}",
+                stderr.lock().expect("stderr lock")
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
 }
