@@ -126,53 +126,19 @@ impl<'obj> SyscallCollector<'obj> {
     /// One row per (process, name, syscall) collected so far, unsorted.
     /// A process that exec'd the same program twice gets one row per syscall.
     pub fn rows(&self) -> Result<Vec<SyscallRow>, BpfError> {
-        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         // Rows that differ only by exec generation but show the same name are merged: keyed
-        // by (pid, name, syscall), the name as the kernel's fixed-size bytes (no allocation).
-        let mut rows: HashMap<(u32, [u8; COMM_LEN], u32), SyscallRow> = HashMap::new();
-        // The name of each process image, for the errno rows (keyed by image).
-        let mut names: HashMap<(u32, u64), [u8; COMM_LEN]> = HashMap::new();
-        reader.for_each(
-            &self.skel.maps.syscall_rows,
-            "syscall_rows",
-            |key, value| {
-                let key: syscall_key = pod::read(key, "syscall_rows")?;
-                let stats: syscall_stats = pod::read(value, "syscall_rows")?;
-                let comm = comm_bytes(&stats.comm);
-                names.insert((key.tgid, key.exec_id), comm);
-                let row = rows.entry((key.tgid, comm, key.nr)).or_insert_with(|| {
-                    let mut row = SyscallRow {
-                        pid: key.tgid,
-                        syscall_nr: key.nr,
-                        ..SyscallRow::default()
-                    };
-                    row.set_comm(until_nul(&comm));
-                    row
-                });
-                add_stats(row, &stats);
-                Ok(())
-            },
-        )?;
-        reader.for_each(
-            &self.skel.maps.syscall_errors,
-            "syscall_errors",
-            |key, value| {
-                let key: syscall_error_key = pod::read(key, "syscall_errors")?;
-                let count = value
-                    .get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, u64::from_ne_bytes);
-                let row = names
-                    .get(&(key.tgid, key.exec_id))
-                    .and_then(|comm| rows.get_mut(&(key.tgid, *comm, key.nr)));
-                if let Some(row) = row {
-                    let entry = row.errors.entry(key.err).or_insert(0);
-                    *entry = entry.saturating_add(count);
+        // by (pid, name, syscall).
+        let mut rows: HashMap<(u32, Vec<u8>, u32), SyscallRow> = HashMap::new();
+        self.for_each_row(|row| {
+            match rows.entry((row.pid, row.exact_comm().to_vec(), row.syscall_nr)) {
+                std::collections::hash_map::Entry::Occupied(mut merged) => {
+                    merged.get_mut().merge(&row)
                 }
-                Ok(())
-            },
-        )?;
-        drop(reader);
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(row);
+                }
+            }
+        })?;
         Ok(rows.into_values().collect())
     }
 
@@ -329,15 +295,6 @@ impl Sizing {
         let error = std::mem::size_of::<syscall_error_key>() + 8 + HASH_ENTRY_OVERHEAD;
         self.rows as usize * row + self.error_rows as usize * error
     }
-}
-
-const COMM_LEN: usize = 16;
-
-/// A row's name as plain bytes (NUL-padded).
-fn comm_bytes(comm: &[i8; COMM_LEN]) -> [u8; COMM_LEN] {
-    let mut out = [0u8; COMM_LEN];
-    out.copy_from_slice(chars(comm));
-    out
 }
 
 fn add_stats(row: &mut SyscallRow, stats: &syscall_stats) {
