@@ -6,38 +6,20 @@
 mod agent_support;
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use agent_support::{http_get, named_testload, promtool_check, run_ok, sample, Agent, Prometheus};
+use agent_support::{
+    echo_server, http_get, named_testload, promtool_check, run_ok, sample, unique_comm, Agent,
+    Prometheus,
+};
 use common::{run_goroscope, Finished};
 
 /// How long PromQL may take to show a workload (1 s collection + 1 s scrape + slack).
 const SEEN_WITHIN: Duration = Duration::from_secs(30);
-
-/// A comm no other process on the machine has: `prefix` plus this test process's pid.
-fn unique_comm(prefix: &str) -> String {
-    let name = format!("{prefix}{}", std::process::id() % 100_000);
-    name[..name.len().min(15)].to_owned()
-}
-
-/// A TCP server that reads each connection to EOF, answers 50 bytes and closes.
-fn echo_server() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a test server");
-    let address = listener.local_addr().expect("its address");
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = Vec::new();
-            let _ = stream.read_to_end(&mut request);
-            let _ = stream.write_all(&[b'y'; 50]);
-        }
-    });
-    address
-}
 
 /// Config for the tests: 1 s collection on a free port; Go off unless a test turns it on.
 fn config(extra: &str) -> String {

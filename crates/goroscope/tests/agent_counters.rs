@@ -9,38 +9,16 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use agent_support::{named_testload, run_ok, sample, Agent, Prometheus};
+use agent_support::{echo_server, named_testload, run_ok, sample, unique_comm, Agent, Prometheus};
 use common::unique_temp_path;
 
 /// How long PromQL may take to show a workload (1 s collection + 1 s scrape + slack).
 const SEEN_WITHIN: Duration = Duration::from_secs(30);
-
-/// A comm no other process on the machine has: `prefix` plus this test process's pid.
-fn unique_comm(prefix: &str) -> String {
-    let name = format!("{prefix}{}", std::process::id() % 100_000);
-    name[..name.len().min(15)].to_owned()
-}
-
-/// A TCP server that reads each connection to EOF, answers 50 bytes and closes.
-fn echo_server() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a test server");
-    let address = listener.local_addr().expect("its address");
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = Vec::new();
-            let _ = stream.read_to_end(&mut request);
-            let _ = stream.write_all(&[b'y'; 50]);
-        }
-    });
-    address
-}
 
 /// Every monotonic sample of a scrape (counters, and histograms' buckets, counts and sums),
 /// by its full series text (name and labels).

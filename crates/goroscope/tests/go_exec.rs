@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use agent_support::{sample, Agent};
+use agent_support::{sample, unique_comm, Agent};
 use gotest::{BuildMode, NEWEST_TOOLCHAIN};
 use serde_json::Value;
 
@@ -40,12 +40,6 @@ fn copy_named(binary: &Path, name: &str) -> PathBuf {
     let copy = dir.join(name);
     std::fs::copy(binary, &copy).expect("copying a test program");
     copy
-}
-
-/// A comm no other process has: `prefix` plus this test process's pid.
-fn unique_comm(prefix: &str) -> String {
-    let name = format!("{prefix}{}", std::process::id() % 100_000);
-    name[..name.len().min(15)].to_owned()
 }
 
 /// Asks execer to exec, then waits for the new program's ready line when it prints one.

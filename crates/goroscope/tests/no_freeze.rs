@@ -344,21 +344,7 @@ fn agent_with_open_files(yaml: &str, soft: u64, hard: u64) -> Agent {
     }
     let config_arg = config.to_str().expect("utf-8 temp path").to_owned();
     let goroscope = common::Goroscope::spawn_command(command, &["agent", "--config", &config_arg]);
-    goroscope.wait_attached();
-    let stderr = goroscope.stderr_so_far();
-    let address = stderr
-        .split("serving http://")
-        .nth(1)
-        .and_then(|rest| rest.split("/metrics").next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no `serving http://ADDR/metrics` in:\n{stderr}"));
-    let agent = Agent {
-        goroscope,
-        address,
-        config,
-    };
-    agent.wait_ready();
-    agent
+    Agent::attached(goroscope, config)
 }
 
 fn max_connections(text: &str) -> f64 {

@@ -92,6 +92,27 @@ fn dechunk(mut body: &str) -> String {
     }
 }
 
+/// A comm no other process on the machine has: `prefix` plus this test process's pid.
+pub fn unique_comm(prefix: &str) -> String {
+    let name = format!("{prefix}{}", std::process::id() % 100_000);
+    name[..name.len().min(15)].to_owned()
+}
+
+/// A TCP server that reads each connection to EOF, answers 50 bytes and closes.
+pub fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a test server");
+    let address = listener.local_addr().expect("its address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let _ = stream.read_to_end(&mut request);
+            let _ = stream.write_all(&[b'y'; 50]);
+        }
+    });
+    address
+}
+
 /// A running agent and the address it serves on.
 pub struct Agent {
     /// The process.
@@ -111,6 +132,13 @@ impl Agent {
         std::fs::write(&config, config_yaml).expect("writing the agent config");
         let config_arg = config.to_str().expect("utf-8 temp path").to_owned();
         let goroscope = Goroscope::spawn(&["agent", "--config", &config_arg]);
+        Agent::attached(goroscope, config)
+    }
+
+    /// An agent already spawned with `config`: waits until it has attached, finds the address it
+    /// serves on in its log, and waits until it is ready.
+    #[track_caller]
+    pub fn attached(goroscope: Goroscope, config: PathBuf) -> Agent {
         goroscope.wait_attached();
         let stderr = goroscope.stderr_so_far();
         let address = stderr
