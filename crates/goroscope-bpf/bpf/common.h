@@ -38,7 +38,8 @@ enum loss_reason {
 	LOSS_TCP_ROWS_FULL = 9,      /* TCP statistics map full */
 	LOSS_TCP_EDGES_FULL = 10,    /* TCP endpoint (service map edge) map full */
 	LOSS_TCP_SOCKETS_FULL = 11,  /* TCP per-connection map full: one connection not followed */
-	LOSS_REASONS = 12,
+	LOSS_SYSCALL_THREAD_SLOTS = 12, /* syscall thread slots busy, or a count raced a change of owner */
+	LOSS_REASONS = 13,
 };
 
 /* Every ring-buffer event starts with this. */

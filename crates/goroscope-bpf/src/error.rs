@@ -56,6 +56,15 @@ pub enum BpfError {
         /// Which object.
         object: &'static str,
     },
+    /// A BPF map could not be mapped into memory.
+    #[error("mapping BPF map `{map}` into memory: {source} (the kernel must allow mmap of BPF array maps, Linux 5.5+)")]
+    MapMemory {
+        /// Which map.
+        map: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// A record read from a BPF map or ring buffer was shorter than its type.
     #[error("BPF map `{map}` returned {len} bytes, expected at least {expected}")]
     ShortRecord {

@@ -35,6 +35,7 @@ pub mod losses;
 mod pod;
 pub mod privileges;
 pub mod sched;
+mod syscall_threads;
 pub mod syscalls;
 pub mod tcp;
 pub mod tracefs;

@@ -6,7 +6,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::error::BpfError;
 
 /// The reasons, in the kernel's index order.
-pub const LOSS_REASONS: [&str; 12] = [
+pub const LOSS_REASONS: [&str; 13] = [
     "exec events: ring buffer full",
     "exit events: ring buffer full",
     "fork events: ring buffer full",
@@ -19,6 +19,7 @@ pub const LOSS_REASONS: [&str; 12] = [
     "TCP statistics: map full",
     "TCP endpoints: map full",
     "TCP connections: map full",
+    "syscall thread slots busy",
 ];
 
 /// Kernel-side loss counters of one or more objects.

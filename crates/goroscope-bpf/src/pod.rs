@@ -34,8 +34,9 @@ const _: () = assert!(std::mem::size_of::<syscalls::types::syscall_key>() == 16)
 const _: () = assert!(std::mem::size_of::<syscalls::types::syscall_error_key>() == 24);
 const _: () = assert!(
     std::mem::size_of::<syscalls::types::syscall_stats>()
-        == 48 + 8 * goroscope_model::LATENCY_BUCKETS
+        == 56 + 8 * goroscope_model::LATENCY_BUCKETS
 );
+const _: () = assert!(std::mem::size_of::<syscalls::types::syscall_thread>() == 128);
 const _: () = assert!(std::mem::size_of::<process::types::exec_event>() == 48 + 16 + 256 + 512);
 const _: () = assert!(std::mem::size_of::<process::types::exit_event>() == 64);
 const _: () = assert!(std::mem::size_of::<process::types::fork_event>() == 56);

@@ -1,5 +1,6 @@
 //! The syscall collector: attaches bpf/syscalls.bpf.c and turns its shared
-//! row maps, read in bounded batches, into one row per (process, syscall) when asked.
+//! row maps, read in bounded batches, and the counts waiting in its per-thread
+//! slots into one row per (process, syscall) when asked.
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
@@ -17,30 +18,83 @@ use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
 use crate::libbpf_log;
 use crate::losses::Losses;
 use crate::pod::{self, chars};
-use crate::skel::syscalls::types::{syscall_error_key, syscall_key, syscall_stats};
+use crate::skel::syscalls::types::{syscall_error_key, syscall_key, syscall_stats, syscall_thread};
 use crate::skel::syscalls::{SyscallsSkel, SyscallsSkelBuilder};
+use crate::syscall_threads::{PendingCounts, ThreadSlots};
 
 const OBJECT: &str = "syscalls";
 
 /// Syscall statistics being collected in the kernel. Dropping it detaches.
 pub struct SyscallCollector<'obj> {
-    skel: SyscallsSkel<'obj>,
+    // Field order is drop order: detach first, then the maps.
     _links: Vec<Link>,
-    mode: AttachMode,
-    sizing: Sizing,
-    reader: Mutex<BatchReader>,
+    threads: ThreadSlots,
+    skel: SyscallsSkel<'obj>,
+    options: SyscallOptions,
+    reader: Mutex<Reader>,
+}
+
+/// What reading needs exclusively: the batch buffers and the counts swapped out of the slots.
+#[derive(Default)]
+struct Reader {
+    batch: BatchReader,
+    pending: PendingCounts,
+}
+
+/// How the syscall collector is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SyscallOptions {
+    /// How big the kernel maps are.
+    pub sizing: Sizing,
+    /// Which calls are timed.
+    pub timing: Timing,
+}
+
+/// Which calls have their latency measured. Every call is counted, with its errors, either
+/// way; timing is what costs (two clock reads and a shared-row update per timed call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timing {
+    /// Every call (costs ~1.5× more than sampling on a thread making millions of calls per
+    /// second; nothing on one making thousands).
+    EveryCall,
+    /// At most this many calls per second per thread, chosen at random; each stands for the
+    /// calls since the previous one in the latency figures.
+    PerThreadPerSecond(u32),
+}
+
+/// The default timing budget: calls timed per second per thread.
+pub const DEFAULT_TIMED_PER_THREAD_PER_SECOND: u32 = 10_000;
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self::PerThreadPerSecond(DEFAULT_TIMED_PER_THREAD_PER_SECOND)
+    }
+}
+
+impl Timing {
+    /// The least time between two timed calls of one thread, in ns (0: every call).
+    fn interval_ns(self) -> u64 {
+        match self {
+            Self::EveryCall => 0,
+            Self::PerThreadPerSecond(0) => 1_000_000_000,
+            Self::PerThreadPerSecond(n) => 1_000_000_000 / u64::from(n),
+        }
+    }
 }
 
 impl<'obj> SyscallCollector<'obj> {
     /// Loads and attaches the syscall programs for the processes `filter` selects, with the
-    /// maps sized for this machine ([`Sizing::for_cpus`]).
+    /// maps sized for this machine ([`Sizing::for_cpus`]) and the default [`Timing`].
+    ///
+    /// The handlers are raw tracepoints whatever `mode` says: they hash the address of the
+    /// thread's syscall frame, which tp_btf would type as a pointer.
     pub fn start(
         storage: &'obj mut MaybeUninit<OpenObject>,
         mode: AttachMode,
         filter: &ProcessFilter,
     ) -> Result<Self, BpfError> {
-        let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
-        Self::start_sized(storage, mode, filter, Sizing::for_cpus(cpus))
+        let _ = mode;
+        Self::start_with(storage, filter, SyscallOptions::default())
     }
 
     /// As [`start`](Self::start), with the maps sized by `sizing` (tests size them for a
@@ -51,20 +105,40 @@ impl<'obj> SyscallCollector<'obj> {
         filter: &ProcessFilter,
         sizing: Sizing,
     ) -> Result<Self, BpfError> {
+        let _ = mode;
+        let options = SyscallOptions {
+            sizing,
+            ..SyscallOptions::default()
+        };
+        Self::start_with(storage, filter, options)
+    }
+
+    /// Loads and attaches the syscall programs set up as `options` says.
+    pub fn start_with(
+        storage: &'obj mut MaybeUninit<OpenObject>,
+        filter: &ProcessFilter,
+        options: SyscallOptions,
+    ) -> Result<Self, BpfError> {
+        let mode = AttachMode::RawTp;
+        let sizing = options.sizing;
         let mut open = SyscallsSkelBuilder::default()
             .open(storage)
             .map_err(|source| BpfError::Open {
                 object: OBJECT,
                 source,
             })?;
-        let btf = mode == AttachMode::TpBtf;
-        open.progs.handle__sys_enter.set_autoload(btf);
-        open.progs.handle__sys_exit.set_autoload(btf);
-        open.progs.handle__sys_enter_raw.set_autoload(!btf);
-        open.progs.handle__sys_exit_raw.set_autoload(!btf);
         open.progs.floor__sys_enter.set_autoload(false);
         open.progs.floor__sys_exit.set_autoload(false);
-        configure_filter!(open, OBJECT, filter);
+        let rodata = configure_filter!(open, OBJECT, filter);
+        rodata.thread_slot_mask = sizing.thread_slots - 1;
+        rodata.timing_interval_ns = options.timing.interval_ns();
+        open.maps
+            .threads
+            .set_max_entries(sizing.thread_slots)
+            .map_err(|source| BpfError::Map {
+                map: "threads",
+                source,
+            })?;
         open.maps
             .syscall_rows
             .set_max_entries(sizing.rows)
@@ -89,33 +163,39 @@ impl<'obj> SyscallCollector<'obj> {
         })?;
         fill_target_pids(&skel.maps.target_pids, &filter.pids)?;
 
+        let threads = ThreadSlots::new(&skel.maps.threads, sizing.thread_slots)?;
         let progs = &skel.progs;
-        let (enter, exit) = if btf {
-            (&progs.handle__sys_enter, &progs.handle__sys_exit)
-        } else {
-            (&progs.handle__sys_enter_raw, &progs.handle__sys_exit_raw)
-        };
+        // The thread-exit handler first, so no thread ends unseen once calls are counted.
         let links = attach_all(
             mode,
-            &[("handle__sys_enter", enter), ("handle__sys_exit", exit)],
+            &[
+                ("handle__thread_exit", &progs.handle__thread_exit),
+                ("handle__sys_enter", &progs.handle__sys_enter),
+                ("handle__sys_exit", &progs.handle__sys_exit),
+            ],
         )?;
         Ok(Self {
-            skel,
             _links: links,
-            mode,
-            sizing,
-            reader: Mutex::new(BatchReader::default()),
+            threads,
+            skel,
+            options,
+            reader: Mutex::new(Reader::default()),
         })
     }
 
     /// How the kernel maps are sized.
     pub fn sizing(&self) -> Sizing {
-        self.sizing
+        self.options.sizing
     }
 
-    /// How the programs are attached.
+    /// Which calls are timed.
+    pub fn timing(&self) -> Timing {
+        self.options.timing
+    }
+
+    /// How the programs are attached: always raw tracepoints (see [`start`](Self::start)).
     pub fn mode(&self) -> AttachMode {
-        self.mode
+        AttachMode::RawTp
     }
 
     /// What was lost in the kernel so far.
@@ -147,10 +227,15 @@ impl<'obj> SyscallCollector<'obj> {
     /// by its labels anyway). Rows of one process's exec generations come separately, even
     /// under the same name; [`rows`](Self::rows) merges them.
     pub fn for_each_row(&self, mut each: impl FnMut(SyscallRow)) -> Result<(), BpfError> {
-        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        // Errors first (few): (tgid, exec, nr) -> [(errno, count)].
+        let mut guard = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let Reader { batch, pending } = &mut *guard;
+        // The slots first: a count moves from a slot either to a row (the kernel) or here,
+        // never both, so reading the rows after the slots sees each call once.
+        pending.begin_read();
+        self.threads.drain(pending)?;
+        // Errors next (few): (tgid, exec, nr) -> [(errno, count)].
         let mut errors: HashMap<(u32, u64, u32), Vec<(u32, u64)>> = HashMap::new();
-        reader.for_each(
+        batch.for_each(
             &self.skel.maps.syscall_errors,
             "syscall_errors",
             |key, value| {
@@ -166,7 +251,7 @@ impl<'obj> SyscallCollector<'obj> {
                 Ok(())
             },
         )?;
-        reader.for_each(
+        batch.for_each(
             &self.skel.maps.syscall_rows,
             "syscall_rows",
             |key, value| {
@@ -179,6 +264,8 @@ impl<'obj> SyscallCollector<'obj> {
                 };
                 row.set_comm(until_nul(chars(&stats.comm)));
                 add_stats(&mut row, &stats);
+                let swapped = pending.merge_into_row(key.tgid, key.exec_id, key.nr);
+                row.count = row.count.saturating_add(swapped);
                 for (err, count) in errors
                     .remove(&(key.tgid, key.exec_id, key.nr))
                     .unwrap_or_default()
@@ -189,7 +276,24 @@ impl<'obj> SyscallCollector<'obj> {
                 each(row);
                 Ok(())
             },
-        )
+        )?;
+        // Calls swapped out of the slots whose row the kernel never made (all were untimed
+        // and successful) or has since lost.
+        for (&(tgid, exec_id, nr), swapped) in pending.unmerged() {
+            let mut row = SyscallRow {
+                pid: tgid,
+                syscall_nr: nr,
+                count: swapped.count,
+                ..SyscallRow::default()
+            };
+            row.set_comm(until_nul(&swapped.comm));
+            for (err, count) in errors.remove(&(tgid, exec_id, nr)).unwrap_or_default() {
+                row.errors.insert(err, count);
+                row.error_count = row.error_count.saturating_add(count);
+            }
+            each(row);
+        }
+        Ok(())
     }
 
     /// Deletes every row of the processes `pids` (which should have exited):
@@ -201,10 +305,12 @@ impl<'obj> SyscallCollector<'obj> {
             return Ok(0);
         }
         let sorted = evict::sorted(pids);
-        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let rows = reader.forget_by_tgid(&self.skel.maps.syscall_rows, "syscall_rows", &sorted)?;
+        let mut guard = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let Reader { batch, pending } = &mut *guard;
+        pending.forget(&sorted);
+        let rows = batch.forget_by_tgid(&self.skel.maps.syscall_rows, "syscall_rows", &sorted)?;
         let errors =
-            reader.forget_by_tgid(&self.skel.maps.syscall_errors, "syscall_errors", &sorted)?;
+            batch.forget_by_tgid(&self.skel.maps.syscall_errors, "syscall_errors", &sorted)?;
         Ok(rows.len() + errors.len())
     }
 }
@@ -228,8 +334,7 @@ impl<'obj> FloorPrograms<'obj> {
         let progs = &mut open.progs;
         progs.handle__sys_enter.set_autoload(false);
         progs.handle__sys_exit.set_autoload(false);
-        progs.handle__sys_enter_raw.set_autoload(false);
-        progs.handle__sys_exit_raw.set_autoload(false);
+        progs.handle__thread_exit.set_autoload(false);
         libbpf_log::clear();
         let skel = open.load().map_err(|source| BpfError::Load {
             object: OBJECT,
@@ -261,18 +366,31 @@ const _: () = assert!(std::mem::offset_of!(syscall_error_key, tgid) == 0);
 /// processes making 30 kinds of syscalls each (150,000 rows) with room for the rows of exited
 /// processes the agent has not retired yet (at 200 process starts per second, ~30 rows each,
 /// two 5 s cycles: ~60,000).
+///
+/// The per-thread slots are an array: 65,536 slots of 128 bytes (8 MiB), four ways per
+/// thread, enough for tens of thousands of threads inside calls at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sizing {
     /// (process, exec, syscall) rows.
     pub rows: u32,
     /// (process, exec, syscall, errno) error counts.
     pub error_rows: u32,
+    /// Per-thread slots (a power of two, at least 4).
+    pub thread_slots: u32,
+}
+
+impl Default for Sizing {
+    fn default() -> Self {
+        Self::for_cpus(1)
+    }
 }
 
 /// Rows the syscall map holds on any host.
 pub const MAX_ROWS: u32 = 1 << 18;
 /// Error counts the errno map holds on any host.
 pub const MAX_ERROR_ROWS: u32 = 1 << 16;
+/// Per-thread slots on any host.
+pub const THREAD_SLOTS: u32 = 1 << 16;
 /// The kernel's per-entry overhead in a hash map (`struct htab_elem` header, 48 bytes on
 /// x86_64) plus its share of the bucket array (16 bytes per bucket, one bucket per entry).
 const HASH_ENTRY_OVERHEAD: usize = 48 + 16;
@@ -284,6 +402,7 @@ impl Sizing {
         Self {
             rows: MAX_ROWS,
             error_rows: MAX_ERROR_ROWS,
+            thread_slots: THREAD_SLOTS,
         }
     }
 
@@ -293,7 +412,8 @@ impl Sizing {
             + std::mem::size_of::<syscall_stats>()
             + HASH_ENTRY_OVERHEAD;
         let error = std::mem::size_of::<syscall_error_key>() + 8 + HASH_ENTRY_OVERHEAD;
-        self.rows as usize * row + self.error_rows as usize * error
+        let slots = self.thread_slots as usize * std::mem::size_of::<syscall_thread>();
+        self.rows as usize * row + self.error_rows as usize * error + slots
     }
 }
 
@@ -302,5 +422,6 @@ fn add_stats(row: &mut SyscallRow, stats: &syscall_stats) {
     row.error_count = row.error_count.saturating_add(stats.errors);
     row.total_ns = row.total_ns.saturating_add(stats.total_ns);
     row.max_ns = row.max_ns.max(stats.max_ns);
+    row.timed = row.timed.saturating_add(stats.timed);
     row.histogram.add_bucket_counts(&stats.latency);
 }

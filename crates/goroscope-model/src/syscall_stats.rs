@@ -25,11 +25,15 @@ pub struct SyscallRow {
     pub error_count: u64,
     /// Number of failed calls per errno.
     pub errors: BTreeMap<u32, u64>,
-    /// Sum of call latencies in nanoseconds.
+    /// Sum of call latencies in nanoseconds: measured exactly while every call is timed, else
+    /// estimated from the timed calls, each weighted by the calls it stands for.
     pub total_ns: u64,
-    /// Largest observed call latency in nanoseconds.
+    /// Largest latency of a timed call, in nanoseconds.
     pub max_ns: u64,
-    /// Distribution of call latencies.
+    /// Calls whose latency was measured (all of them unless timing was sampled).
+    pub timed: u64,
+    /// Distribution of call latencies, weighted like `total_ns`: its count is the number of
+    /// calls up to the last timed one, and equals `count` while every call is timed.
     pub histogram: LatencyHistogram,
 }
 
@@ -83,6 +87,7 @@ impl SyscallRow {
         }
         self.total_ns = self.total_ns.saturating_add(other.total_ns);
         self.max_ns = self.max_ns.max(other.max_ns);
+        self.timed = self.timed.saturating_add(other.timed);
         self.histogram.merge(&other.histogram);
     }
 }
