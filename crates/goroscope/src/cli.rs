@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use goroscope_bpf::syscalls::Timing;
 use goroscope_model::EventKind;
 
 /// goroscope: see inside a Linux host and the Go services on it, with eBPF,
@@ -103,6 +104,12 @@ pub struct SyscallsArgs {
     #[command(flatten)]
     /// Which processes, and for how long.
     pub target: TargetArgs,
+    /// Latency is measured on at most N calls per second per thread, after a burst of 255 (every
+    /// call is counted either way; each timed call stands for the calls its thread made since
+    /// the previous one). `all` times every call, which doubles the cost on threads making
+    /// millions of calls per second.
+    #[arg(long, value_name = "N|all", default_value = "10000", value_parser = parse_timing)]
+    pub timed_calls: Timing,
     /// Output format.
     #[arg(long, value_enum, default_value_t = StreamFormat::Text)]
     pub format: StreamFormat,
@@ -152,6 +159,19 @@ pub enum StreamFormat {
 
 /// Longest duration accepted anywhere (keeps deadline arithmetic far from overflow).
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `--timed-calls`: a positive number per second per thread, or `all`.
+pub fn parse_timing(text: &str) -> Result<Timing, String> {
+    if text == "all" {
+        return Ok(Timing::EveryCall);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(Timing::PerThreadPerSecond(n)),
+        _ => Err(format!(
+            "expected a positive number of timed calls per second per thread, or `all`, got `{text}`"
+        )),
+    }
+}
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text.trim())

@@ -108,9 +108,14 @@ impl Collection {
         let owners = &mut self.owners;
         let mut stopped = Losses::default();
         if c.syscalls.enabled || c.files.enabled {
+            let timing = c.syscalls.timed_calls;
+            if self.syscalls.get().is_some_and(|s| s.timing() != timing) {
+                // Timing is fixed at load: restart; the counters continue (probe.rs).
+                stopped.add(&self.syscalls.turn_off(owners));
+            }
             self.syscalls.turn_on(
                 "syscall",
-                || kernel::syscalls(bpf("syscalls")?, &filter),
+                || kernel::syscalls(bpf("syscalls")?, &filter, timing),
                 SyscallSource::new,
             );
         } else {

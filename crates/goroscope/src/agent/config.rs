@@ -40,6 +40,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use goroscope_bpf::syscalls::Timing;
+
 pub use error::ConfigError;
 pub use glob::{Glob, GlobKind};
 
@@ -79,7 +81,7 @@ pub enum ConfigSource {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Collectors {
     /// Syscall counts, errors and latency.
-    pub syscalls: Toggle,
+    pub syscalls: SyscallsCollector,
     /// Exec and exit counts.
     pub processes: Toggle,
     /// File opens by result.
@@ -99,6 +101,16 @@ pub struct Collectors {
 pub struct Toggle {
     /// Whether the collector runs.
     pub enabled: bool,
+}
+
+/// The syscall collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallsCollector {
+    /// Whether the collector runs.
+    pub enabled: bool,
+    /// Which calls have their latency measured (`timed_calls`: N per second per thread, or
+    /// `all`). Changing it restarts the collector; its counters continue.
+    pub timed_calls: Timing,
 }
 
 /// The TCP collector.
@@ -260,7 +272,10 @@ impl AgentConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9949),
             interval: Duration::from_secs(5),
             collectors: Collectors {
-                syscalls: on,
+                syscalls: SyscallsCollector {
+                    enabled: true,
+                    timed_calls: Timing::default(),
+                },
                 processes: on,
                 files: on,
                 scheduler: on,

@@ -7,6 +7,7 @@ use std::mem::MaybeUninit;
 
 use anyhow::Context;
 use goroscope_bpf::sched::SchedCollector;
+use goroscope_bpf::syscalls::{SyscallOptions, Timing};
 use goroscope_bpf::tcp::TcpCollector;
 use goroscope_bpf::{
     AttachMode, EventCollector, EventObjects, EventOptions, ProcessFilter, SyscallCollector,
@@ -24,12 +25,20 @@ pub fn host_wide() -> ProcessFilter {
     ProcessFilter::default()
 }
 
-/// Starts the syscall collector.
+/// Starts the syscall collector, timing calls as `timing` says. (Its handlers are raw
+/// tracepoints whatever the attach mode: see `SyscallCollector::start`.)
 pub fn syscalls(
     mode: AttachMode,
     filter: &ProcessFilter,
+    timing: Timing,
 ) -> anyhow::Result<SyscallCollector<'static>> {
-    SyscallCollector::start(storage(), mode, filter).context("starting the syscall collector")
+    let _ = mode;
+    let options = SyscallOptions {
+        timing,
+        ..SyscallOptions::default()
+    };
+    SyscallCollector::start_with(storage(), filter, options)
+        .context("starting the syscall collector")
 }
 
 /// Starts the scheduler collector.

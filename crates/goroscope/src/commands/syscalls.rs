@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use goroscope_bpf::syscalls::SyscallOptions;
 use goroscope_bpf::SyscallCollector;
 use goroscope_model::sort_by_total_time;
 
@@ -24,11 +25,16 @@ pub fn run(args: &SyscallsArgs) -> anyhow::Result<()> {
     let control = RunControl::start(args.target.duration)?;
 
     goroscope_bpf::init();
-    let mode = goroscope_bpf::choose_attach_mode()?;
+    // Checks the kernel can attach anything; the syscall handlers are raw tracepoints.
+    goroscope_bpf::choose_attach_mode()?;
     let mut storage = MaybeUninit::uninit();
-    let collector = SyscallCollector::start(&mut storage, mode, &filter)
+    let options = SyscallOptions {
+        timing: args.timed_calls,
+        ..SyscallOptions::default()
+    };
+    let collector = SyscallCollector::start_with(&mut storage, &filter, options)
         .context("starting the syscall collector")?;
-    announce_attached("counting syscalls", mode, &filter);
+    announce_attached("counting syscalls", collector.mode(), &filter);
 
     while !control.should_stop() {
         std::thread::sleep(control.next_wait(Duration::from_millis(100)));

@@ -27,6 +27,8 @@ struct JsonRow<'a> {
     p50_ns: Option<u64>,
     p99_ns: Option<u64>,
     max_ns: u64,
+    /// Calls whose latency was measured; the latency figures stand for all calls.
+    timed: u64,
     /// Non-empty latency buckets: (upper bound in ns, or null for +Inf; count).
     latency_buckets: Vec<(Option<f64>, u64)>,
 }
@@ -67,6 +69,7 @@ fn json_row(row: &SyscallRow) -> JsonRow<'_> {
         p50_ns: row.p50_ns(),
         p99_ns: row.p99_ns(),
         max_ns: row.max_ns,
+        timed: row.timed,
         latency_buckets,
     }
 }
@@ -109,6 +112,16 @@ pub fn write_text(out: &mut impl Write, rows: &[SyscallRow]) -> io::Result<()> {
     }
     if rows.is_empty() {
         writeln!(out, "(no syscalls seen)")?;
+    }
+    let counted: u64 = rows.iter().map(|r| r.count).sum();
+    let timed: u64 = rows.iter().map(|r| r.timed).sum();
+    if timed < counted {
+        writeln!(
+            out,
+            "(latency from {timed} timed calls of {counted}: TOTAL, P50 and P99 are estimates, \
+             each timed call standing for the calls since its thread's previous one; \
+             --timed-calls all times every call)"
+        )?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use goroscope_bpf::syscalls::Timing;
 use goroscope_export::BucketLayout;
 
 use super::error::{echo, FieldPath, Problem};
@@ -12,7 +13,7 @@ use super::values::{duration, fields, flag, globs, items, listen, show, text, wh
 use super::values::{Bounds, Patterns};
 use super::{
     AgentConfig, Collectors, GoCollector, Histograms, Label, LabelSet, Limits, NetworkCollector,
-    SelfMonitoring, Targets, TcpCollector, Toggle,
+    SelfMonitoring, SyscallsCollector, Targets, TcpCollector, Toggle,
 };
 
 const fn seconds(s: u64) -> Duration {
@@ -98,7 +99,7 @@ fn collectors(node: &Node, at: &FieldPath, c: &mut Collectors) -> Result<(), Pro
     ];
     for (name, value, at) in fields(node, at, &names, "{ tcp: { enabled: false } }")? {
         match name {
-            "syscalls" => toggle(value, &at, &mut c.syscalls)?,
+            "syscalls" => syscalls(value, &at, &mut c.syscalls)?,
             "processes" => toggle(value, &at, &mut c.processes)?,
             "files" => toggle(value, &at, &mut c.files)?,
             "scheduler" => toggle(value, &at, &mut c.scheduler)?,
@@ -114,6 +115,40 @@ fn collectors(node: &Node, at: &FieldPath, c: &mut Collectors) -> Result<(), Pro
 fn toggle(node: &Node, at: &FieldPath, t: &mut Toggle) -> Result<(), Problem> {
     for (_, value, at) in fields(node, at, &["enabled"], "{ enabled: false }")? {
         flag(value, &at, &mut t.enabled)?;
+    }
+    Ok(())
+}
+
+fn syscalls(node: &Node, at: &FieldPath, t: &mut SyscallsCollector) -> Result<(), Problem> {
+    let example = "{ enabled: true, timed_calls: 10000 }";
+    for (name, value, at) in fields(node, at, &["enabled", "timed_calls"], example)? {
+        match name {
+            "enabled" => flag(value, &at, &mut t.enabled)?,
+            "timed_calls" => timed_calls(value, &at, &mut t.timed_calls)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `timed_calls`: calls timed per second per thread, or `all`.
+fn timed_calls(node: &Node, at: &FieldPath, slot: &mut Timing) -> Result<(), Problem> {
+    if matches!(&node.value, Value::Str(text) if text == "all") {
+        *slot = Timing::EveryCall;
+        return Ok(());
+    }
+    let rate = whole(node, at, 1, u64::from(u32::MAX)).map_err(|_| {
+        Problem::value(
+            at,
+            format!(
+                "expected calls timed per second per thread (1 to {}) or `all`, found {}",
+                u32::MAX,
+                node.describe()
+            ),
+        )
+    })?;
+    if let Some(n) = rate {
+        *slot = Timing::PerThreadPerSecond(u32::try_from(n).unwrap_or(u32::MAX));
     }
     Ok(())
 }

@@ -114,7 +114,10 @@ fn a_full_file_sets_every_field() {
         listen: "[::]:9100".parse().unwrap(),
         interval: Duration::from_secs(90),
         collectors: Collectors {
-            syscalls: Toggle { enabled: false },
+            syscalls: SyscallsCollector {
+                enabled: false,
+                timed_calls: Timing::default(),
+            },
             processes: Toggle { enabled: false },
             files: Toggle { enabled: false },
             scheduler: Toggle { enabled: false },
@@ -222,4 +225,30 @@ fn only_listen_needs_a_restart() {
           serving on 127.0.0.1:9949 until goroscope agent is restarted"
         ]
     );
+}
+
+#[test]
+fn timed_calls_is_a_rate_or_all() {
+    let timing = |text: &str| parsed(text).collectors.syscalls.timed_calls;
+    assert_eq!(
+        timing("collectors:\n  syscalls: { timed_calls: 500 }\n"),
+        Timing::PerThreadPerSecond(500)
+    );
+    assert_eq!(
+        timing("collectors:\n  syscalls: { timed_calls: all }\n"),
+        Timing::EveryCall
+    );
+    assert_eq!(timing("collectors:\n  syscalls: {}\n"), Timing::default());
+    for bad in ["0", "every", "-5", "1.5"] {
+        let error = refused(&format!(
+            "collectors:\n  syscalls: {{ timed_calls: {bad} }}\n"
+        ));
+        assert_eq!(error.line(), Some(2), "{error}");
+        assert_eq!(
+            error.field(),
+            Some("collectors.syscalls.timed_calls"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("or `all`"), "{error}");
+    }
 }

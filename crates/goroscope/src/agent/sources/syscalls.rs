@@ -124,6 +124,11 @@ impl Source for SyscallSource {
 }
 
 impl SyscallSource {
+    /// Which calls its collector times.
+    pub fn timing(&self) -> goroscope_bpf::syscalls::Timing {
+        self.collector.timing()
+    }
+
     /// Wraps a started collector, continuing from what an earlier one counted.
     pub fn new(collector: SyscallCollector<'static>, kept: SyscallKept) -> Self {
         Self {
