@@ -297,6 +297,7 @@ fn self_test_syscalls(mode: AttachMode, losses: &mut Losses) -> Result<String, S
     }
     let rows = collector.rows().map_err(|e| e.to_string())?;
     losses.add(&collector.losses().map_err(|e| e.to_string())?);
+    let mode = collector.mode(); // raw_tp whatever was asked: see SyscallCollector::start
     let seen: u64 = rows
         .iter()
         .filter(|r| r.pid == std::process::id() && r.syscall_nr == SYS_GETPPID)
@@ -324,6 +325,7 @@ fn self_test_scheduler(mode: AttachMode, losses: &mut Losses) -> Result<String, 
     }
     let rows = collector.rows().map_err(|e| e.to_string())?;
     losses.add(&collector.losses().map_err(|e| e.to_string())?);
+    let mode = collector.mode(); // raw_tp whatever was asked: see SyscallCollector::start
     let seen: u64 = rows
         .iter()
         .filter(|r| r.pid == std::process::id())
