@@ -126,10 +126,26 @@ fn assert_row_consistent(row: &Value) {
             ),
         }
     }
-    assert_eq!(
-        sum, count,
-        "latency bucket counts should add up to the count in {row}"
-    );
+    let timed = u64_field(row, "timed");
+    if timed == count {
+        assert_eq!(
+            sum, count,
+            "latency bucket counts should add up to the count in {row}"
+        );
+    } else {
+        // Sampled: each timed call stands for the calls since its thread's previous one, so
+        // the buckets estimate the count (all but the calls after the last timed one).
+        assert!(
+            timed > 0 && timed < count,
+            "timed {timed} of {count} in {row}"
+        );
+        let off = sum.abs_diff(count) as f64 / count as f64;
+        assert!(
+            off < 0.1,
+            "latency bucket counts {sum} are {:.1}% off the count in {row}",
+            off * 100.0
+        );
+    }
 }
 
 #[test]
@@ -340,10 +356,24 @@ fn trace_text_format_shows_the_opened_path() {
 
 #[test]
 fn syscalls_counts_every_getppid_with_consistent_latencies() {
-    const N: u64 = 5000;
-    let mut load = Workload::spawn_waiting(&["getppid", &N.to_string()]);
+    // Every call timed: the latency buckets add up to the count exactly.
+    getppid_counted_and_timed(5_000, &["--timed-calls", "all"], |timed| timed == 5_000);
+}
+
+#[test]
+fn syscalls_samples_the_latency_of_a_busy_thread_and_counts_every_call() {
+    // Far more than 10,000 calls a second from one thread: a sample is timed.
+    getppid_counted_and_timed(200_000, &[], |timed| timed < 200_000 / 10);
+}
+
+#[track_caller]
+fn getppid_counted_and_timed(n: u64, flags: &[&str], timed_ok: impl Fn(u64) -> bool) {
+    let mut load = Workload::spawn_waiting(&["getppid", &n.to_string()]);
     let pid = load.pid();
-    let tracer = Goroscope::start(&["syscalls", "--pid", &pid.to_string(), "--format", "json"]);
+    let pid_arg = pid.to_string();
+    let mut args = vec!["syscalls", "--pid", &pid_arg, "--format", "json"];
+    args.extend_from_slice(flags);
+    let tracer = Goroscope::start(&args);
     load.go();
     load.wait_success();
     sleep(SETTLE);
@@ -362,8 +392,9 @@ fn syscalls_counts_every_getppid_with_consistent_latencies() {
         );
     }
     let row = syscall_row(&rows, pid, "getppid", &run);
-    // The workload makes exactly N getppid calls once released, nothing else does.
-    assert_eq!(u64_field(row, "count"), N, "{row}");
+    // The workload makes exactly n getppid calls once released, nothing else does.
+    assert_eq!(u64_field(row, "count"), n, "{row}");
+    assert!(timed_ok(u64_field(row, "timed")), "{row}");
     assert_eq!(u64_field(row, "error_count"), 0, "{row}");
     assert_eq!(row["errors"], serde_json::json!({}), "{row}");
     assert_eq!(
