@@ -348,25 +348,14 @@ static __always_inline int count_pending(struct syscall_thread *s, __u32 nr)
 
 		if ((word & ~PENDING_COUNT_MASK) == tag) {
 			/*
-			 * Compare-and-swap, not add: if another thread took the slot
-			 * meanwhile (a hash collision) the tag changed, and the call
-			 * is counted as lost instead of landing in its count. A
-			 * change of count alone is user space draining it: retry.
+			 * An atomic add: user space may be swapping the count out
+			 * meanwhile. No claim can change the word: the slot is
+			 * marked in a call until this exit is done.
 			 */
-			for (int attempt = 0; attempt < 4; attempt++) {
-				__u64 seen = __sync_val_compare_and_swap(&s->pending[i], word, word + 1);
+			__u64 old = __sync_fetch_and_add(&s->pending[i], 1);
 
-				if (seen == word) {
-					if ((word & PENDING_COUNT_MASK) + 1 >= PENDING_FLUSH_AT)
-						flush_word(s, __sync_lock_test_and_set(&s->pending[i], tag),
-							   gen);
-					return 0;
-				}
-				if ((seen & ~PENDING_COUNT_MASK) != tag)
-					break;
-				word = seen;
-			}
-			count_loss(LOSS_SYSCALL_THREAD_SLOTS);
+			if ((old & PENDING_COUNT_MASK) + 1 >= PENDING_FLUSH_AT)
+				flush_word(s, __sync_lock_test_and_set(&s->pending[i], tag), gen);
 			return 0;
 		}
 	}
@@ -422,11 +411,13 @@ int BPF_PROG(handle__sys_enter, __u64 regs, long id)
 	return 0;
 }
 
-/* The exit of a call whose enter the slot saw; the slot is marked in the call. */
+/*
+ * The exit of a call whose enter the slot saw; the slot is marked in the
+ * call. Returns 0 if the slot stopped being this thread's on the way (an
+ * exec's re-claim lost to another thread), else 1.
+ */
 static __always_inline int record_exit(struct syscall_thread *s, __u64 regs, long ret)
 {
-	if (!s)
-		return 0;
 	__u32 nr = s->nr;
 	if (ret == 0 && (nr == NR_EXECVE || nr == NR_EXECVEAT)) {
 		/* A new image (and maybe name): what is pending belongs to the old one. */
@@ -434,7 +425,8 @@ static __always_inline int record_exit(struct syscall_thread *s, __u64 regs, lon
 		__u32 was_traced = s->traced;
 
 		s->owner = SLOT_OWNER_FREE;
-		if (!claim(s, regs)) {
+		if (!claim(s, regs) ||
+		    __sync_val_compare_and_swap(&s->owner, regs, regs | SLOT_OWNER_IN_CALL) != regs) {
 			/* Another thread took the slot in between. */
 			if (was_traced)
 				count_loss(LOSS_SYSCALL_THREAD_SLOTS);
@@ -442,13 +434,15 @@ static __always_inline int record_exit(struct syscall_thread *s, __u64 regs, lon
 		}
 		s->start_ns = timed_start;
 		if (!s->traced)
-			return 0;
-		if (!was_traced)
+			return 1;
+		if (!was_traced) {
 			/* Traced from its new name on: the exec counts, untimed. */
-			return record_in_row(s, nr, ret, 0, 0);
+			record_in_row(s, nr, ret, 0, 0);
+			return 1;
+		}
 	}
 	if (!s->traced)
-		return 0;
+		return 1;
 
 	__u64 start = s->start_ns;
 	__u64 latency = 0;
@@ -462,8 +456,10 @@ static __always_inline int record_exit(struct syscall_thread *s, __u64 regs, lon
 		plan_next_timed(s, now);
 	}
 	if (start || (ret < 0 && ret >= -MAX_ERRNO))
-		return record_in_row(s, nr, ret, weight, latency);
-	return count_pending(s, nr);
+		record_in_row(s, nr, ret, weight, latency);
+	else
+		count_pending(s, nr);
+	return 1;
 }
 
 SEC("raw_tp/sys_exit")
@@ -474,10 +470,13 @@ int BPF_PROG(handle__sys_exit, __u64 regs, long ret)
 	/* No enter seen: a new thread's first return, or a call begun before attach. */
 	if (!s || s->owner != (regs | SLOT_OWNER_IN_CALL))
 		return 0;
-	record_exit(s, regs, ret);
-	/* Out of the call: the slot may be claimed again. */
-	if (s->owner == (regs | SLOT_OWNER_IN_CALL))
-		__sync_val_compare_and_swap(&s->owner, regs | SLOT_OWNER_IN_CALL, regs);
+	/*
+	 * Out of the call, the slot may be claimed again. A plain store: while
+	 * the mark is set no one else writes the owner (claims compare-and-swap
+	 * an unmarked one).
+	 */
+	if (record_exit(s, regs, ret))
+		*(volatile __u64 *)&s->owner = regs;
 	return 0;
 }
 
