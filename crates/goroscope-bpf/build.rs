@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use libbpf_cargo::SkeletonBuilder;
 
 /// The BPF objects, each `bpf/<name>.bpf.c`.
-const OBJECTS: &[&str] = &["syscalls", "process", "files", "probe", "sched", "tcp"];
+const OBJECTS: &[&str] = &[
+    "syscalls", "process", "files", "probe", "sched", "tcp", "profile",
+];
 
 fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_default());

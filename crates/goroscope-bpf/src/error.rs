@@ -56,6 +56,21 @@ pub enum BpfError {
         /// Which object.
         object: &'static str,
     },
+    /// A CPU-sampling perf event could not be opened.
+    #[error("opening a cpu-clock sampling event on CPU {cpu}: {source} (needs root or CAP_PERFMON, and perf events allowed: kernel.perf_event_paranoid)")]
+    PerfEvent {
+        /// Which CPU.
+        cpu: usize,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A sampling frequency outside 1–1000 Hz.
+    #[error("a sampling frequency of {frequency} Hz is out of range: use 1 to 1000 Hz")]
+    Frequency {
+        /// What was asked for.
+        frequency: u32,
+    },
     /// A BPF map could not be mapped into memory.
     #[error("mapping BPF map `{map}` into memory: {source} (the kernel must allow mmap of BPF array maps, Linux 5.5+)")]
     MapMemory {

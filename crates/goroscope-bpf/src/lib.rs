@@ -21,6 +21,9 @@ mod skel {
     pub mod tcp {
         include!(concat!(env!("OUT_DIR"), "/tcp.skel.rs"));
     }
+    pub mod profile {
+        include!(concat!(env!("OUT_DIR"), "/profile.skel.rs"));
+    }
 }
 
 pub mod attach;
@@ -34,6 +37,7 @@ mod libbpf_log;
 pub mod losses;
 mod pod;
 pub mod privileges;
+pub mod profile;
 pub mod sched;
 mod syscall_threads;
 pub mod syscalls;

@@ -3,7 +3,7 @@
 //! read this way, and their sizes are asserted against the C definitions.
 
 use crate::error::BpfError;
-use crate::skel::{files, process, syscalls};
+use crate::skel::{files, process, profile, syscalls};
 
 /// Plain data shared with the kernel: every bit pattern is a valid value.
 ///
@@ -27,9 +27,12 @@ unsafe impl Pod for process::types::fork_event {}
 unsafe impl Pod for files::types::open_event {}
 // SAFETY: as above.
 unsafe impl Pod for process::types::event_header {}
+// SAFETY: as above.
+unsafe impl Pod for profile::types::profile_key {}
 
 // The C side asserts the same sizes (_Static_assert in bpf/*.h).
 const _: () = assert!(std::mem::size_of::<process::types::event_header>() == 48);
+const _: () = assert!(std::mem::size_of::<profile::types::profile_key>() == 24);
 const _: () = assert!(std::mem::size_of::<syscalls::types::syscall_key>() == 16);
 const _: () = assert!(std::mem::size_of::<syscalls::types::syscall_error_key>() == 24);
 const _: () = assert!(

@@ -1,0 +1,257 @@
+//! On-CPU sampling (bpf/profile.bpf.c): a software cpu-clock perf event on every CPU runs the
+//! program, which counts (process, thread, user stack, kernel stack, Go g register) in kernel
+//! maps. [`CpuSampler::samples`] reads the counts and the stacks' raw addresses; symbolizing them
+//! is the caller's job.
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{libbpf_sys, Link, MapCore, MapFlags, OpenObject};
+
+use crate::attach::AttachMode;
+use crate::batch::BatchReader;
+use crate::error::BpfError;
+use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
+use crate::libbpf_log;
+use crate::pod;
+use crate::skel::profile::types::profile_key;
+use crate::skel::profile::{ProfileSkel, ProfileSkelBuilder};
+
+const OBJECT: &str = "profile";
+/// Frames a stack-map entry holds (`PROFILE_STACK_DEPTH`).
+const STACK_DEPTH: usize = 127;
+/// From linux/perf_event.h.
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+/// `PROFILE_NO_STACK` in bpf/profile.h.
+const NO_STACK: i32 = -1;
+
+/// The sampling frequencies a profile may ask for, in Hz.
+pub const FREQUENCIES: std::ops::RangeInclusive<u32> = 1..=1000;
+
+/// Samples with the same thread, stacks and g register, and how many there were.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackSample {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// R14 when the sample was taken in user space (Go's current goroutine in Go code, not
+    /// checked), else 0.
+    pub g: u64,
+    /// User-space return addresses, innermost first (empty for kernel threads or when lost).
+    pub user: Vec<u64>,
+    /// Kernel return addresses, innermost first (empty when sampled in user space).
+    pub kernel: Vec<u64>,
+    /// Samples.
+    pub count: u64,
+}
+
+/// What the sampler lost in the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProfileLosses {
+    /// Samples whose user stack could not be stored (stack-map collision or full).
+    pub user_stacks: u64,
+    /// Samples whose kernel stack could not be stored.
+    pub kernel_stacks: u64,
+    /// Samples dropped because the sample map was full.
+    pub samples: u64,
+}
+
+/// CPU sampling in progress on every CPU. Dropping it stops sampling.
+pub struct CpuSampler<'obj> {
+    // Field order is drop order: detach before the maps go.
+    _links: Vec<Link>,
+    skel: ProfileSkel<'obj>,
+    frequency: u32,
+    cpus: usize,
+}
+
+impl<'obj> CpuSampler<'obj> {
+    /// Starts sampling the processes `filter` selects at `frequency` Hz on every online CPU.
+    pub fn start(
+        storage: &'obj mut MaybeUninit<OpenObject>,
+        filter: &ProcessFilter,
+        frequency: u32,
+    ) -> Result<Self, BpfError> {
+        if !FREQUENCIES.contains(&frequency) {
+            return Err(BpfError::Frequency { frequency });
+        }
+        let mut open = ProfileSkelBuilder::default()
+            .open(storage)
+            .map_err(|source| BpfError::Open {
+                object: OBJECT,
+                source,
+            })?;
+        configure_filter!(open, OBJECT, filter);
+        libbpf_log::clear();
+        let skel = open.load().map_err(|source| BpfError::Load {
+            object: OBJECT,
+            mode: AttachMode::RawTp,
+            source,
+            verifier_log: libbpf_log::take_trimmed(),
+        })?;
+        fill_target_pids(&skel.maps.target_pids, &filter.pids)?;
+
+        let possible = libbpf_rs::num_possible_cpus().unwrap_or(1);
+        let mut links = Vec::new();
+        let mut cpus = 0;
+        for cpu in 0..possible {
+            let event = match open_cpu_clock(cpu, frequency) {
+                Ok(event) => event,
+                // An offline CPU has nothing to sample.
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => continue,
+                Err(source) => return Err(BpfError::PerfEvent { cpu, source }),
+            };
+            let link = skel
+                .progs
+                .handle__cpu_sample
+                .attach_perf_event(event.as_raw_fd())
+                .map_err(|source| BpfError::Attach {
+                    program: format!("handle__cpu_sample on CPU {cpu}"),
+                    mode: AttachMode::RawTp,
+                    source,
+                })?;
+            // The link keeps its own reference to the event.
+            drop(event);
+            links.push(link);
+            cpus += 1;
+        }
+        Ok(Self {
+            _links: links,
+            skel,
+            frequency,
+            cpus,
+        })
+    }
+
+    /// The sampling frequency, in Hz per CPU.
+    pub fn frequency(&self) -> u32 {
+        self.frequency
+    }
+
+    /// How many CPUs are sampled.
+    pub fn cpus(&self) -> usize {
+        self.cpus
+    }
+
+    /// Every (thread, stacks, g) sampled so far with its count, unsorted.
+    pub fn samples(&self) -> Result<Vec<StackSample>, BpfError> {
+        let mut rows: Vec<(profile_key, u64)> = Vec::new();
+        BatchReader::default().for_each(&self.skel.maps.samples, "samples", |key, value| {
+            let key: profile_key = pod::read(key, "samples")?;
+            let count = value
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_ne_bytes);
+            rows.push((key, count));
+            Ok(())
+        })?;
+        let mut stacks: std::collections::HashMap<i32, Vec<u64>> = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, count) in rows {
+            let user = self.stack(key.user_stack_id, &mut stacks)?;
+            let kernel = self.stack(key.kernel_stack_id, &mut stacks)?;
+            out.push(StackSample {
+                pid: key.tgid,
+                tid: key.tid,
+                g: key.g,
+                user,
+                kernel,
+                count,
+            });
+        }
+        Ok(out)
+    }
+
+    /// What was lost in the kernel so far.
+    pub fn losses(&self) -> Result<ProfileLosses, BpfError> {
+        let mut counts = [0u64; 3];
+        for (reason, total) in counts.iter_mut().enumerate() {
+            let key = (reason as u32).to_ne_bytes();
+            let per_cpu = self
+                .skel
+                .maps
+                .profile_losses
+                .lookup_percpu(&key, MapFlags::ANY)
+                .map_err(|source| BpfError::Map {
+                    map: "profile_losses",
+                    source,
+                })?
+                .unwrap_or_default();
+            *total = per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                .map(u64::from_ne_bytes)
+                .fold(0u64, u64::saturating_add);
+        }
+        Ok(ProfileLosses {
+            user_stacks: counts[0],
+            kernel_stacks: counts[1],
+            samples: counts[2],
+        })
+    }
+
+    /// The frames of stack `id` (innermost first), read once per id.
+    fn stack(
+        &self,
+        id: i32,
+        cache: &mut std::collections::HashMap<i32, Vec<u64>>,
+    ) -> Result<Vec<u64>, BpfError> {
+        if id == NO_STACK || id < 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(frames) = cache.get(&id) {
+            return Ok(frames.clone());
+        }
+        let bytes = self
+            .skel
+            .maps
+            .stacks
+            .lookup(&(id as u32).to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| BpfError::Map {
+                map: "stacks",
+                source,
+            })?
+            .unwrap_or_default();
+        let frames: Vec<u64> = bytes
+            .chunks_exact(8)
+            .take(STACK_DEPTH)
+            .filter_map(|b| b.try_into().ok())
+            .map(u64::from_ne_bytes)
+            .take_while(|&ip| ip != 0)
+            .collect();
+        cache.insert(id, frames.clone());
+        Ok(frames)
+    }
+}
+
+/// A software cpu-clock sampling event on `cpu` for every process, at `frequency` Hz.
+fn open_cpu_clock(cpu: usize, frequency: u32) -> Result<OwnedFd, std::io::Error> {
+    // SAFETY: perf_event_attr is plain data; all-zero is a valid starting value.
+    let mut attr: libbpf_sys::perf_event_attr = unsafe { std::mem::zeroed() };
+    attr.type_ = libbpf_sys::PERF_TYPE_SOFTWARE;
+    attr.size = std::mem::size_of_val(&attr) as u32;
+    attr.config = u64::from(libbpf_sys::PERF_COUNT_SW_CPU_CLOCK);
+    attr.__bindgen_anon_1.sample_freq = u64::from(frequency);
+    attr.set_freq(1);
+    let cpu = libc::c_int::try_from(cpu).map_err(|_| std::io::Error::other("CPU out of range"))?;
+    // SAFETY: attr is a valid perf_event_attr that outlives the call; pid -1 with a CPU is every
+    // process on that CPU; no group.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const libbpf_sys::perf_event_attr,
+            -1 as libc::c_int,
+            cpu,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(std::io::Error::other)?;
+    // SAFETY: perf_event_open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
