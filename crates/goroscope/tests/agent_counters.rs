@@ -437,3 +437,49 @@ fn idle_tcp_edges_age_out_and_their_series_end() {
     );
     agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
 }
+
+#[test]
+fn changing_timed_calls_restarts_syscalls_with_its_counters() {
+    let base = "listen: 127.0.0.1:0\ninterval: 1s\ncollectors:\n  go: { enabled: false }\n  \
+                tcp: { enabled: false }\n  network: { enabled: false }\n";
+    let agent = Agent::start(base);
+    let work = unique_comm("gst-work");
+    let program = named_testload(&work);
+    run_ok(&program, &["getppid", "500"]);
+    let calls = [("comm", work.as_str()), ("syscall", "getppid")];
+    wait_for(&agent, "goroscope_syscalls_total", &calls, Some(500.0));
+    let text = agent.scrape();
+    let timed_before = sample(&text, "goroscope_syscall_duration_seconds_count", &calls)
+        .unwrap_or_else(|| panic!("no latency histogram for {work}'s getppid:\n{text}"));
+
+    // Every call timed from now on: the collector restarts, its counters continue.
+    agent.reload(&format!("{base}  syscalls: {{ timed_calls: all }}\n"));
+    wait_for(
+        &agent,
+        "goroscope_config_reloads_total",
+        &[("result", "applied")],
+        Some(1.0),
+    );
+    wait_for(
+        &agent,
+        "goroscope_probe_up",
+        &[("probe", "syscalls")],
+        Some(1.0),
+    );
+    let text = agent.scrape();
+    assert_eq!(
+        sample(&text, "goroscope_syscalls_total", &calls),
+        Some(500.0),
+        "the count went back or vanished across the restart"
+    );
+
+    run_ok(&program, &["getppid", "300"]);
+    let text = wait_for(&agent, "goroscope_syscalls_total", &calls, Some(800.0));
+    // The 300 new calls were each timed: the histogram grew by exactly 300.
+    let timed_after = sample(&text, "goroscope_syscall_duration_seconds_count", &calls);
+    assert_eq!(
+        timed_after,
+        Some(timed_before + 300.0),
+        "histogram count before {timed_before}, after {timed_after:?}"
+    );
+}
