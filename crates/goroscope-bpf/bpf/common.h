@@ -39,7 +39,10 @@ enum loss_reason {
 	LOSS_TCP_EDGES_FULL = 10,    /* TCP endpoint (service map edge) map full */
 	LOSS_TCP_SOCKETS_FULL = 11,  /* TCP per-connection map full: one connection not followed */
 	LOSS_SYSCALL_THREAD_SLOTS = 12, /* syscall thread slots busy, or a count raced a change of owner */
-	LOSS_REASONS = 13,
+	LOSS_PROFILE_USER_STACK = 13,   /* CPU sample's user stack not stored (stack map collision or full) */
+	LOSS_PROFILE_KERNEL_STACK = 14, /* CPU sample's kernel stack not stored */
+	LOSS_PROFILE_SAMPLES_FULL = 15, /* CPU sample map full: sample dropped */
+	LOSS_REASONS = 16,
 };
 
 /* Every ring-buffer event starts with this. */
@@ -81,6 +84,25 @@ static __always_inline void count_loss(__u32 reason)
 	__u64 *n = bpf_map_lookup_elem(&losses, &reason);
 	if (n)
 		*n += 1;
+}
+
+/*
+ * Adds 1 to the __u64 counter at `key` in the hash map `map`, inserting it
+ * at 1 when absent (another CPU may insert it first). False if the map is
+ * full.
+ */
+static __always_inline bool count_in(void *map, const void *key)
+{
+	__u64 one = 1, *n = bpf_map_lookup_elem(map, key);
+
+	if (!n && !bpf_map_update_elem(map, key, &one, BPF_NOEXIST))
+		return true;
+	if (!n)
+		n = bpf_map_lookup_elem(map, key); /* lost the race to insert */
+	if (!n)
+		return false;
+	__sync_fetch_and_add(n, 1);
+	return true;
 }
 
 /* Does this run look at the process that `task` belongs to? */

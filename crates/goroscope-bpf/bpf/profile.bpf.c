@@ -29,21 +29,6 @@ struct {
 	__type(value, __u64);
 } samples SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, PROFILE_LOSSES);
-	__type(key, __u32);
-	__type(value, __u64);
-} profile_losses SEC(".maps");
-
-static __always_inline void count_profile_loss(__u32 reason)
-{
-	__u64 *n = bpf_map_lookup_elem(&profile_losses, &reason);
-
-	if (n)
-		*n += 1;
-}
-
 SEC("perf_event")
 int handle__cpu_sample(struct bpf_perf_event_data *ctx)
 {
@@ -69,7 +54,7 @@ int handle__cpu_sample(struct bpf_perf_event_data *ctx)
 		if (id >= 0)
 			key.kernel_stack_id = id;
 		else
-			count_profile_loss(PROFILE_LOSS_KERNEL_STACK);
+			count_loss(LOSS_PROFILE_KERNEL_STACK);
 	}
 	/* Kernel threads have no user stack; every process does. */
 	if (task->mm) {
@@ -78,18 +63,10 @@ int handle__cpu_sample(struct bpf_perf_event_data *ctx)
 		if (id >= 0)
 			key.user_stack_id = id;
 		else
-			count_profile_loss(PROFILE_LOSS_USER_STACK);
+			count_loss(LOSS_PROFILE_USER_STACK);
 	}
 
-	__u64 one = 1, *n = bpf_map_lookup_elem(&samples, &key);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-	} else if (bpf_map_update_elem(&samples, &key, &one, BPF_NOEXIST)) {
-		n = bpf_map_lookup_elem(&samples, &key);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-		else
-			count_profile_loss(PROFILE_LOSS_ROWS_FULL);
-	}
+	if (!count_in(&samples, &key))
+		count_loss(LOSS_PROFILE_SAMPLES_FULL);
 	return 0;
 }

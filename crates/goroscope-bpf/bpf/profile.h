@@ -26,12 +26,4 @@ struct profile_key {
 };
 _Static_assert(sizeof(struct profile_key) == 24, "profile_key layout is part of the ABI");
 
-/* Why a sample or part of it was lost; the index into profile_losses. */
-enum profile_loss {
-	PROFILE_LOSS_USER_STACK = 0,   /* user stack not taken (collision in the stack map, or full) */
-	PROFILE_LOSS_KERNEL_STACK = 1, /* kernel stack not taken */
-	PROFILE_LOSS_ROWS_FULL = 2,    /* the sample map is full: sample dropped */
-	PROFILE_LOSSES = 3,
-};
-
 #endif /* GOROSCOPE_PROFILE_H */

@@ -291,20 +291,10 @@ static __noinline int record_in_row(struct syscall_thread *s, __u32 nr, long ret
 			.exec_id = s->exec_id,
 			.err = -ret,
 		};
-		__u64 one = 1, *n;
 
 		__sync_fetch_and_add(&row->errors, 1);
-		n = bpf_map_lookup_elem(&syscall_errors, &ekey);
-		if (n) {
-			__sync_fetch_and_add(n, 1);
-		} else if (bpf_map_update_elem(&syscall_errors, &ekey, &one, BPF_NOEXIST)) {
-			/* Lost a race with another CPU's insert, or the map is full. */
-			n = bpf_map_lookup_elem(&syscall_errors, &ekey);
-			if (n)
-				__sync_fetch_and_add(n, 1);
-			else
-				count_loss(LOSS_SYSCALL_ERRORS_FULL);
-		}
+		if (!count_in(&syscall_errors, &ekey))
+			count_loss(LOSS_SYSCALL_ERRORS_FULL);
 	}
 	return 0;
 }

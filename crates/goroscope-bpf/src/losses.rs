@@ -6,7 +6,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::error::BpfError;
 
 /// The reasons, in the kernel's index order.
-pub const LOSS_REASONS: [&str; 13] = [
+pub const LOSS_REASONS: [&str; 16] = [
     "exec events: ring buffer full",
     "exit events: ring buffer full",
     "fork events: ring buffer full",
@@ -20,6 +20,9 @@ pub const LOSS_REASONS: [&str; 13] = [
     "TCP endpoints: map full",
     "TCP connections: map full",
     "syscall thread slots busy",
+    "CPU samples: user stack not stored",
+    "CPU samples: kernel stack not stored",
+    "CPU samples: map full",
 ];
 
 /// Kernel-side loss counters of one or more objects.

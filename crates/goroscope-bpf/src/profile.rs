@@ -14,6 +14,7 @@ use crate::batch::BatchReader;
 use crate::error::BpfError;
 use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
 use crate::libbpf_log;
+use crate::losses::Losses;
 use crate::pod;
 use crate::skel::profile::types::profile_key;
 use crate::skel::profile::{ProfileSkel, ProfileSkelBuilder};
@@ -25,6 +26,10 @@ const STACK_DEPTH: usize = 127;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 /// `PROFILE_NO_STACK` in bpf/profile.h.
 const NO_STACK: i32 = -1;
+/// Its reasons in `enum loss_reason` (bpf/common.h).
+const LOSS_USER_STACK: usize = 13;
+const LOSS_KERNEL_STACK: usize = 14;
+const LOSS_SAMPLES_FULL: usize = 15;
 
 /// The sampling frequencies a profile may ask for, in Hz.
 pub const FREQUENCIES: std::ops::RangeInclusive<u32> = 1..=1000;
@@ -166,29 +171,11 @@ impl<'obj> CpuSampler<'obj> {
 
     /// What was lost in the kernel so far.
     pub fn losses(&self) -> Result<ProfileLosses, BpfError> {
-        let mut counts = [0u64; 3];
-        for (reason, total) in counts.iter_mut().enumerate() {
-            let key = (reason as u32).to_ne_bytes();
-            let per_cpu = self
-                .skel
-                .maps
-                .profile_losses
-                .lookup_percpu(&key, MapFlags::ANY)
-                .map_err(|source| BpfError::Map {
-                    map: "profile_losses",
-                    source,
-                })?
-                .unwrap_or_default();
-            *total = per_cpu
-                .iter()
-                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
-                .map(u64::from_ne_bytes)
-                .fold(0u64, u64::saturating_add);
-        }
+        let losses = Losses::read(&self.skel.maps.losses)?;
         Ok(ProfileLosses {
-            user_stacks: counts[0],
-            kernel_stacks: counts[1],
-            samples: counts[2],
+            user_stacks: losses.counts[LOSS_USER_STACK],
+            kernel_stacks: losses.counts[LOSS_KERNEL_STACK],
+            samples: losses.counts[LOSS_SAMPLES_FULL],
         })
     }
 

@@ -179,17 +179,23 @@ mod tests {
         assert!(matches!(error, MemoryError::Exited { .. }), "{error}");
     }
 
+    /// The image of `pid`, probing its first mapping, checked once.
+    fn checked_image(pid: u32) -> Image {
+        let mut image = Image::open(Path::new("/proc"), pid).unwrap();
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        let first = maps.split('-').next().unwrap();
+        image.set_probe(u64::from_str_radix(first, 16).unwrap());
+        image.check().unwrap();
+        image
+    }
+
     #[test]
     fn an_exited_child_not_yet_reaped_is_exited_not_exec_d() {
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
             .unwrap();
-        let mut image = Image::open(Path::new("/proc"), child.id()).unwrap();
-        let maps = std::fs::read_to_string(format!("/proc/{}/maps", child.id())).unwrap();
-        let first = maps.split('-').next().unwrap();
-        image.set_probe(u64::from_str_radix(first, 16).unwrap());
-        image.check().unwrap();
+        let image = checked_image(child.id());
         child.kill().unwrap();
         // Not waited for: a zombie keeps its pid and start time, not its memory.
         let stat = format!("/proc/{}/stat", child.id());
@@ -212,11 +218,7 @@ mod tests {
             .args(["-c", "sleep 0.5; exec sleep 30"])
             .spawn()
             .unwrap();
-        let mut image = Image::open(Path::new("/proc"), child.id()).unwrap();
-        let maps = std::fs::read_to_string(format!("/proc/{}/maps", child.id())).unwrap();
-        let first = maps.split('-').next().unwrap();
-        image.set_probe(u64::from_str_radix(first, 16).unwrap());
-        image.check().unwrap();
+        let image = checked_image(child.id());
         std::thread::sleep(std::time::Duration::from_millis(1500));
         let error = image.check().unwrap_err();
         child.kill().unwrap();
