@@ -14,6 +14,7 @@ pub mod exit_status;
 pub mod goroutines;
 pub mod histogram;
 pub mod open_flags;
+pub mod profile;
 pub mod sched_stats;
 pub mod syscall_names;
 pub mod syscall_stats;
