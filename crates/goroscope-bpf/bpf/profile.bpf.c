@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * On-CPU sampling. Each sample adds 1 to the row of (process, thread, user
- * stack, kernel stack, Go g register) in a shared hash map; stacks go to a
+ * stack, kernel stack, goroutine) in a shared hash map; stacks go to a
  * stack-trace map once each. User space reads both when the profile ends.
  */
 #include "vmlinux.h"
@@ -9,6 +9,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "profile.h"
+#include "goroutine.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -45,8 +46,19 @@ int handle__cpu_sample(struct bpf_perf_event_data *ctx)
 		.tid = task->pid,
 		.user_stack_id = PROFILE_NO_STACK,
 		.kernel_stack_id = PROFILE_NO_STACK,
-		.g = user_mode ? ctx->regs.r14 : 0,
 	};
+	struct goroutine_ref goroutine;
+
+	if (user_mode) {
+		goroutine = current_goroutine(tgid, ctx->regs.r14, ctx->regs.sp);
+	} else {
+		/* In the kernel: the registers the thread entered it with. */
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+
+		goroutine = current_goroutine(tgid, regs->r14, regs->sp);
+	}
+	key.goid = goroutine.goid;
+	key.labels = goroutine.labels;
 
 	if (!user_mode) {
 		long id = bpf_get_stackid(ctx, &stacks, 0);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * CPU sampling: a software cpu-clock perf event on every CPU runs the BPF
- * program, which counts (thread, user stack, kernel stack) in a kernel map.
+ * program, which counts (thread, user stack, kernel stack, goroutine) in a
+ * kernel map.
  * No event per sample crosses to user space.
  */
 #ifndef GOROSCOPE_PROFILE_H
@@ -22,8 +23,9 @@ struct profile_key {
 	__u32 tid;
 	__s32 user_stack_id;   /* PROFILE_NO_STACK: in the kernel with no user frames, or lost */
 	__s32 kernel_stack_id; /* PROFILE_NO_STACK: in user space, or lost */
-	__u64 g;               /* R14 when sampled in user space (Go's current g, unchecked), else 0 */
+	__u64 goid;            /* the goroutine running (goroutine.h), 0: none or not Go */
+	__u64 labels;          /* its runtime.g.labels, 0: none */
 };
-_Static_assert(sizeof(struct profile_key) == 24, "profile_key layout is part of the ABI");
+_Static_assert(sizeof(struct profile_key) == 32, "profile_key layout is part of the ABI");
 
 #endif /* GOROSCOPE_PROFILE_H */

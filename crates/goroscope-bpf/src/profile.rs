@@ -1,6 +1,6 @@
 //! On-CPU sampling (bpf/profile.bpf.c): a software cpu-clock perf event on every CPU runs the
-//! program, which counts (process, thread, user stack, kernel stack, Go g register) in kernel
-//! maps. [`CpuSampler::samples`] reads the counts and the stacks' raw addresses; symbolizing them
+//! program, which counts (process, thread, user stack, kernel stack, goroutine) in kernel maps.
+//! The goroutine is read at the sample (bpf/goroutine.h) for the Go processes it is told about. [`CpuSampler::samples`] reads the counts and the stacks' raw addresses; symbolizing them
 //! is the caller's job.
 
 use std::mem::MaybeUninit;
@@ -16,7 +16,7 @@ use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
 use crate::libbpf_log;
 use crate::losses::Losses;
 use crate::pod;
-use crate::skel::profile::types::profile_key;
+use crate::skel::profile::types::{go_layout, profile_key};
 use crate::skel::profile::{ProfileSkel, ProfileSkelBuilder};
 
 const OBJECT: &str = "profile";
@@ -41,15 +41,27 @@ pub struct StackSample {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
-    /// R14 when the sample was taken in user space (Go's current goroutine in Go code, not
-    /// checked), else 0.
-    pub g: u64,
+    /// The goroutine running, for processes given to [`CpuSampler::watch_go_process`] (0: none,
+    /// e.g. the scheduler's own stack, C code or a process not watched).
+    pub goid: u64,
+    /// That goroutine's `runtime.g.labels` pointer (its pprof labels), 0 when none.
+    pub labels: u64,
     /// User-space return addresses, innermost first (empty for kernel threads or when lost).
     pub user: Vec<u64>,
     /// Kernel return addresses, innermost first (empty when sampled in user space).
     pub kernel: Vec<u64>,
     /// Samples.
     pub count: u64,
+}
+
+/// Where a Go process's `runtime.g` keeps what a sample is attributed by (the stack bounds are
+/// its first two words in every Go release).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoLayout {
+    /// Offset of `goid`.
+    pub goid_offset: u32,
+    /// Offset of `labels`, when known.
+    pub labels_offset: Option<u32>,
 }
 
 /// What the sampler lost in the kernel.
@@ -130,6 +142,33 @@ impl<'obj> CpuSampler<'obj> {
         })
     }
 
+    /// Attributes the samples of Go process `pid` to goroutines from now on: `layout` says where
+    /// its `runtime.g` keeps the goroutine id and the labels. Fails when the map of watched
+    /// processes is full (`MAX_GO_PROCESSES`).
+    pub fn watch_go_process(&self, pid: u32, layout: GoLayout) -> Result<(), BpfError> {
+        // struct go_layout, field by field (it has no padding).
+        let fields = go_layout {
+            goid_offset: layout.goid_offset,
+            labels_offset: layout.labels_offset.unwrap_or(0),
+        };
+        let mut value = [0u8; std::mem::size_of::<go_layout>()];
+        value[..4].copy_from_slice(&fields.goid_offset.to_ne_bytes());
+        value[4..].copy_from_slice(&fields.labels_offset.to_ne_bytes());
+        self.skel
+            .maps
+            .go_processes
+            .update(&pid.to_ne_bytes(), &value, MapFlags::ANY)
+            .map_err(|source| BpfError::Map {
+                map: "go_processes",
+                source,
+            })
+    }
+
+    /// Stops reading goroutines of `pid` (it exited); a no-op when it was not watched.
+    pub fn forget_go_process(&self, pid: u32) {
+        let _ = self.skel.maps.go_processes.delete(&pid.to_ne_bytes());
+    }
+
     /// The sampling frequency, in Hz per CPU.
     pub fn frequency(&self) -> u32 {
         self.frequency
@@ -160,7 +199,8 @@ impl<'obj> CpuSampler<'obj> {
             out.push(StackSample {
                 pid: key.tgid,
                 tid: key.tid,
-                g: key.g,
+                goid: key.goid,
+                labels: key.labels,
                 user,
                 kernel,
                 count,

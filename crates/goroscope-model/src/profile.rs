@@ -234,10 +234,7 @@ impl Profile {
             } else {
                 None
             };
-            lines
-                .iter()
-                .map(FrameName::Symbol)
-                .chain(unsymbolized)
+            lines.iter().map(FrameName::Symbol).chain(unsymbolized)
         })
     }
 }

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Which goroutine a thread is running, read at the moment of a sample.
+ *
+ * Go keeps the current g in R14 while it runs Go code (and across the
+ * syscalls its own code makes). R14 is only believed when the thread's stack
+ * pointer lies inside that g's stack (g.stack.lo <= SP < g.stack.hi, the
+ * first two words of every runtime.g). On the scheduler's own stack (g0) the
+ * check passes and goid reads 0: such samples belong to no goroutine.
+ *
+ * User space puts each Go process's g layout in go_processes; processes not
+ * in it are never read.
+ */
+#ifndef GOROSCOPE_GOROUTINE_H
+#define GOROSCOPE_GOROUTINE_H
+
+#define MAX_GO_PROCESSES 4096
+
+struct go_layout {
+	__u32 goid_offset;   /* of runtime.g.goid */
+	__u32 labels_offset; /* of runtime.g.labels; 0: unknown, not read */
+};
+_Static_assert(sizeof(struct go_layout) == 8, "go_layout layout is part of the ABI");
+
+struct goroutine_ref {
+	__u64 goid;   /* 0: none */
+	__u64 labels; /* runtime.g.labels (runtime/pprof's label set), 0 when none */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_GO_PROCESSES);
+	__type(key, __u32);
+	__type(value, struct go_layout);
+} go_processes SEC(".maps");
+
+/* The goroutine of a thread of process tgid whose user registers are (r14, sp). */
+static __always_inline struct goroutine_ref current_goroutine(__u32 tgid, __u64 r14, __u64 sp)
+{
+	struct goroutine_ref ref = {};
+	struct go_layout *layout = bpf_map_lookup_elem(&go_processes, &tgid);
+	__u64 bounds[2];
+
+	if (!layout || r14 == 0)
+		return ref;
+	if (bpf_probe_read_user(bounds, sizeof(bounds), (void *)r14))
+		return ref;
+	if (sp < bounds[0] || sp >= bounds[1])
+		return ref;
+	if (bpf_probe_read_user(&ref.goid, sizeof(ref.goid), (void *)(r14 + layout->goid_offset)))
+		ref.goid = 0;
+	if (ref.goid && layout->labels_offset &&
+	    bpf_probe_read_user(&ref.labels, sizeof(ref.labels), (void *)(r14 + layout->labels_offset)))
+		ref.labels = 0;
+	return ref;
+}
+
+#endif /* GOROSCOPE_GOROUTINE_H */
