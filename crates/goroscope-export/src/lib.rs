@@ -1,5 +1,7 @@
-//! goroscope's Prometheus exposition: collected values in, the Prometheus
-//! text format 0.0.4 or OpenMetrics 1.0.0 text out.
+//! goroscope's outputs: the Prometheus exposition (collected values in, the
+//! Prometheus text format 0.0.4 or OpenMetrics 1.0.0 text out) and the profile
+//! outputs (a [`goroscope_model::profile::Profile`] in, pprof protobuf, folded
+//! stacks, an SVG flame graph or a top table out; see [`ProfileFormat`]).
 //!
 //! Pure and allocation-conscious: a scrape fills [`Family`]s, pushes them
 //! into an [`Exposition`] (which sorts, merges and deduplicates), optionally
@@ -34,6 +36,7 @@ mod labels;
 mod names;
 mod negotiate;
 mod number;
+mod profile;
 mod render;
 
 pub use exposition::Exposition;
@@ -42,6 +45,7 @@ pub use histogram::{BucketLayout, HistogramValue, LayoutError};
 pub use labels::Labels;
 pub use names::{is_valid_label_name, is_valid_metric_name};
 pub use negotiate::Format;
+pub use profile::{flame_graph, folded, pprof, top_table, FlameGraphError, ProfileFormat};
 
 #[cfg(test)]
 mod tests;
