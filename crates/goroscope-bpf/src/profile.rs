@@ -4,7 +4,7 @@
 //! is the caller's job.
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{libbpf_sys, Link, MapCore, MapFlags, OpenObject};
@@ -50,6 +50,19 @@ pub struct StackSample {
     pub user: Vec<u64>,
     /// Kernel return addresses, innermost first (empty when sampled in user space).
     pub kernel: Vec<u64>,
+    /// Samples.
+    pub count: u64,
+}
+
+/// Samples of one process, goroutine and label set (of any thread and stack).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleCount {
+    /// Process id.
+    pub pid: u32,
+    /// Goroutine id, 0 for none.
+    pub goid: u64,
+    /// The goroutine's label set address, 0 for none.
+    pub labels: u64,
     /// Samples.
     pub count: u64,
 }
@@ -129,8 +142,9 @@ impl<'obj> CpuSampler<'obj> {
                     mode: AttachMode::RawTp,
                     source,
                 })?;
-            // The link keeps its own reference to the event.
-            drop(event);
+            // libbpf's link owns the event's descriptor from here on and closes it on detach;
+            // closing it here too would close whatever file reuses the number.
+            let _owned_by_link = event.into_raw_fd();
             links.push(link);
             cpus += 1;
         }
@@ -179,8 +193,22 @@ impl<'obj> CpuSampler<'obj> {
         self.cpus
     }
 
-    /// Every (thread, stacks, g) sampled so far with its count, unsorted.
-    pub fn samples(&self) -> Result<Vec<StackSample>, BpfError> {
+    /// Every (process, goroutine, label set) sampled so far with its count, without reading
+    /// stacks: cheap enough to call every second while sampling.
+    pub fn counts(&self) -> Result<Vec<SampleCount>, BpfError> {
+        Ok(self
+            .rows()?
+            .into_iter()
+            .map(|(key, count)| SampleCount {
+                pid: key.tgid,
+                goid: key.goid,
+                labels: key.labels,
+                count,
+            })
+            .collect())
+    }
+
+    fn rows(&self) -> Result<Vec<(profile_key, u64)>, BpfError> {
         let mut rows: Vec<(profile_key, u64)> = Vec::new();
         BatchReader::default().for_each(&self.skel.maps.samples, "samples", |key, value| {
             let key: profile_key = pod::read(key, "samples")?;
@@ -191,6 +219,12 @@ impl<'obj> CpuSampler<'obj> {
             rows.push((key, count));
             Ok(())
         })?;
+        Ok(rows)
+    }
+
+    /// Every (thread, stacks, goroutine) sampled so far with its count, unsorted.
+    pub fn samples(&self) -> Result<Vec<StackSample>, BpfError> {
+        let rows = self.rows()?;
         let mut stacks: std::collections::HashMap<i32, Vec<u64>> = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
         for (key, count) in rows {

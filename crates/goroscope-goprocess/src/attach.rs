@@ -184,6 +184,11 @@ impl GoProcess {
         &self.info
     }
 
+    /// The runtime struct offsets used for this target.
+    pub fn runtime_offsets(&self) -> &RuntimeOffsets {
+        &self.offsets
+    }
+
     /// The target's wait-reason names, by index.
     pub fn wait_reasons(&self) -> &[String] {
         &self.wait_reasons

@@ -1,5 +1,6 @@
-//! Where a process's executable is loaded: the load bias of a position-independent (PIE) Go binary,
-//! found by matching the executable's inode against the mappings in `/proc/PID/maps`.
+//! A process's mappings from `/proc/PID/maps`: where its executable is loaded (the load bias of a
+//! position-independent Go binary, found by matching the executable's inode), and which files its
+//! code comes from (for symbolizing sampled addresses).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -34,18 +35,44 @@ pub fn load_bias(proc_root: &Path, pid: u32, elf: &ElfFile) -> Option<u64> {
     first_mapping.checked_sub(first_segment)
 }
 
-struct Mapping {
-    start: u64,
-    offset: u64,
-    device: (u64, u64),
-    inode: u64,
+/// One line of `/proc/PID/maps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// True when mapped executable.
+    pub executable: bool,
+    /// File offset mapped at `start`.
+    pub offset: u64,
+    /// The file's device (major, minor).
+    pub device: (u64, u64),
+    /// The file's inode (0 for anonymous memory).
+    pub inode: u64,
+    /// The path as the process sees it (`[vdso]`, `[anon:…]`, empty for anonymous memory; a
+    /// deleted file keeps its ` (deleted)` suffix).
+    pub path: String,
+}
+
+/// The executable mappings of process `pid`, in address order. Empty when the process is gone
+/// or its maps cannot be read.
+pub fn executable_mappings(proc_root: &Path, pid: u32) -> Vec<Mapping> {
+    let path = proc_root.join(pid.to_string()).join("maps");
+    let Ok(maps) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    maps.lines()
+        .filter_map(parse_mapping)
+        .filter(|mapping| mapping.executable)
+        .collect()
 }
 
 /// Parses `start-end perms offset dev inode path`.
 fn parse_mapping(line: &str) -> Option<Mapping> {
     let mut fields = line.split_whitespace();
     let range = fields.next()?;
-    let _perms = fields.next()?;
+    let perms = fields.next()?;
     let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
     let (major, minor) = fields.next()?.split_once(':')?;
     let device = (
@@ -53,12 +80,24 @@ fn parse_mapping(line: &str) -> Option<Mapping> {
         u64::from_str_radix(minor, 16).ok()?,
     );
     let inode = fields.next()?.parse().ok()?;
-    let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
+    let (start, end) = range.split_once('-')?;
+    let start = u64::from_str_radix(start, 16).ok()?;
+    let end = u64::from_str_radix(end, 16).ok()?;
+    // The path is the rest of the line after the inode's column (it may hold spaces).
+    let path = line
+        .splitn(6, char::is_whitespace)
+        .nth(5)
+        .map(str::trim_start)
+        .unwrap_or("")
+        .to_string();
     Some(Mapping {
         start,
+        end,
+        executable: perms.as_bytes().get(2) == Some(&b'x'),
         offset,
         device,
         inode,
+        path,
     })
 }
 
@@ -74,6 +113,11 @@ mod tests {
         .unwrap();
         assert_eq!((m.start, m.offset, m.inode), (0x55d0c6a00000, 0, 1319171));
         assert_eq!(m.device, (0xfe, 0x01));
+        assert_eq!((m.end, m.executable), (0x55d0c6b3a000, false));
+        assert_eq!(m.path, "/usr/bin/thing (deleted)");
+        let m = parse_mapping("7ffd1000-7ffd3000 r-xp 00000000 00:00 0  [vdso]").unwrap();
+        assert!(m.executable);
+        assert_eq!(m.path, "[vdso]");
         assert!(parse_mapping("garbage").is_none());
     }
 }

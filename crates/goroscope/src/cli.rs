@@ -29,6 +29,10 @@ pub enum Command {
     /// Goroutine health of a running Go process: states, wait reasons, leak suspects, GC and
     /// scheduler, read from its memory without stopping or changing it.
     Goroutines(GoroutinesArgs),
+    /// Where the time goes: a CPU, off-CPU or goroutine wall-clock profile, Go-aware (inlined
+    /// frames, goroutines and their pprof labels), as pprof, folded stacks, a flame graph or a
+    /// table of the top functions.
+    Profile(ProfileArgs),
     /// Run continuously and serve everything collected as Prometheus metrics on /metrics
     /// (also /healthz and /readyz). SIGHUP reloads the config file.
     Agent(AgentArgs),
@@ -113,6 +117,38 @@ pub struct SyscallsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = StreamFormat::Text)]
     pub format: StreamFormat,
+}
+
+/// `goroscope profile`.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    /// Which processes, and for how long.
+    pub target: TargetArgs,
+    /// What to measure: `cpu` (on-CPU samples), `offcpu` (time threads spend blocked or waiting
+    /// for a CPU) or `wall` (every goroutine's time, by stack and wait reason).
+    #[arg(long, value_name = "KIND", default_value = "cpu", value_parser = parse_profile_kind)]
+    pub kind: goroscope_model::profile::ProfileKind,
+    /// Samples per second per CPU (1-1000).
+    #[arg(long, value_name = "HZ", default_value_t = 99)]
+    pub frequency: u32,
+    /// Write the profile here; its name picks the format (`.pb.gz` pprof, `.folded`, `.svg`)
+    /// unless --format says. Default: a table of the top functions on stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Output format: pprof, folded, svg or text.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_profile_format)]
+    pub format: Option<goroscope_export::ProfileFormat>,
+}
+
+fn parse_profile_kind(s: &str) -> Result<goroscope_model::profile::ProfileKind, String> {
+    goroscope_model::profile::ProfileKind::parse(s)
+        .ok_or_else(|| format!("unknown profile kind {s:?}; use cpu, offcpu or wall"))
+}
+
+fn parse_profile_format(s: &str) -> Result<goroscope_export::ProfileFormat, String> {
+    goroscope_export::ProfileFormat::parse(s)
+        .ok_or_else(|| format!("unknown format {s:?}; use pprof, folded, svg or text"))
 }
 
 /// `goroscope goroutines`.

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Trace(args) => commands::trace::run(args),
         Command::Syscalls(args) => commands::syscalls::run(args),
         Command::Goroutines(args) => commands::goroutines::run(args),
+        Command::Profile(args) => commands::profile::run(args),
         Command::Agent(args) => agent::run(args),
     };
     match result {

@@ -7,6 +7,7 @@ pub mod health;
 pub mod health_report;
 mod leaks;
 mod lifetimes;
+mod names;
 mod quantiles;
 pub mod snapshot;
 mod symbols;
@@ -22,6 +23,7 @@ pub use health_report::{
     GcSummary, GoroutineGroup, HealthReport, LeakSuspect, LifetimeSummary, ReadCost,
     SchedulerSummary, WindowSummary,
 };
+pub use names::GoroutineNames;
 pub use snapshot::{
     CodeLocation, GcState, GoroutineRecord, GoroutineSnapshot, GoroutineState, SchedulerState,
     Symbolizer, STATUS_SCAN_BIT,

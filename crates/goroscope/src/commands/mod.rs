@@ -2,6 +2,7 @@
 
 pub mod doctor;
 pub mod goroutines;
+pub mod profile;
 pub mod syscalls;
 pub mod trace;
 

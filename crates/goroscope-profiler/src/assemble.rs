@@ -1,0 +1,262 @@
+//! Building a [`Profile`] from raw stacks: every distinct (address space, address) becomes one
+//! location, every file region one mapping, and addresses are symbolized in batches per file
+//! (and once for the kernel) so a large profile costs a pass over its distinct addresses.
+
+use std::collections::HashMap;
+
+use goroscope_model::profile::{Label, Line, Location, Mapping, Profile, Sample};
+
+use crate::symbols::{FileKey, Symbols};
+
+/// Where the kernel's pseudo-mapping starts (the top half of the x86-64 address space).
+const KERNEL_START: u64 = 0xffff_8000_0000_0000;
+
+/// One stack and what it weighs, before symbolization.
+#[derive(Clone, Debug, Default)]
+pub struct RawStack {
+    /// The process whose address space `user` is in.
+    pub pid: u32,
+    /// User-space addresses, innermost first: the first is where the thread was, the others
+    /// return addresses.
+    pub user: Vec<u64>,
+    /// Kernel addresses, innermost first, likewise.
+    pub kernel: Vec<u64>,
+    /// Frames to put above the stack's root (e.g. `[chan receive]`), root first.
+    pub roots: Vec<String>,
+    /// One value per sample type.
+    pub values: Vec<i64>,
+    /// The sample's labels.
+    pub labels: Vec<Label>,
+}
+
+/// An address space: a process, the kernel, or none (synthetic frames).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Space {
+    Kernel,
+    User(u32),
+}
+
+/// What a location is waiting for before it can be symbolized.
+enum Pending {
+    /// Kernel address (lookup address).
+    Kernel(u64),
+    /// File offset in a file.
+    File(FileKey, u64),
+    /// Nothing to resolve.
+    None,
+}
+
+/// Collects stacks into a profile.
+pub struct Assembler<'s> {
+    symbols: &'s mut Symbols,
+    profile: Profile,
+    locations: HashMap<(Space, u64, bool), usize>,
+    synthetic: HashMap<String, usize>,
+    mappings: HashMap<(Space, u64), usize>,
+    pending: Vec<Pending>,
+    samples: HashMap<(Vec<usize>, Vec<Label>), usize>,
+}
+
+impl<'s> Assembler<'s> {
+    /// Starts filling `profile` (kind, types, period and times already set).
+    pub fn new(symbols: &'s mut Symbols, profile: Profile) -> Assembler<'s> {
+        Assembler {
+            symbols,
+            profile,
+            locations: HashMap::new(),
+            synthetic: HashMap::new(),
+            mappings: HashMap::new(),
+            pending: Vec::new(),
+            samples: HashMap::new(),
+        }
+    }
+
+    /// Adds one stack (merged with an identical stack and label set already added).
+    pub fn add(&mut self, stack: RawStack) {
+        let mut locations = Vec::with_capacity(stack.kernel.len() + stack.user.len() + 1);
+        for (i, &address) in stack.kernel.iter().enumerate() {
+            locations.push(self.location(Space::Kernel, address, i == 0));
+        }
+        // A sample taken in the kernel has its user stack's first address at a syscall's return
+        // point, not at an interrupted instruction.
+        let user_leaf = stack.kernel.is_empty();
+        for (i, &address) in stack.user.iter().enumerate() {
+            locations.push(self.location(Space::User(stack.pid), address, user_leaf && i == 0));
+        }
+        for root in stack.roots.iter().rev() {
+            locations.push(self.synthetic_location(root));
+        }
+        let key = (locations, stack.labels);
+        match self.samples.get(&key) {
+            Some(&index) => {
+                let sample = &mut self.profile.samples[index];
+                for (sum, value) in sample.values.iter_mut().zip(&stack.values) {
+                    *sum += value;
+                }
+            }
+            None => {
+                let (locations, labels) = key.clone();
+                self.samples.insert(key, self.profile.samples.len());
+                self.profile.samples.push(Sample {
+                    locations,
+                    values: stack.values,
+                    labels,
+                });
+            }
+        }
+    }
+
+    /// Symbolizes every location and returns the profile.
+    pub fn finish(mut self) -> Profile {
+        let mut hidden = vec![false; self.profile.locations.len()];
+        // Kernel addresses, in one batch.
+        let kernel: Vec<(usize, u64)> = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Pending::Kernel(address) => Some((i, *address)),
+                _ => None,
+            })
+            .collect();
+        if !kernel.is_empty() {
+            let addresses: Vec<u64> = kernel.iter().map(|&(_, a)| a).collect();
+            let lines = self.symbols.resolve_kernel(&addresses);
+            for ((index, _), lines) in kernel.into_iter().zip(lines) {
+                self.profile.locations[index].lines = lines;
+            }
+        }
+        // File offsets, one batch per file.
+        let mut by_file: HashMap<FileKey, Vec<(usize, u64)>> = HashMap::new();
+        for (i, p) in self.pending.iter().enumerate() {
+            if let Pending::File(file, offset) = p {
+                by_file.entry(*file).or_default().push((i, *offset));
+            }
+        }
+        for (file, wanted) in by_file {
+            let offsets: Vec<u64> = wanted.iter().map(|&(_, o)| o).collect();
+            let resolved = self.symbols.resolve_file(file, &offsets);
+            for ((index, _), resolved) in wanted.into_iter().zip(resolved) {
+                hidden[index] = resolved.hidden;
+                self.profile.locations[index].lines = resolved.lines;
+            }
+        }
+        for location in &self.profile.locations {
+            let (Some(mapping), false) = (location.mapping, location.lines.is_empty()) else {
+                continue;
+            };
+            if let Some(mapping) = self.profile.mappings.get_mut(mapping) {
+                mapping.has_functions = true;
+                mapping.has_filenames |= location.lines.iter().any(|l| !l.file.is_empty());
+                mapping.has_line_numbers |= location.lines.iter().any(|l| l.line != 0);
+                mapping.has_inline_frames = true;
+            }
+        }
+        if hidden.iter().any(|&h| h) {
+            for sample in &mut self.profile.samples {
+                sample.locations.retain(|&l| !hidden[l]);
+            }
+        }
+        self.profile
+    }
+
+    /// The location of `address` in `space`, created on first sight.
+    fn location(&mut self, space: Space, address: u64, leaf: bool) -> usize {
+        if let Some(&index) = self.locations.get(&(space, address, leaf)) {
+            return index;
+        }
+        // A return address is just past the call: look up the call itself.
+        let lookup = if leaf {
+            address
+        } else {
+            address.saturating_sub(1)
+        };
+        let (mapping, pending) = match space {
+            Space::Kernel => (Some(self.kernel_mapping()), Pending::Kernel(lookup)),
+            Space::User(pid) => self.user_mapping(pid, lookup),
+        };
+        let index = self.profile.locations.len();
+        self.profile.locations.push(Location {
+            address,
+            mapping,
+            lines: Vec::new(),
+        });
+        self.pending.push(pending);
+        self.locations.insert((space, address, leaf), index);
+        index
+    }
+
+    /// A location with no address standing for `name`.
+    fn synthetic_location(&mut self, name: &str) -> usize {
+        if let Some(&index) = self.synthetic.get(name) {
+            return index;
+        }
+        let index = self.profile.locations.len();
+        self.profile.locations.push(Location {
+            address: 0,
+            mapping: None,
+            lines: vec![Line {
+                function: name.to_string(),
+                ..Line::default()
+            }],
+        });
+        self.pending.push(Pending::None);
+        self.synthetic.insert(name.to_string(), index);
+        index
+    }
+
+    fn kernel_mapping(&mut self) -> usize {
+        let profile = &mut self.profile;
+        *self.mappings.entry((Space::Kernel, 0)).or_insert_with(|| {
+            profile.mappings.push(Mapping {
+                start: KERNEL_START,
+                limit: u64::MAX,
+                file: "[kernel.kallsyms]".into(),
+                ..Mapping::default()
+            });
+            profile.mappings.len() - 1
+        })
+    }
+
+    /// The profile mapping holding `lookup` in process `pid`, and what resolving it needs.
+    fn user_mapping(&mut self, pid: u32, lookup: u64) -> (Option<usize>, Pending) {
+        self.symbols.capture(pid);
+        let space = self.symbols.space(pid);
+        let found = space
+            .partition_point(|m| m.mapping.start <= lookup)
+            .checked_sub(1)
+            .and_then(|i| space.get(i))
+            .filter(|m| lookup < m.mapping.end);
+        let Some(found) = found else {
+            return (None, Pending::None);
+        };
+        let (start, end, offset, path, file) = (
+            found.mapping.start,
+            found.mapping.end,
+            found.mapping.offset,
+            found.mapping.path.clone(),
+            found.file,
+        );
+        let build_id = self.symbols.build_id(file).to_string();
+        let profile = &mut self.profile;
+        let index = *self
+            .mappings
+            .entry((Space::User(pid), start))
+            .or_insert_with(|| {
+                profile.mappings.push(Mapping {
+                    start,
+                    limit: end,
+                    offset,
+                    file: path,
+                    build_id,
+                    ..Mapping::default()
+                });
+                profile.mappings.len() - 1
+            });
+        let pending = match file {
+            Some(file) => Pending::File(file, lookup - start + offset),
+            None => Pending::None,
+        };
+        (Some(index), pending)
+    }
+}

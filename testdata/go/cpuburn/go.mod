@@ -1,0 +1,3 @@
+module goroscope.test/cpuburn
+
+go 1.19

@@ -1,0 +1,136 @@
+// Command cpuburn spends CPU in known proportions for goroscope's profiler tests.
+//
+//	cpuburn split [SECONDS PROFILE]  one goroutine: hot (3 units) then cold (1 unit), forever;
+//	                                 with SECONDS and PROFILE, also its own runtime/pprof CPU
+//	                                 profile of the first SECONDS, written to PROFILE
+//	cpuburn labels                   two goroutines taking turns under pprof.Do labels:
+//	                                 tenant=alpha burns 2 units per turn, tenant=beta 1
+//
+// Each prints "ready" (labels: then "alpha goid=N" and "beta goid=M") once burning.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// unit is the number of mixing steps in one unit of work (about a millisecond).
+const unit = 300000
+
+var sink uint64
+
+// step is small enough that the compiler inlines it into its callers.
+func step(x uint64) uint64 {
+	x ^= x << 13 // cpuburn:step
+	x ^= x >> 7
+	x ^= x << 17
+	return x
+}
+
+//go:noinline
+func hot(x uint64) uint64 {
+	for i := 0; i < 3*unit; i++ {
+		x = step(x)
+	}
+	return x
+}
+
+//go:noinline
+func cold(x uint64) uint64 {
+	for i := 0; i < unit; i++ {
+		x = step(x)
+	}
+	return x
+}
+
+//go:noinline
+func burn(units int, x uint64) uint64 {
+	for i := 0; i < units*unit; i++ {
+		x = step(x)
+	}
+	return x
+}
+
+func goid() int {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	fields := strings.Fields(string(buf))
+	id, _ := strconv.Atoi(fields[1])
+	return id
+}
+
+func split() {
+	if len(os.Args) > 3 {
+		seconds, err := strconv.ParseFloat(os.Args[2], 64)
+		if err != nil {
+			panic(err)
+		}
+		out, err := os.Create(os.Args[3])
+		if err != nil {
+			panic(err)
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			panic(err)
+		}
+		go func() {
+			time.Sleep(time.Duration(seconds * float64(time.Second)))
+			pprof.StopCPUProfile()
+			out.Close()
+			fmt.Println("profiled")
+		}()
+	}
+	fmt.Println("ready")
+	x := uint64(88172645463325252)
+	for {
+		x = hot(x)
+		x = cold(x)
+		sink = x
+	}
+}
+
+func labels() {
+	alphaTurn, betaTurn := make(chan struct{}), make(chan struct{})
+	ids := make(chan string, 2)
+	worker := func(tenant string, units int, mine, theirs chan struct{}) {
+		pprof.Do(context.Background(), pprof.Labels("tenant", tenant), func(context.Context) {
+			ids <- fmt.Sprintf("%s goid=%d", tenant, goid())
+			x := uint64(units) + 1
+			for range mine {
+				x = burn(units, x)
+				sink = x
+				theirs <- struct{}{}
+			}
+		})
+	}
+	go worker("alpha", 2, alphaTurn, betaTurn)
+	go worker("beta", 1, betaTurn, alphaTurn)
+	first, second := <-ids, <-ids
+	fmt.Println("ready")
+	fmt.Println(first)
+	fmt.Println(second)
+	alphaTurn <- struct{}{}
+	select {}
+}
+
+func main() {
+	_ = cgoValue()
+	mode := "split"
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	switch mode {
+	case "split":
+		split()
+	case "labels":
+		labels()
+	default:
+		fmt.Fprintln(os.Stderr, "usage: cpuburn split [SECONDS PROFILE] | labels")
+		os.Exit(2)
+	}
+}
