@@ -16,9 +16,12 @@ const KERNEL_START: u64 = 0xffff_8000_0000_0000;
 pub struct RawStack {
     /// The process whose address space `user` is in.
     pub pid: u32,
-    /// User-space addresses, innermost first: the first is where the thread was, the others
-    /// return addresses.
+    /// User-space addresses, innermost first: the first is where the thread was (unless
+    /// `user_leaf_is_return`), the others return addresses.
     pub user: Vec<u64>,
+    /// True when the first user address is a return address too (a parked goroutine's saved
+    /// pc), false when it is an interrupted instruction.
+    pub user_leaf_is_return: bool,
     /// Kernel addresses, innermost first, likewise.
     pub kernel: Vec<u64>,
     /// Frames to put above the stack's root (e.g. `[chan receive]`), root first.
@@ -79,7 +82,7 @@ impl<'s> Assembler<'s> {
         }
         // A sample taken in the kernel has its user stack's first address at a syscall's return
         // point, not at an interrupted instruction.
-        let user_leaf = stack.kernel.is_empty();
+        let user_leaf = stack.kernel.is_empty() && !stack.user_leaf_is_return;
         for (i, &address) in stack.user.iter().enumerate() {
             locations.push(self.location(Space::User(stack.pid), address, user_leaf && i == 0));
         }

@@ -41,6 +41,7 @@ pub struct CpuProfile<'obj> {
     label_sets: HashSet<(u32, u64)>,
     started: Instant,
     started_wall_ns: i64,
+    samples_so_far: u64,
 }
 
 impl<'obj> CpuProfile<'obj> {
@@ -60,6 +61,7 @@ impl<'obj> CpuProfile<'obj> {
             seen: HashSet::new(),
             label_sets: HashSet::new(),
             started: Instant::now(),
+            samples_so_far: 0,
             started_wall_ns: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
@@ -91,6 +93,7 @@ impl<'obj> CpuProfile<'obj> {
             total += row.count;
             self.see(row.pid)?;
         }
+        self.samples_so_far = total;
         for pid in self.targets.refresh() {
             self.sampler.forget_go_process(pid);
         }
@@ -100,6 +103,11 @@ impl<'obj> CpuProfile<'obj> {
             }
         }
         Ok(total)
+    }
+
+    /// Samples counted at the last tick.
+    pub fn samples_so_far(&self) -> u64 {
+        self.samples_so_far
     }
 
     /// True when `pid` was attached as a Go process.
@@ -139,6 +147,7 @@ impl<'obj> CpuProfile<'obj> {
             assembler.add(RawStack {
                 pid: sample.pid,
                 user: sample.user,
+                user_leaf_is_return: false,
                 kernel: sample.kernel,
                 roots: Vec::new(),
                 values: vec![count, count.saturating_mul(period)],

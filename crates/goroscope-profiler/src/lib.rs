@@ -12,8 +12,10 @@ mod assemble;
 pub mod cpu;
 mod symbols;
 mod targets;
+pub mod wall;
 
 pub use assemble::{Assembler, RawStack};
 pub use cpu::{CpuProfile, CpuSummary};
 pub use symbols::Symbols;
 pub use targets::GoTargets;
+pub use wall::{WallError, WallProfile};

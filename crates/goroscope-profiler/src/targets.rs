@@ -140,6 +140,37 @@ impl GoTargets {
     /// `labels` (0: none): `goid`, the goroutine's start function and creation site, and the
     /// program's own pprof labels.
     pub fn labels(&mut self, pid: u32, goid: u64, labels: u64) -> Vec<Label> {
+        let goroutine = self
+            .targets
+            .get(&pid)
+            .and_then(|target| target.goroutines.get(&goid))
+            .copied();
+        self.describe(pid, goid, goroutine, labels)
+    }
+
+    /// Like [`GoTargets::labels`], for a goroutine whose start and creation pcs are known.
+    pub fn labels_of(
+        &mut self,
+        pid: u32,
+        goid: u64,
+        start_pc: u64,
+        creation_pc: u64,
+        labels: u64,
+    ) -> Vec<Label> {
+        let goroutine = Goroutine {
+            start_pc,
+            creation_pc,
+        };
+        self.describe(pid, goid, Some(goroutine), labels)
+    }
+
+    fn describe(
+        &mut self,
+        pid: u32,
+        goid: u64,
+        goroutine: Option<Goroutine>,
+        labels: u64,
+    ) -> Vec<Label> {
         let mut out = Vec::new();
         if goid == 0 {
             return out;
@@ -151,7 +182,7 @@ impl GoTargets {
         let Some(target) = self.targets.get_mut(&pid) else {
             return out;
         };
-        if let Some(goroutine) = target.goroutines.get(&goid).copied() {
+        if let Some(goroutine) = goroutine {
             let start = target
                 .names
                 .start_function(goroutine.start_pc, &target.symbolizer);

@@ -129,9 +129,10 @@ pub struct ProfileArgs {
     /// for a CPU) or `wall` (every goroutine's time, by stack and wait reason).
     #[arg(long, value_name = "KIND", default_value = "cpu", value_parser = parse_profile_kind)]
     pub kind: goroscope_model::profile::ProfileKind,
-    /// Samples per second per CPU (1-1000).
-    #[arg(long, value_name = "HZ", default_value_t = 99)]
-    pub frequency: u32,
+    /// Samples per second per CPU (1-1000; default 99); for `wall`, goroutine snapshots per
+    /// second (default 10).
+    #[arg(long, value_name = "HZ")]
+    pub frequency: Option<u32>,
     /// Write the profile here; its name picks the format (`.pb.gz` pprof, `.folded`, `.svg`)
     /// unless --format says. Default: a table of the top functions on stdout.
     #[arg(long, short = 'o', value_name = "FILE")]

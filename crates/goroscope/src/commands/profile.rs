@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use goroscope_bpf::profile::FREQUENCIES;
+use goroscope_bpf::ProcessFilter;
 use goroscope_export::ProfileFormat;
+use goroscope_goprocess::MemoryError;
 use goroscope_model::profile::{Profile, ProfileKind};
-use goroscope_profiler::CpuProfile;
+use goroscope_profiler::{CpuProfile, WallError, WallProfile};
+use libbpf_rs::OpenObject;
 
 use super::{describe_targets, is_broken_pipe, PROC_ROOT};
 use crate::cli::ProfileArgs;
@@ -22,6 +25,12 @@ use crate::settings::{is_process, process_filter, require_privileges, UsageError
 
 /// How often the profile looks at new processes and goroutines.
 const TICK: Duration = Duration::from_secs(1);
+/// Samples per second per CPU unless --frequency says.
+const DEFAULT_FREQUENCY: u32 = 99;
+/// Goroutine snapshots per second of a wall-clock profile unless --frequency says.
+const DEFAULT_WALL_FREQUENCY: u32 = 10;
+/// CPU samples per second taken during a wall-clock profile, for running goroutines' stacks.
+const WALL_CPU_FREQUENCY: u32 = 99;
 /// Rows of the text table.
 const TOP_ROWS: usize = 30;
 
@@ -118,19 +127,15 @@ impl Drop for Destination {
 /// Runs the command.
 pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
     let proc_root = Path::new(PROC_ROOT);
-    if !FREQUENCIES.contains(&args.frequency) {
+    let frequency = args.frequency.unwrap_or(match args.kind {
+        ProfileKind::Wall => DEFAULT_WALL_FREQUENCY,
+        _ => DEFAULT_FREQUENCY,
+    });
+    if !FREQUENCIES.contains(&frequency) {
         return Err(UsageError(format!(
-            "--frequency {} is out of range; use {} to {} Hz",
-            args.frequency,
+            "--frequency {frequency} is out of range; use {} to {} Hz",
             FREQUENCIES.start(),
             FREQUENCIES.end()
-        ))
-        .into());
-    }
-    if args.kind != ProfileKind::Cpu {
-        return Err(UsageError(format!(
-            "--kind {} is not available yet; use --kind cpu",
-            args.kind.name()
         ))
         .into());
     }
@@ -146,16 +151,21 @@ pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
         })?,
     };
     let filter = process_filter(&args.target, proc_root)?;
+    if args.kind == ProfileKind::Wall && (filter.pids.len() != 1 || filter.comm.is_some()) {
+        return Err(UsageError(
+            "--kind wall reads one Go process's goroutines: give exactly one --pid".into(),
+        )
+        .into());
+    }
     require_privileges(proc_root)?;
     let mut destination = Destination::prepare(args.output.as_deref(), format)?;
 
     goroscope_bpf::init();
     let mut storage = MaybeUninit::uninit();
-    let mut profile = CpuProfile::start(&mut storage, &filter, args.frequency, proc_root)
-        .context("starting CPU sampling")?;
+    let mut running = Running::start(&mut storage, args, &filter, frequency, proc_root)?;
     eprintln!(
-        "goroscope: profiling CPU at {} Hz: {}; Ctrl-C to stop",
-        args.frequency,
+        "goroscope: {}: {}; Ctrl-C to stop",
+        running.describe(frequency),
         describe_targets(&filter)
     );
     // The duration counts from when sampling began, not from when loading did.
@@ -163,22 +173,25 @@ pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let progress = std::io::stderr().is_terminal();
     let mut exits = Vec::new();
-    let mut next_tick = Instant::now() + TICK;
+    let period = running.period(frequency);
+    let mut next_tick = Instant::now() + period;
     while !control.should_stop() {
-        std::thread::sleep(control.next_wait(Duration::from_millis(100)));
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        std::thread::sleep(control.next_wait(wait.min(Duration::from_millis(100))));
         if Instant::now() < next_tick {
             continue;
         }
-        next_tick += TICK;
-        let samples = profile.tick().context("reading CPU samples")?;
+        next_tick += period;
+        let gone = running.tick()?;
         if progress {
             eprint!(
-                "\rgoroscope: {:>4}s, {samples} samples ",
-                started.elapsed().as_secs()
+                "\rgoroscope: {:>4}s, {} ",
+                started.elapsed().as_secs(),
+                running.progress()
             );
         }
         for &pid in &filter.pids {
-            if !exits.iter().any(|&(p, _)| p == pid) && !is_process(proc_root, pid) {
+            if !exits.iter().any(|&(p, _)| p == pid) && (gone || !is_process(proc_root, pid)) {
                 exits.push((pid, started.elapsed()));
             }
         }
@@ -189,10 +202,10 @@ pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
     if progress {
         eprintln!();
     }
-    let (mut profile, summary) = profile.finish().context("reading CPU samples")?;
+    let (mut profile, summary) = running.finish()?;
     for (pid, after) in &exits {
         let note = format!(
-            "process {pid} exited {:.1}s into the profile; what was sampled before is here",
+            "process {pid} exited {:.1}s into the profile; what was gathered before is here",
             after.as_secs_f64()
         );
         eprintln!("goroscope: {note}");
@@ -201,25 +214,125 @@ pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
     let bytes = render(&profile, format)?;
     destination.write(&bytes)?;
     eprintln!(
-        "goroscope: {} samples from {} processes ({} Go) in {:.1}s{}",
-        summary.samples,
-        summary.processes,
-        summary.go_processes,
+        "goroscope: {summary} in {:.1}s{}",
         started.elapsed().as_secs_f64(),
         match &args.output {
             Some(path) => format!("; wrote {} ({})", path.display(), format.name()),
             None => String::new(),
         }
     );
-    let lost = summary.losses;
-    if lost.samples + lost.user_stacks + lost.kernel_stacks == 0 {
-        eprintln!("goroscope: nothing lost");
-    } else {
-        for comment in &profile.comments {
-            eprintln!("goroscope: LOST DATA: {comment}");
+    Ok(())
+}
+
+/// A profile of any kind, running.
+enum Running<'obj> {
+    Cpu(Box<CpuProfile<'obj>>),
+    Wall(Box<WallProfile<'obj>>),
+}
+
+impl<'obj> Running<'obj> {
+    fn start(
+        storage: &'obj mut MaybeUninit<OpenObject>,
+        args: &ProfileArgs,
+        filter: &ProcessFilter,
+        frequency: u32,
+        proc_root: &Path,
+    ) -> anyhow::Result<Running<'obj>> {
+        Ok(match args.kind {
+            ProfileKind::Cpu => Running::Cpu(Box::new(
+                CpuProfile::start(storage, filter, frequency, proc_root)
+                    .context("starting CPU sampling")?,
+            )),
+            ProfileKind::Wall => {
+                let pid = filter.pids.first().copied().unwrap_or_default();
+                let interval_ns = 1_000_000_000 / u64::from(frequency);
+                match WallProfile::start(storage, proc_root, pid, interval_ns, WALL_CPU_FREQUENCY) {
+                    Ok(wall) => Running::Wall(Box::new(wall)),
+                    Err(WallError::Attach(e)) => {
+                        return Err(UsageError(format!(
+                            "cannot read the goroutines of PID {pid}: {e}"
+                        ))
+                        .into())
+                    }
+                    Err(e) => return Err(e).context("starting CPU sampling"),
+                }
+            }
+            ProfileKind::OffCpu => {
+                return Err(UsageError(
+                    "--kind offcpu is not available yet; use --kind cpu or wall".into(),
+                )
+                .into())
+            }
+        })
+    }
+
+    fn describe(&self, frequency: u32) -> String {
+        match self {
+            Running::Cpu(_) => format!("profiling CPU at {frequency} Hz"),
+            Running::Wall(_) => {
+                format!("profiling goroutine wall time, {frequency} snapshots a second")
+            }
         }
     }
-    Ok(())
+
+    /// How often [`Running::tick`] is due.
+    fn period(&self, frequency: u32) -> Duration {
+        match self {
+            Running::Cpu(_) => TICK,
+            Running::Wall(_) => Duration::from_nanos(1_000_000_000 / u64::from(frequency)),
+        }
+    }
+
+    /// Does the periodic work; true when the (single) target is gone.
+    fn tick(&mut self) -> anyhow::Result<bool> {
+        match self {
+            Running::Cpu(cpu) => {
+                cpu.tick().context("reading CPU samples")?;
+                Ok(false)
+            }
+            Running::Wall(wall) => match wall.snapshot() {
+                Ok(()) => Ok(false),
+                Err(MemoryError::Exited { .. } | MemoryError::Exec { .. }) => Ok(true),
+                // A torn read (a list being reallocated): the next snapshot tries again.
+                Err(MemoryError::Unmapped { .. }) => Ok(false),
+                Err(e) => Err(e).context("reading goroutines"),
+            },
+        }
+    }
+
+    fn progress(&self) -> String {
+        match self {
+            Running::Cpu(cpu) => format!("{} samples", cpu.samples_so_far()),
+            Running::Wall(wall) => format!("{} snapshots", wall.snapshots()),
+        }
+    }
+
+    /// Builds the profile, and a one-line summary of what it holds.
+    fn finish(self) -> anyhow::Result<(Profile, String)> {
+        match self {
+            Running::Cpu(cpu) => {
+                let (profile, summary) = cpu.finish().context("reading CPU samples")?;
+                let lost = summary.losses;
+                if lost.samples + lost.user_stacks + lost.kernel_stacks == 0 {
+                    eprintln!("goroscope: nothing lost");
+                } else {
+                    for comment in &profile.comments {
+                        eprintln!("goroscope: LOST DATA: {comment}");
+                    }
+                }
+                let line = format!(
+                    "{} samples from {} processes ({} Go)",
+                    summary.samples, summary.processes, summary.go_processes
+                );
+                Ok((profile, line))
+            }
+            Running::Wall(wall) => {
+                let snapshots = wall.snapshots();
+                let profile = wall.finish().context("reading CPU samples")?;
+                Ok((profile, format!("{snapshots} goroutine snapshots")))
+            }
+        }
+    }
 }
 
 /// The profile in `format`.
@@ -234,7 +347,12 @@ fn render(profile: &Profile, format: ProfileFormat) -> anyhow::Result<Vec<u8>> {
         }
         ProfileFormat::Svg => {
             let mut out = Vec::new();
-            goroscope_export::flame_graph(profile, value, "goroscope CPU profile", &mut out)
+            let title = match profile.kind {
+                ProfileKind::Cpu => "goroscope: CPU",
+                ProfileKind::OffCpu => "goroscope: off-CPU time",
+                ProfileKind::Wall => "goroscope: goroutine wall time",
+            };
+            goroscope_export::flame_graph(profile, value, title, &mut out)
                 .context("drawing the flame graph")?;
             out
         }
