@@ -10,12 +10,14 @@
 
 mod assemble;
 pub mod cpu;
+pub mod session;
 mod symbols;
 mod targets;
 pub mod wall;
 
 pub use assemble::{Assembler, RawStack};
 pub use cpu::{CpuProfile, CpuSummary};
+pub use session::{Outcome, Request, Session, SessionError};
 pub use symbols::Symbols;
 pub use targets::GoTargets;
 pub use wall::{WallError, WallProfile};

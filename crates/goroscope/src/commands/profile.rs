@@ -11,26 +11,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use goroscope_bpf::profile::FREQUENCIES;
-use goroscope_bpf::ProcessFilter;
 use goroscope_export::ProfileFormat;
-use goroscope_goprocess::MemoryError;
 use goroscope_model::profile::{Profile, ProfileKind};
-use goroscope_profiler::{CpuProfile, WallError, WallProfile};
-use libbpf_rs::OpenObject;
+use goroscope_profiler::{Request, Session, SessionError};
 
 use super::{describe_targets, is_broken_pipe, PROC_ROOT};
 use crate::cli::ProfileArgs;
 use crate::run_control::RunControl;
 use crate::settings::{is_process, process_filter, require_privileges, UsageError};
 
-/// How often the profile looks at new processes and goroutines.
-const TICK: Duration = Duration::from_secs(1);
 /// Samples per second per CPU unless --frequency says.
 const DEFAULT_FREQUENCY: u32 = 99;
 /// Goroutine snapshots per second of a wall-clock profile unless --frequency says.
 const DEFAULT_WALL_FREQUENCY: u32 = 10;
-/// CPU samples per second taken during a wall-clock profile, for running goroutines' stacks.
-const WALL_CPU_FREQUENCY: u32 = 99;
 /// Rows of the text table.
 const TOP_ROWS: usize = 30;
 
@@ -162,10 +155,19 @@ pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
 
     goroscope_bpf::init();
     let mut storage = MaybeUninit::uninit();
-    let mut running = Running::start(&mut storage, args, &filter, frequency, proc_root)?;
+    let request = Request {
+        kind: args.kind,
+        filter: filter.clone(),
+        frequency,
+    };
+    let mut running = match Session::start(&mut storage, &request, proc_root) {
+        Ok(running) => running,
+        Err(SessionError::Request(message)) => return Err(UsageError(message).into()),
+        Err(e) => return Err(e).context("starting the profile"),
+    };
     eprintln!(
         "goroscope: {}: {}; Ctrl-C to stop",
-        running.describe(frequency),
+        running.describe(),
         describe_targets(&filter)
     );
     // The duration counts from when sampling began, not from when loading did.
@@ -173,7 +175,7 @@ pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let progress = std::io::stderr().is_terminal();
     let mut exits = Vec::new();
-    let period = running.period(frequency);
+    let period = running.period();
     let mut next_tick = Instant::now() + period;
     while !control.should_stop() {
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -182,7 +184,7 @@ pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
             continue;
         }
         next_tick += period;
-        let gone = running.tick()?;
+        let gone = running.tick().context("profiling")?;
         if progress {
             eprint!(
                 "\rgoroscope: {:>4}s, {} ",
@@ -202,7 +204,13 @@ pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
     if progress {
         eprintln!();
     }
-    let (mut profile, summary) = running.finish()?;
+    let (mut profile, outcome) = running.finish().context("finishing the profile")?;
+    if outcome.lost.is_empty() {
+        eprintln!("goroscope: nothing lost");
+    }
+    for lost in &outcome.lost {
+        eprintln!("goroscope: LOST DATA: {lost}");
+    }
     for (pid, after) in &exits {
         let note = format!(
             "process {pid} exited {:.1}s into the profile; what was gathered before is here",
@@ -214,7 +222,8 @@ pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
     let bytes = render(&profile, format)?;
     destination.write(&bytes)?;
     eprintln!(
-        "goroscope: {summary} in {:.1}s{}",
+        "goroscope: {} in {:.1}s{}",
+        outcome.summary,
         started.elapsed().as_secs_f64(),
         match &args.output {
             Some(path) => format!("; wrote {} ({})", path.display(), format.name()),
@@ -222,117 +231,6 @@ pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
-}
-
-/// A profile of any kind, running.
-enum Running<'obj> {
-    Cpu(Box<CpuProfile<'obj>>),
-    Wall(Box<WallProfile<'obj>>),
-}
-
-impl<'obj> Running<'obj> {
-    fn start(
-        storage: &'obj mut MaybeUninit<OpenObject>,
-        args: &ProfileArgs,
-        filter: &ProcessFilter,
-        frequency: u32,
-        proc_root: &Path,
-    ) -> anyhow::Result<Running<'obj>> {
-        Ok(match args.kind {
-            ProfileKind::Cpu => Running::Cpu(Box::new(
-                CpuProfile::start(storage, filter, frequency, proc_root)
-                    .context("starting CPU sampling")?,
-            )),
-            ProfileKind::Wall => {
-                let pid = filter.pids.first().copied().unwrap_or_default();
-                let interval_ns = 1_000_000_000 / u64::from(frequency);
-                match WallProfile::start(storage, proc_root, pid, interval_ns, WALL_CPU_FREQUENCY) {
-                    Ok(wall) => Running::Wall(Box::new(wall)),
-                    Err(WallError::Attach(e)) => {
-                        return Err(UsageError(format!(
-                            "cannot read the goroutines of PID {pid}: {e}"
-                        ))
-                        .into())
-                    }
-                    Err(e) => return Err(e).context("starting CPU sampling"),
-                }
-            }
-            ProfileKind::OffCpu => {
-                return Err(UsageError(
-                    "--kind offcpu is not available yet; use --kind cpu or wall".into(),
-                )
-                .into())
-            }
-        })
-    }
-
-    fn describe(&self, frequency: u32) -> String {
-        match self {
-            Running::Cpu(_) => format!("profiling CPU at {frequency} Hz"),
-            Running::Wall(_) => {
-                format!("profiling goroutine wall time, {frequency} snapshots a second")
-            }
-        }
-    }
-
-    /// How often [`Running::tick`] is due.
-    fn period(&self, frequency: u32) -> Duration {
-        match self {
-            Running::Cpu(_) => TICK,
-            Running::Wall(_) => Duration::from_nanos(1_000_000_000 / u64::from(frequency)),
-        }
-    }
-
-    /// Does the periodic work; true when the (single) target is gone.
-    fn tick(&mut self) -> anyhow::Result<bool> {
-        match self {
-            Running::Cpu(cpu) => {
-                cpu.tick().context("reading CPU samples")?;
-                Ok(false)
-            }
-            Running::Wall(wall) => match wall.snapshot() {
-                Ok(()) => Ok(false),
-                Err(MemoryError::Exited { .. } | MemoryError::Exec { .. }) => Ok(true),
-                // A torn read (a list being reallocated): the next snapshot tries again.
-                Err(MemoryError::Unmapped { .. }) => Ok(false),
-                Err(e) => Err(e).context("reading goroutines"),
-            },
-        }
-    }
-
-    fn progress(&self) -> String {
-        match self {
-            Running::Cpu(cpu) => format!("{} samples", cpu.samples_so_far()),
-            Running::Wall(wall) => format!("{} snapshots", wall.snapshots()),
-        }
-    }
-
-    /// Builds the profile, and a one-line summary of what it holds.
-    fn finish(self) -> anyhow::Result<(Profile, String)> {
-        match self {
-            Running::Cpu(cpu) => {
-                let (profile, summary) = cpu.finish().context("reading CPU samples")?;
-                let lost = summary.losses;
-                if lost.samples + lost.user_stacks + lost.kernel_stacks == 0 {
-                    eprintln!("goroscope: nothing lost");
-                } else {
-                    for comment in &profile.comments {
-                        eprintln!("goroscope: LOST DATA: {comment}");
-                    }
-                }
-                let line = format!(
-                    "{} samples from {} processes ({} Go)",
-                    summary.samples, summary.processes, summary.go_processes
-                );
-                Ok((profile, line))
-            }
-            Running::Wall(wall) => {
-                let snapshots = wall.snapshots();
-                let profile = wall.finish().context("reading CPU samples")?;
-                Ok((profile, format!("{snapshots} goroutine snapshots")))
-            }
-        }
-    }
 }
 
 /// The profile in `format`.
