@@ -9,6 +9,7 @@ mod connections;
 mod kernel;
 pub mod ledger;
 pub mod owners;
+pub mod pprof;
 pub mod probe;
 pub mod self_metrics;
 pub mod series;

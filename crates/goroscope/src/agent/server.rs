@@ -1,5 +1,5 @@
 //! The agent's HTTP side: `/metrics` (Prometheus text or OpenMetrics, by the scraper's
-//! `Accept` header), `/healthz` and `/readyz`, served by a single-threaded tokio runtime on
+//! `Accept` header), `/healthz`, `/readyz` and `/debug/pprof/profile` (pprof.rs), served by a single-threaded tokio runtime on
 //! its own thread. Scrapes render the latest collected exposition; they never touch the
 //! kernel, so scrape latency does not depend on what is being collected.
 //!
@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 
 use crate::agent::connections::serve;
 pub use crate::agent::connections::{HttpLimits, HttpStats};
+use crate::agent::pprof::{self, Profiles};
 use crate::agent::shared::Shared;
 use crate::settings::UsageError;
 
@@ -78,12 +80,18 @@ impl Server {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)
                         .context("handing the socket to the HTTP runtime")?;
+                    let profiles = Arc::new(Profiles::new(Path::new("/proc")));
                     let app = Router::new()
                         .route("/metrics", get(metrics))
                         .route("/healthz", get(healthz))
                         .route("/readyz", get(readyz))
                         .route("/", get(index))
-                        .with_state(shared);
+                        .with_state(shared)
+                        .merge(
+                            Router::new()
+                                .route("/debug/pprof/profile", get(pprof::profile))
+                                .with_state(profiles),
+                        );
                     serve(listener, app, limits, serving_stats, stopped).await;
                     Ok(())
                 })
@@ -166,7 +174,8 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 async fn index() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "goroscope agent: /metrics (Prometheus, OpenMetrics), /healthz, /readyz\n",
+        "goroscope agent: /metrics (Prometheus, OpenMetrics), /healthz, /readyz, \
+         /debug/pprof/profile?pid=PID&seconds=N[&kind=cpu|wall] (pprof)\n",
     )
         .into_response()
 }
