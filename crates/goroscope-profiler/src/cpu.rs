@@ -30,6 +30,10 @@ pub struct CpuSummary {
     pub processes: usize,
     /// Go processes whose samples were attributed to goroutines.
     pub go_processes: usize,
+    /// Distinct stacks (rows) read from the kernel.
+    pub stacks: usize,
+    /// Time spent reading the stacks and symbolizing them into the profile.
+    pub symbolize_time: std::time::Duration,
 }
 
 /// A CPU profile being taken.
@@ -119,6 +123,7 @@ impl<'obj> CpuProfile<'obj> {
     pub fn finish(mut self) -> Result<(Profile, CpuSummary), BpfError> {
         self.tick()?;
         let duration = self.started.elapsed();
+        let symbolizing = Instant::now();
         let samples = self.sampler.samples()?;
         let losses = self.sampler.losses()?;
         let frequency = self.sampler.frequency();
@@ -135,6 +140,7 @@ impl<'obj> CpuProfile<'obj> {
         };
         let mut processes = HashSet::new();
         let mut assembler = Assembler::new(&mut self.symbols, profile);
+        let assembler_rows = samples.len();
         for sample in samples {
             processes.insert(sample.pid);
             summary.samples += sample.count;
@@ -154,7 +160,9 @@ impl<'obj> CpuProfile<'obj> {
                 labels,
             });
         }
+        summary.stacks = assembler_rows;
         let mut profile = assembler.finish();
+        summary.symbolize_time = symbolizing.elapsed();
         summary.processes = processes.len();
         summary.go_processes = processes
             .iter()

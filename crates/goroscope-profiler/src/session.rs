@@ -161,8 +161,12 @@ impl<'obj> Session<'obj> {
                     profile.comments.clone()
                 };
                 let summary = format!(
-                    "{} samples from {} processes ({} Go)",
-                    summary.samples, summary.processes, summary.go_processes
+                    "{} samples ({} distinct stacks, symbolized in {:.3}s) from {} processes ({} Go)",
+                    summary.samples,
+                    summary.stacks,
+                    summary.symbolize_time.as_secs_f64(),
+                    summary.processes,
+                    summary.go_processes
                 );
                 Ok((profile, Outcome { summary, lost }))
             }

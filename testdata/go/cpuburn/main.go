@@ -3,6 +3,8 @@
 //	cpuburn split [SECONDS PROFILE]  one goroutine: hot (3 units) then cold (1 unit), forever;
 //	                                 with SECONDS and PROFILE, also its own runtime/pprof CPU
 //	                                 profile of the first SECONDS, written to PROFILE
+//	cpuburn work ROUNDS              ROUNDS rounds of hot then cold, then prints the time taken
+//	                                 in nanoseconds and exits (for overhead benchmarks)
 //	cpuburn labels                   two goroutines taking turns under pprof.Do labels:
 //	                                 tenant=alpha burns 2 units per turn, tenant=beta 1
 //
@@ -94,6 +96,21 @@ func split() {
 	}
 }
 
+func work() {
+	rounds, err := strconv.Atoi(os.Args[2])
+	if err != nil {
+		panic(err)
+	}
+	started := time.Now()
+	x := uint64(88172645463325252)
+	for i := 0; i < rounds; i++ {
+		x = hot(x)
+		x = cold(x)
+	}
+	sink = x
+	fmt.Println(time.Since(started).Nanoseconds())
+}
+
 func labels() {
 	alphaTurn, betaTurn := make(chan struct{}), make(chan struct{})
 	ids := make(chan string, 2)
@@ -129,8 +146,10 @@ func main() {
 		split()
 	case "labels":
 		labels()
+	case "work":
+		work()
 	default:
-		fmt.Fprintln(os.Stderr, "usage: cpuburn split [SECONDS PROFILE] | labels")
+		fmt.Fprintln(os.Stderr, "usage: cpuburn split [SECONDS PROFILE] | work ROUNDS | labels")
 		os.Exit(2)
 	}
 }
