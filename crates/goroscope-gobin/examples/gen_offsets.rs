@@ -80,7 +80,7 @@ fn render(entries: &[((u32, u32), RuntimeOffsets)]) -> String {
             out,
             "            g: GOffsets {{ size: {}, stack_lo: {}, stack_hi: {}, sched_sp: {}, sched_pc: {}, \
              sched_bp: {}, syscallsp: {}, syscallpc: {}, atomicstatus: {}, goid: {}, waitsince: {}, waitreason: {}, gopc: {}, \
-             startpc: {}, parent_goid: {:?}, tracking_seq: {:?} }},",
+             startpc: {}, parent_goid: {:?}, tracking_seq: {:?}, labels: {:?} }},",
             g.size,
             g.stack_lo,
             g.stack_hi,
@@ -96,7 +96,8 @@ fn render(entries: &[((u32, u32), RuntimeOffsets)]) -> String {
             g.gopc,
             g.startpc,
             g.parent_goid,
-            g.tracking_seq
+            g.tracking_seq,
+            g.labels
         );
         let p = &o.p;
         let _ = writeln!(

@@ -89,6 +89,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         let how = match origin {
             FieldOrigin::Derived { from } => format!("derived from {from}"),
             FieldOrigin::Borrowed { why } => format!("borrowed: {why}"),
+            FieldOrigin::Unknown { why } => format!("unknown: {why}"),
         };
         let shown = value.map_or("-".to_string(), |offset| offset.to_string());
         let _ = writeln!(out, "  {name:<38} {shown:>6}  {how}{check}");

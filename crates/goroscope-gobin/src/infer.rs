@@ -6,7 +6,7 @@
 //! Derived (each rule in `infer/*_rules.rs` names its function and the Go statement it relies on):
 //! every `runtime.g` field goroscope reads (size, stack bounds, `sched.{sp,pc,bp}`,
 //! `syscall{sp,pc}`, `atomicstatus`, `goid`, `waitsince`, `waitreason`, `gopc`, `startpc`,
-//! `parentGoid` from Go 1.21, `trackingSeq`), every `runtime.p` field (`id`, `status`,
+//! `parentGoid` from Go 1.21, `trackingSeq`, `labels`), every `runtime.p` field (`id`, `status`,
 //! `runqhead`, `runqtail`, `runnext`), `schedt.{npidle,nmspinning,runqsize}`,
 //! `mstats.{numgc,pause_ns,pause_total_ns,last_gc_unix}` and
 //! `gcControllerState.{heapLive,heapMarked,gcPercentHeapGoal}`.
@@ -14,7 +14,8 @@
 //! Borrowed from the base layout (the nearest older table line): `schedt.goidgen` (the other
 //! schedt offsets are measured from it, so reads stay right even if it moved),
 //! `memoryLimitHeapGoal` (not a field in any release so far), and any field whose rule finds
-//! nothing or more than one candidate — [`InferredLayout::fields`] says which and why. The
+//! nothing or more than one candidate — [`InferredLayout::fields`] says which and why — except
+//! `g.labels`, which no live-process invariant checks: it is left unknown instead. The
 //! `mstats` offsets assume `heapStats` is mstats' first field, as it is in every release so far.
 //!
 //! Nothing here is trusted on its own: `goroscope-goprocess` checks an inferred layout against the
@@ -42,6 +43,12 @@ pub enum FieldOrigin {
         /// Why no rule gave it.
         why: String,
     },
+    /// Left unknown (`None`): no rule gave it, and it is a field no live-process check would
+    /// catch if a borrowed offset were wrong.
+    Unknown {
+        /// Why no rule gave it.
+        why: String,
+    },
 }
 
 /// A layout inferred from a binary's code on top of a base layout.
@@ -59,6 +66,14 @@ impl InferredLayout {
         self.fields
             .iter()
             .filter(|(_, origin)| matches!(origin, FieldOrigin::Derived { .. }))
+            .map(|(name, _)| *name)
+    }
+
+    /// The fields left unknown.
+    pub fn unknown(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.fields
+            .iter()
+            .filter(|(_, origin)| matches!(origin, FieldOrigin::Unknown { .. }))
             .map(|(name, _)| *name)
     }
 
@@ -142,6 +157,32 @@ impl Recorder {
         }
     }
 
+    /// Records `found` for field `name` (derived from function `from`) and returns it, or `None`
+    /// (recorded as unknown) when the rule found nothing: for fields nothing checks on the live
+    /// process, where a borrowed offset could be wrong unnoticed.
+    fn unless_unknown(
+        &mut self,
+        name: &'static str,
+        from: &'static str,
+        found: Result<u64, String>,
+    ) -> Option<u64> {
+        match found {
+            Ok(offset) => {
+                self.fields.push((name, FieldOrigin::Derived { from }));
+                Some(offset)
+            }
+            Err(why) => {
+                self.fields.push((
+                    name,
+                    FieldOrigin::Unknown {
+                        why: format!("{from}: {why}"),
+                    },
+                ));
+                None
+            }
+        }
+    }
+
     /// Records a field no rule derives.
     fn borrow(&mut self, name: &'static str, why: &str) {
         self.fields.push((
@@ -186,15 +227,17 @@ fn infer_g(code: &mut Functions, out: &mut Recorder, offsets: &mut RuntimeOffset
     );
 
     const NEWPROC: &str = "runtime.newproc1";
-    let (gopc, startpc, goid, parent, tracking) = match g_rules::newproc(code) {
+    let (gopc, startpc, goid, parent, tracking, labels) = match g_rules::newproc(code) {
         Ok(found) => (
             Ok(found.gopc),
             Ok(found.startpc),
             found.goid,
             found.parent_goid,
             found.tracking_seq,
+            found.labels,
         ),
         Err(why) => (
+            Err(why.clone()),
             Err(why.clone()),
             Err(why.clone()),
             Err(why.clone()),
@@ -211,6 +254,28 @@ fn infer_g(code: &mut Functions, out: &mut Recorder, offsets: &mut RuntimeOffset
     g.startpc = out.take("g.startpc", NEWPROC, startpc, g.startpc);
     g.parent_goid = out.optional("g.parent_goid", NEWPROC, parent, g.parent_goid);
     g.tracking_seq = out.optional("g.tracking_seq", NEWPROC, tracking, g.tracking_seq);
+    // Cross-checked with runtime_setProfLabel where the binary has it (any program that sets
+    // labels does): nothing on the live process would catch a wrong labels offset.
+    let (from, labels) = match g_rules::set_prof_label(code) {
+        Ok(None) => (NEWPROC, labels),
+        Ok(Some(set)) => (
+            "runtime.newproc1 and runtime_setProfLabel",
+            labels.and_then(|copied| {
+                if copied == set {
+                    Ok(copied)
+                } else {
+                    Err(format!(
+                        "the inherited labels are at {copied} but runtime_setProfLabel stores at {set}"
+                    ))
+                }
+            }),
+        ),
+        Err(why) => (
+            NEWPROC,
+            Err(format!("runtime_setProfLabel does not confirm it: {why}")),
+        ),
+    };
+    g.labels = out.unless_unknown("g.labels", from, labels);
 }
 
 fn infer_p_and_sched(code: &mut Functions, out: &mut Recorder, offsets: &mut RuntimeOffsets) {

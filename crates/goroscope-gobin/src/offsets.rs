@@ -96,6 +96,10 @@ pub struct GOffsets {
     /// `trackingSeq` (uint8): bumped every time the goroutine stops running, so a change between
     /// two snapshots proves it ran in between even if it blocked again at the same place.
     pub tracking_seq: Option<u64>,
+    /// `labels`: the goroutine's pprof labels, an `unsafe.Pointer` to runtime/pprof's `labelMap`
+    /// (nil when it has none). `None` when this layout does not know where it is (a layout
+    /// inferred from runtime code whose rule found nothing: a wrong guess would go unchecked).
+    pub labels: Option<u64>,
 }
 
 /// Fields of `runtime.p`, one processor.
@@ -208,6 +212,7 @@ impl RuntimeOffsets {
                 .iter()
                 .chain(g.parent_goid.iter())
                 .chain(g.tracking_seq.iter())
+                .chain(g.labels.iter())
                 .all(|&offset| offset + 8 <= g.size);
         let others = [
             self.p.id,
@@ -263,6 +268,7 @@ impl RuntimeOffsets {
                 startpc: field(G, "startpc")?,
                 parent_goid: field(G, "parentGoid"),
                 tracking_seq: field(G, "trackingSeq"),
+                labels: field(G, "labels"),
             },
             p: POffsets {
                 id: field(P, "id")?,
@@ -343,6 +349,7 @@ impl RuntimeOffsets {
             ("g.startpc", Some(g.startpc)),
             ("g.parent_goid", g.parent_goid),
             ("g.tracking_seq", g.tracking_seq),
+            ("g.labels", g.labels),
             ("p.id", Some(p.id)),
             ("p.status", Some(p.status)),
             ("p.runqhead", Some(p.runqhead)),

@@ -45,6 +45,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 startpc: 312,
                 parent_goid: None,
                 tracking_seq: Some(189),
+                labels: Some(360),
             },
             p: POffsets {
                 id: 0,
@@ -97,6 +98,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 startpc: 312,
                 parent_goid: None,
                 tracking_seq: Some(189),
+                labels: Some(360),
             },
             p: POffsets {
                 id: 0,
@@ -149,6 +151,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 startpc: 296,
                 parent_goid: Some(272),
                 tracking_seq: Some(188),
+                labels: Some(344),
             },
             p: POffsets {
                 id: 0,
@@ -201,6 +204,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 startpc: 296,
                 parent_goid: Some(272),
                 tracking_seq: Some(191),
+                labels: Some(344),
             },
             p: POffsets {
                 id: 0,
@@ -253,6 +257,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 startpc: 304,
                 parent_goid: Some(280),
                 tracking_seq: Some(199),
+                labels: Some(352),
             },
             p: POffsets {
                 id: 0,
@@ -305,6 +310,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 startpc: 304,
                 parent_goid: Some(280),
                 tracking_seq: Some(199),
+                labels: Some(352),
             },
             p: POffsets {
                 id: 0,
@@ -357,6 +363,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 startpc: 296,
                 parent_goid: Some(272),
                 tracking_seq: Some(191),
+                labels: Some(344),
             },
             p: POffsets {
                 id: 0,
@@ -409,6 +416,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 startpc: 304,
                 parent_goid: Some(280),
                 tracking_seq: Some(191),
+                labels: Some(352),
             },
             p: POffsets {
                 id: 0,
@@ -461,6 +469,7 @@ pub(super) const TABLE: &[((u32, u32), RuntimeOffsets)] = &[
                 startpc: 304,
                 parent_goid: Some(280),
                 tracking_seq: Some(191),
+                labels: Some(352),
             },
             p: POffsets {
                 id: 0,

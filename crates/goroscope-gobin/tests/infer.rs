@@ -15,7 +15,11 @@ use goroscope_gobin::{ElfFile, GoVersion, GobinError};
 use gotest::{BuildMode, Toolchain, TOOLCHAINS};
 
 fn open(toolchain: Toolchain, mode: BuildMode) -> ElfFile {
-    let path = gotest::build("sample", toolchain, mode);
+    open_program("sample", toolchain, mode)
+}
+
+fn open_program(program: &str, toolchain: Toolchain, mode: BuildMode) -> ElfFile {
+    let path = gotest::build(program, toolchain, mode);
     ElfFile::open(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -35,13 +39,22 @@ fn dwarf_offsets(elf: &ElfFile) -> RuntimeOffsets {
 
 /// Infers `toolchain`'s stripped build on top of the previous line's table.
 fn infer_stripped(toolchain: Toolchain, mode: BuildMode) -> (InferredLayout, (u32, u32), Duration) {
+    infer_program("sample", toolchain, mode)
+}
+
+/// Infers `program` built by `toolchain` in `mode` on top of the previous line's table.
+fn infer_program(
+    program: &str,
+    toolchain: Toolchain,
+    mode: BuildMode,
+) -> (InferredLayout, (u32, u32), Duration) {
     let (major, minor) = line(toolchain);
     let base_line = (major, minor - 1);
     let base = OffsetTables::all()
         .hiding((major, minor))
         .lookup(base_line)
         .unwrap_or_else(|| panic!("no table line {base_line:?}"));
-    let elf = open(toolchain, mode);
+    let elf = open_program(program, toolchain, mode);
     let pclntab = Pclntab::read(&elf).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
     let layout = infer_layout(&elf, &pclntab, &base, base_line);
@@ -67,6 +80,9 @@ fn compare(what: &str, layout: &InferredLayout, truth: &RuntimeOffsets) -> Vec<S
                         "{what}: {name} derived from {from} as {got:?}, DWARF says {want:?}"
                     ));
                 }
+            }
+            FieldOrigin::Unknown { why } => {
+                borrowed.push(format!("{name} = None (left unknown, not borrowed; {why})"));
             }
             FieldOrigin::Borrowed { why } => {
                 let verdict = if got == want {
@@ -165,6 +181,32 @@ fn inferred_from_stripped_builds_equals_dwarf_for_go1_20_to_the_newest() {
         slowest < Duration::from_millis(500),
         "inference took {slowest:?}"
     );
+}
+
+/// `g.labels`, derived from `runtime.newproc1` (the copy of the creator's labels), is confirmed
+/// by `runtime_setProfLabel` in a program that sets labels (and so links it): for every release
+/// from 1.20, stripped, it equals DWARF and names both functions.
+#[test]
+fn the_labels_offset_is_confirmed_where_labels_are_set() {
+    for &toolchain in TOOLCHAINS.iter().filter(|t| line(**t) >= (1, 20)) {
+        let truth = dwarf_offsets(&open_program("labels", toolchain, BuildMode::Default));
+        let (layout, _, _) = infer_program("labels", toolchain, BuildMode::Stripped);
+        let what = toolchain.version;
+        assert_eq!(layout.offsets.g.labels, truth.g.labels, "{what}");
+        assert!(truth.g.labels.is_some(), "{what}");
+        let origin = layout
+            .fields
+            .iter()
+            .find(|(name, _)| *name == "g.labels")
+            .map(|(_, origin)| origin.clone());
+        assert_eq!(
+            origin,
+            Some(FieldOrigin::Derived {
+                from: "runtime.newproc1 and runtime_setProfLabel"
+            }),
+            "{what}"
+        );
+    }
 }
 
 /// The other build modes of the newest toolchain infer the same layout as its stripped build.

@@ -70,6 +70,7 @@ fn go119_offsets_match_known_layout() {
     assert_eq!((g.waitsince, g.waitreason), (168, 176));
     assert_eq!((g.gopc, g.startpc), (296, 312));
     assert_eq!(g.parent_goid, None, "parentGoid arrived in Go 1.21");
+    assert_eq!(g.labels, Some(360));
 }
 
 #[test]

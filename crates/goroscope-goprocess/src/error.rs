@@ -46,6 +46,18 @@ pub enum MemoryError {
         #[source]
         source: std::io::Error,
     },
+    /// What was read cannot be what should be there (a pointer into freed memory, a structure
+    /// torn by the running target, or a layout goroscope does not know): nothing is reported
+    /// from it.
+    #[error("process {pid}: the data at {address:#x} is not what goroscope expects ({what}); nothing was taken from it")]
+    Implausible {
+        /// The process.
+        pid: u32,
+        /// Where the structure that failed a check was read.
+        address: u64,
+        /// The check that failed, with what was seen.
+        what: String,
+    },
     /// A programming error in how the read was asked for.
     #[error("bad memory read request: {0}")]
     BadRequest(&'static str),

@@ -1,5 +1,5 @@
 //! Decoding one goroutine record (`runtime.g`) as read from the target: its state, id, wait
-//! reason and times, creation and start pcs, and where to start unwinding its stack (the saved
+//! reason and times, creation and start pcs, its pprof labels pointer, and where to start unwinding its stack (the saved
 //! scheduling registers, or for a goroutine in a system call the `syscallpc`/`syscallsp` it saved
 //! on the way in). A record that does not make sense was torn by the running target.
 
@@ -14,6 +14,7 @@ pub(crate) fn g_read_span(offsets: &goroscope_gobin::offsets::RuntimeOffsets) ->
     g.required_fields()
         .into_iter()
         .chain(g.tracking_seq)
+        .chain(g.labels)
         .max()
         .unwrap_or(0)
         + 8
@@ -76,6 +77,7 @@ pub(crate) fn parse_g(
         start_pc: bytes.u64_at(g.startpc),
         stack: None,
         tracking_seq: g.tracking_seq.map(|offset| bytes.u8_at(offset)),
+        labels: g.labels.map_or(0, |offset| bytes.u64_at(offset)),
     };
     let unwindable = matches!(
         state,

@@ -122,6 +122,7 @@ fn record() -> GoroutineRecord {
         start_pc: 0,
         stack: None,
         tracking_seq: None,
+        labels: 0,
     }
 }
 

@@ -218,6 +218,8 @@ pub(super) struct NewprocFields {
     pub parent_goid: Result<u64, String>,
     /// `newg.trackingSeq = uint8(cheaprand())`, or why it was not found.
     pub tracking_seq: Result<u64, String>,
+    /// `newg.labels = mp.curg.labels`, or why it was not found.
+    pub labels: Result<u64, String>,
 }
 
 /// The new g's fields from `runtime.newproc1`. The new g is the pointer `callerpc` (third
@@ -300,7 +302,41 @@ pub(super) fn newproc(code: &mut Functions) -> Result<NewprocFields, String> {
         goid,
         parent_goid: copy.map(|(_, parent)| parent),
         tracking_seq: tracking_seq(steps, newg),
+        labels: single(
+            into_newg()
+                .filter(|(_, _, offset, stored)| copied_from_current_curg(*stored, *offset))
+                .map(|(_, _, offset, _)| *offset)
+                .collect(),
+            "store of a field of getg().m.curg into the same field of the new g",
+        ),
     })
+}
+
+/// `if mp.curg != nil { newg.labels = mp.curg.labels }` (only user goroutines inherit pprof
+/// labels; `mp` is `acquirem()`, i.e. `getg().m`): the value stored at `offset` of the new g was
+/// loaded from the same offset of the g reached by two loads from R14. No other field of the new
+/// g is copied from `getg().m.curg` (`parentGoid` and the synctest bubble come from `callergp`,
+/// the second argument).
+fn copied_from_current_curg(stored: Value, offset: u64) -> bool {
+    stored
+        .path()
+        .filter(|path| path.root == Root::CurrentG && path.depth == 3)
+        .and_then(FieldPath::parent)
+        .is_some_and(|(_, source)| source == offset)
+}
+
+/// Where `runtime_setProfLabel` (pushed into runtime/pprof by `go:linkname`, so named
+/// `runtime/pprof.runtime_setProfLabel`; linked only into programs that can set labels) stores
+/// its argument: `getg().labels = labels` is its only 8-byte store of the argument into the
+/// current g. `Ok(None)` when the function is not in the binary.
+pub(super) fn set_prof_label(code: &mut Functions) -> Result<Option<u64>, String> {
+    const SET_PROF_LABEL: &str = "runtime/pprof.runtime_setProfLabel";
+    if code.entry(SET_PROF_LABEL).is_none() {
+        return Ok(None);
+    }
+    let steps = code.steps(SET_PROF_LABEL)?;
+    let stores = stores_into_root(steps, Root::CurrentG, 8, Mnemonic::Mov, Value::argument(0));
+    single(stores, "store of the labels argument into the current g").map(Some)
 }
 
 /// `newg.trackingSeq = uint8(cheaprand()); if newg.trackingSeq%gTrackingPeriod == 0 {...}`: a

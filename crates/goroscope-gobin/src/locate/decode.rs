@@ -296,7 +296,10 @@ fn apply(
     if flow == FlowControl::Call {
         match step.call_target {
             Some(callee) if facts.preserving.contains(&callee) => {
+                // A write barrier helper works in its own frame, below the caller's: the
+                // caller's stack slots (R14 spilled at 0(SP), say) keep their values.
                 registers.set(Register::R11, Value::Computed(step.address));
+                return;
             }
             callee => registers.after_call(callee, step.address),
         }

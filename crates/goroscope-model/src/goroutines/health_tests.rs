@@ -135,6 +135,7 @@ pub(super) fn waiting(
         start_pc,
         stack: Some(stack),
         tracking_seq: None,
+        labels: 0,
     }
 }
 
@@ -153,6 +154,7 @@ pub(super) fn other(
         start_pc,
         stack: None,
         tracking_seq: None,
+        labels: 0,
     }
 }
 

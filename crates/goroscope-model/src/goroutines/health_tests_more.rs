@@ -166,6 +166,7 @@ fn observe_100k_goroutines() {
         start_pc: 0x30_0000 + goid % 50 * 16,
         stack: (!goid.is_multiple_of(10)).then_some((goid % 2_000) as u32),
         tracking_seq: None,
+        labels: 0,
     };
     let mut tracker = HealthTracker::new(HealthSettings::default());
     let mut timings = Vec::new();

@@ -100,6 +100,11 @@ pub struct GoroutineRecord {
     /// The runtime's `trackingSeq`, bumped (mod 256) every time the goroutine stops running; a
     /// change between snapshots proves it ran in between. `None` when the reader has no offset.
     pub tracking_seq: Option<u8>,
+    /// The runtime's `labels` pointer (its pprof labels, set by `pprof.Do` or
+    /// `pprof.SetGoroutineLabels` and inherited by the goroutines it starts): an address in the
+    /// target, 0 when it has none or the reader does not know where the field is. Goroutines
+    /// sharing one label set share the pointer; `goroscope-goprocess` reads the set behind it.
+    pub labels: u64,
 }
 
 /// GC state read from `runtime.memstats` and `runtime.gcController`.

@@ -1,0 +1,5 @@
+//go:build !cgo_mode
+
+package main
+
+func cgoValue() int { return 0 }
