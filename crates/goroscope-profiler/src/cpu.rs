@@ -103,7 +103,7 @@ impl<'obj> CpuProfile<'obj> {
         }
         for row in &counts {
             if row.labels != 0 && self.label_sets.insert((row.pid, row.labels)) {
-                // LABELS-MERGE: self.targets.read_labels(row.pid, row.labels);
+                self.targets.read_labels(row.pid, row.labels);
             }
         }
         Ok(total)

@@ -13,6 +13,8 @@ use goroscope_model::profile::Label;
 
 /// Most Go processes attached by one profile.
 const MAX_TARGETS: usize = 1024;
+/// Most label sets remembered per process.
+const MAX_LABEL_SETS: usize = 1 << 16;
 /// Most goroutines remembered per process between reads (a bound on memory, not a limit on
 /// what is profiled: goroutines beyond it are just not named).
 const MAX_GOROUTINES: usize = 1 << 20;
@@ -69,10 +71,10 @@ impl GoTargets {
                 return None;
             }
         };
-        let offsets = &process.runtime_offsets().g;
+        let g = process.g_layout();
         let layout = GoLayout {
-            goid_offset: u32::try_from(offsets.goid).ok()?,
-            labels_offset: None,
+            goid_offset: u32::try_from(g.goid).ok()?,
+            labels_offset: g.labels.and_then(|offset| u32::try_from(offset).ok()),
         };
         let symbolizer = process.symbolizer();
         self.targets.insert(
@@ -88,6 +90,24 @@ impl GoTargets {
         );
         self.refresh_one(pid);
         Some(layout)
+    }
+
+    /// Reads the label set at `labels` in process `pid` now, while a goroutine holds it (a
+    /// set nobody holds any more may be freed and its memory reused), and keeps it for the
+    /// samples that carry that address. A set that does not read as one is left out.
+    pub fn read_labels(&mut self, pid: u32, labels: u64) {
+        let Some(target) = self.targets.get_mut(&pid) else {
+            return;
+        };
+        if labels == 0 || target.labels.contains_key(&labels) {
+            return;
+        }
+        if let Ok(pairs) = target.process.read_labels(labels) {
+            if target.labels.len() >= MAX_LABEL_SETS {
+                target.labels.clear();
+            }
+            target.labels.insert(labels, pairs);
+        }
     }
 
     /// True when `pid` is attached.

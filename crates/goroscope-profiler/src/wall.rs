@@ -46,6 +46,8 @@ struct Observation {
     stack: Vec<u64>,
     start_pc: u64,
     creation_pc: u64,
+    /// Its pprof labels, an index into `WallProfile::label_sets`.
+    labels: u32,
 }
 
 /// A wall-clock profile being taken of one Go process.
@@ -57,6 +59,9 @@ pub struct WallProfile<'obj> {
     symbols: Symbols,
     /// Observations and their (snapshots, nanoseconds).
     weights: HashMap<Observation, (u64, u64)>,
+    /// Distinct label sets seen (the first is "no labels"), and their indexes.
+    label_sets: Vec<Vec<(String, String)>>,
+    label_set_ids: HashMap<Vec<(String, String)>, u32>,
     last_ns: Option<u64>,
     interval_ns: u64,
     started_wall_ns: i64,
@@ -81,13 +86,13 @@ impl<'obj> WallProfile<'obj> {
             include_self: false,
         };
         let sampler = CpuSampler::start(storage, &filter, cpu_frequency)?;
-        let g = &process.runtime_offsets().g;
+        let g = process.g_layout();
         if let Ok(goid_offset) = u32::try_from(g.goid) {
             sampler.watch_go_process(
                 pid,
                 GoLayout {
                     goid_offset,
-                    labels_offset: None,
+                    labels_offset: g.labels.and_then(|offset| u32::try_from(offset).ok()),
                 },
             )?;
         }
@@ -102,6 +107,8 @@ impl<'obj> WallProfile<'obj> {
             targets,
             symbols,
             weights: HashMap::new(),
+            label_sets: vec![Vec::new()],
+            label_set_ids: HashMap::from([(Vec::new(), 0)]),
             last_ns: None,
             interval_ns,
             started_wall_ns: SystemTime::now()
@@ -131,6 +138,8 @@ impl<'obj> WallProfile<'obj> {
     }
 
     fn observe(&mut self, snapshot: &GoroutineSnapshot, weight: u64) {
+        // Label sets are read once per snapshot each, while their goroutines hold them.
+        let mut sets_here: HashMap<u64, u32> = HashMap::from([(0, 0)]);
         for record in &snapshot.goroutines {
             if !record.state.is_live() {
                 continue;
@@ -150,6 +159,19 @@ impl<'obj> WallProfile<'obj> {
                     .cloned()
                     .unwrap_or_default(),
             };
+            let labels = match sets_here.get(&record.labels) {
+                Some(&id) => id,
+                None => {
+                    let pairs = self.process.read_labels(record.labels).unwrap_or_default();
+                    let next = u32::try_from(self.label_sets.len()).unwrap_or(u32::MAX);
+                    let id = *self.label_set_ids.entry(pairs.clone()).or_insert(next);
+                    if id == next {
+                        self.label_sets.push(pairs);
+                    }
+                    sets_here.insert(record.labels, id);
+                    id
+                }
+            };
             let entry = self
                 .weights
                 .entry(Observation {
@@ -158,6 +180,7 @@ impl<'obj> WallProfile<'obj> {
                     stack,
                     start_pc: record.start_pc,
                     creation_pc: record.creation_pc,
+                    labels,
                 })
                 .or_default();
             entry.0 += 1;
@@ -202,6 +225,9 @@ impl<'obj> WallProfile<'obj> {
             );
             let state = observation.root.trim_matches(['[', ']']).to_string();
             labels.push(Label::text("state", &state));
+            if let Some(pairs) = self.label_sets.get(observation.labels as usize) {
+                labels.extend(pairs.iter().map(|(k, v)| Label::text(k, v)));
+            }
             let count = i64::try_from(count).unwrap_or(i64::MAX);
             let nanos = i64::try_from(nanos).unwrap_or(i64::MAX);
             if observation.root != RUNNING {
