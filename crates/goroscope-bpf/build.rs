@@ -8,7 +8,7 @@ use libbpf_cargo::SkeletonBuilder;
 
 /// The BPF objects, each `bpf/<name>.bpf.c`.
 const OBJECTS: &[&str] = &[
-    "syscalls", "process", "files", "probe", "sched", "tcp", "profile",
+    "syscalls", "process", "files", "probe", "sched", "tcp", "profile", "offcpu",
 ];
 
 fn main() {

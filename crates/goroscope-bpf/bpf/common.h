@@ -42,7 +42,11 @@ enum loss_reason {
 	LOSS_PROFILE_USER_STACK = 13,   /* CPU sample's user stack not stored (stack map collision or full) */
 	LOSS_PROFILE_KERNEL_STACK = 14, /* CPU sample's kernel stack not stored */
 	LOSS_PROFILE_SAMPLES_FULL = 15, /* CPU sample map full: sample dropped */
-	LOSS_REASONS = 16,
+	LOSS_OFFCPU_USER_STACK = 16,    /* off-CPU interval's user stack not stored */
+	LOSS_OFFCPU_KERNEL_STACK = 17,  /* off-CPU interval's kernel stack not stored */
+	LOSS_OFFCPU_ROWS_FULL = 18,     /* off-CPU row map full: interval dropped */
+	LOSS_OFFCPU_THREADS = 19,       /* no per-thread state: one off-CPU interval not measured */
+	LOSS_REASONS = 20,
 };
 
 /* Every ring-buffer event starts with this. */

@@ -85,8 +85,8 @@ impl ProgramKind {
     pub fn used_for(self) -> &'static str {
         match self {
             Self::Tracepoint => "not needed yet (collectors use tp_btf, else raw_tp)",
-            Self::TpBtf => "syscall, process, file, scheduler and TCP collectors (preferred)",
-            Self::RawTp => "syscall, process, file, scheduler and TCP collectors (fallback)",
+            Self::TpBtf => "syscall, process, file, scheduler, TCP collectors and off-CPU profiling (preferred)",
+            Self::RawTp => "syscall, process, file, scheduler, TCP collectors and off-CPU profiling (fallback)",
             Self::Uprobe => "rare Go runtime events (planned)",
             Self::UprobeMulti => "many uprobes at once (planned)",
             Self::PerfEvent => "CPU profiling (planned)",

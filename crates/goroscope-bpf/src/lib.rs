@@ -24,6 +24,9 @@ mod skel {
     pub mod profile {
         include!(concat!(env!("OUT_DIR"), "/profile.skel.rs"));
     }
+    pub mod offcpu {
+        include!(concat!(env!("OUT_DIR"), "/offcpu.skel.rs"));
+    }
 }
 
 pub mod attach;
@@ -33,12 +36,15 @@ pub mod error;
 pub mod events;
 mod evict;
 pub mod filter;
+mod go_processes;
 mod libbpf_log;
 pub mod losses;
+pub mod offcpu;
 mod pod;
 pub mod privileges;
 pub mod profile;
 pub mod sched;
+mod stacks;
 mod syscall_threads;
 pub mod syscalls;
 pub mod tcp;

@@ -6,7 +6,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::error::BpfError;
 
 /// The reasons, in the kernel's index order.
-pub const LOSS_REASONS: [&str; 16] = [
+pub const LOSS_REASONS: [&str; 20] = [
     "exec events: ring buffer full",
     "exit events: ring buffer full",
     "fork events: ring buffer full",
@@ -23,6 +23,10 @@ pub const LOSS_REASONS: [&str; 16] = [
     "CPU samples: user stack not stored",
     "CPU samples: kernel stack not stored",
     "CPU samples: map full",
+    "off-CPU time: user stack not stored",
+    "off-CPU time: kernel stack not stored",
+    "off-CPU time: map full",
+    "off-CPU time: per-thread state unavailable",
 ];
 
 /// Kernel-side loss counters of one or more objects.

@@ -3,7 +3,7 @@
 //! read this way, and their sizes are asserted against the C definitions.
 
 use crate::error::BpfError;
-use crate::skel::{files, process, profile, syscalls};
+use crate::skel::{files, offcpu, process, profile, syscalls};
 
 /// Plain data shared with the kernel: every bit pattern is a valid value.
 ///
@@ -29,11 +29,21 @@ unsafe impl Pod for files::types::open_event {}
 unsafe impl Pod for process::types::event_header {}
 // SAFETY: as above.
 unsafe impl Pod for profile::types::profile_key {}
+// SAFETY: as above.
+unsafe impl Pod for offcpu::types::offcpu_key {}
+// SAFETY: as above.
+unsafe impl Pod for offcpu::types::offcpu_stats {}
 
 // The C side asserts the same sizes (_Static_assert in bpf/*.h).
 const _: () = assert!(std::mem::size_of::<process::types::event_header>() == 48);
 const _: () = assert!(std::mem::size_of::<profile::types::profile_key>() == 32);
+const _: () = assert!(std::mem::size_of::<offcpu::types::offcpu_key>() == 32);
+const _: () = assert!(std::mem::size_of::<offcpu::types::offcpu_stats>() == 24);
+// go_processes.rs writes struct go_layout as (goid_offset, labels_offset), 4 bytes each.
 const _: () = assert!(std::mem::size_of::<profile::types::go_layout>() == 8);
+const _: () = assert!(std::mem::offset_of!(profile::types::go_layout, labels_offset) == 4);
+const _: () = assert!(std::mem::size_of::<offcpu::types::go_layout>() == 8);
+const _: () = assert!(std::mem::offset_of!(offcpu::types::go_layout, labels_offset) == 4);
 const _: () = assert!(std::mem::size_of::<syscalls::types::syscall_key>() == 16);
 const _: () = assert!(std::mem::size_of::<syscalls::types::syscall_error_key>() == 24);
 const _: () = assert!(

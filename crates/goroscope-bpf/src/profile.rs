@@ -7,25 +7,24 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{libbpf_sys, Link, MapCore, MapFlags, OpenObject};
+use libbpf_rs::{libbpf_sys, Link, OpenObject};
 
 use crate::attach::AttachMode;
 use crate::batch::BatchReader;
 use crate::error::BpfError;
 use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
+use crate::go_processes;
+pub use crate::go_processes::GoLayout;
 use crate::libbpf_log;
 use crate::losses::Losses;
 use crate::pod;
-use crate::skel::profile::types::{go_layout, profile_key};
+use crate::skel::profile::types::profile_key;
 use crate::skel::profile::{ProfileSkel, ProfileSkelBuilder};
+use crate::stacks::StackReader;
 
 const OBJECT: &str = "profile";
-/// Frames a stack-map entry holds (`PROFILE_STACK_DEPTH`).
-const STACK_DEPTH: usize = 127;
 /// From linux/perf_event.h.
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
-/// `PROFILE_NO_STACK` in bpf/profile.h.
-const NO_STACK: i32 = -1;
 /// Its reasons in `enum loss_reason` (bpf/common.h).
 const LOSS_USER_STACK: usize = 13;
 const LOSS_KERNEL_STACK: usize = 14;
@@ -65,16 +64,6 @@ pub struct SampleCount {
     pub labels: u64,
     /// Samples.
     pub count: u64,
-}
-
-/// Where a Go process's `runtime.g` keeps what a sample is attributed by (the stack bounds are
-/// its first two words in every Go release).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GoLayout {
-    /// Offset of `goid`.
-    pub goid_offset: u32,
-    /// Offset of `labels`, when known.
-    pub labels_offset: Option<u32>,
 }
 
 /// What the sampler lost in the kernel.
@@ -160,27 +149,12 @@ impl<'obj> CpuSampler<'obj> {
     /// its `runtime.g` keeps the goroutine id and the labels. Fails when the map of watched
     /// processes is full (`MAX_GO_PROCESSES`).
     pub fn watch_go_process(&self, pid: u32, layout: GoLayout) -> Result<(), BpfError> {
-        // struct go_layout, field by field (it has no padding).
-        let fields = go_layout {
-            goid_offset: layout.goid_offset,
-            labels_offset: layout.labels_offset.unwrap_or(0),
-        };
-        let mut value = [0u8; std::mem::size_of::<go_layout>()];
-        value[..4].copy_from_slice(&fields.goid_offset.to_ne_bytes());
-        value[4..].copy_from_slice(&fields.labels_offset.to_ne_bytes());
-        self.skel
-            .maps
-            .go_processes
-            .update(&pid.to_ne_bytes(), &value, MapFlags::ANY)
-            .map_err(|source| BpfError::Map {
-                map: "go_processes",
-                source,
-            })
+        go_processes::watch(&self.skel.maps.go_processes, pid, layout)
     }
 
     /// Stops reading goroutines of `pid` (it exited); a no-op when it was not watched.
     pub fn forget_go_process(&self, pid: u32) {
-        let _ = self.skel.maps.go_processes.delete(&pid.to_ne_bytes());
+        go_processes::forget(&self.skel.maps.go_processes, pid);
     }
 
     /// The sampling frequency, in Hz per CPU.
@@ -225,11 +199,11 @@ impl<'obj> CpuSampler<'obj> {
     /// Every (thread, stacks, goroutine) sampled so far with its count, unsorted.
     pub fn samples(&self) -> Result<Vec<StackSample>, BpfError> {
         let rows = self.rows()?;
-        let mut stacks: std::collections::HashMap<i32, Vec<u64>> = std::collections::HashMap::new();
+        let mut stacks = StackReader::new(&self.skel.maps.stacks, "stacks");
         let mut out = Vec::with_capacity(rows.len());
         for (key, count) in rows {
-            let user = self.stack(key.user_stack_id, &mut stacks)?;
-            let kernel = self.stack(key.kernel_stack_id, &mut stacks)?;
+            let user = stacks.frames(key.user_stack_id)?;
+            let kernel = stacks.frames(key.kernel_stack_id)?;
             out.push(StackSample {
                 pid: key.tgid,
                 tid: key.tid,
@@ -251,39 +225,6 @@ impl<'obj> CpuSampler<'obj> {
             kernel_stacks: losses.counts[LOSS_KERNEL_STACK],
             samples: losses.counts[LOSS_SAMPLES_FULL],
         })
-    }
-
-    /// The frames of stack `id` (innermost first), read once per id.
-    fn stack(
-        &self,
-        id: i32,
-        cache: &mut std::collections::HashMap<i32, Vec<u64>>,
-    ) -> Result<Vec<u64>, BpfError> {
-        if id == NO_STACK || id < 0 {
-            return Ok(Vec::new());
-        }
-        if let Some(frames) = cache.get(&id) {
-            return Ok(frames.clone());
-        }
-        let bytes = self
-            .skel
-            .maps
-            .stacks
-            .lookup(&(id as u32).to_ne_bytes(), MapFlags::ANY)
-            .map_err(|source| BpfError::Map {
-                map: "stacks",
-                source,
-            })?
-            .unwrap_or_default();
-        let frames: Vec<u64> = bytes
-            .chunks_exact(8)
-            .take(STACK_DEPTH)
-            .filter_map(|b| b.try_into().ok())
-            .map(u64::from_ne_bytes)
-            .take_while(|&ip| ip != 0)
-            .collect();
-        cache.insert(id, frames.clone());
-        Ok(frames)
     }
 }
 

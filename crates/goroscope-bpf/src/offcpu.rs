@@ -1,0 +1,228 @@
+//! Off-CPU time (bpf/offcpu.bpf.c): on every context switch the kernel remembers where a
+//! followed thread left the CPU (user stack, kernel stack, goroutine) and, when it runs again,
+//! adds the time it spent blocked and waiting for a CPU to that place's row. [`OffCpuSampler`]
+//! reads the rows and the stacks' raw addresses; symbolizing them is the caller's job.
+
+use std::mem::MaybeUninit;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, OpenObject};
+
+use crate::attach::{attach_all, choose_attach_mode, AttachMode};
+use crate::batch::BatchReader;
+use crate::error::BpfError;
+use crate::filter::{configure_filter, fill_target_pids, ProcessFilter};
+use crate::go_processes;
+use crate::libbpf_log;
+use crate::losses::Losses;
+use crate::pod;
+use crate::profile::GoLayout;
+use crate::skel::offcpu::types::{offcpu_key, offcpu_stats};
+use crate::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
+use crate::stacks::StackReader;
+
+const OBJECT: &str = "offcpu";
+const ROWS: &str = "offcpu_rows";
+/// Its reasons in `enum loss_reason` (bpf/common.h).
+const LOSS_USER_STACK: usize = 16;
+const LOSS_KERNEL_STACK: usize = 17;
+const LOSS_ROWS_FULL: usize = 18;
+const LOSS_THREADS: usize = 19;
+
+/// Time off CPU that threads spent after leaving it at the same place: summed over the
+/// intervals that ended (the thread ran again) and lasted at least the sampler's minimum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffCpuSample {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The goroutine it was running when it left, for processes given to
+    /// [`OffCpuSampler::watch_go_process`] (0: none, or not watched).
+    pub goid: u64,
+    /// That goroutine's `runtime.g.labels` pointer (its pprof labels), 0 when none.
+    pub labels: u64,
+    /// User-space return addresses where it left, innermost first (empty when lost, or for a
+    /// new thread's wait for its first CPU).
+    pub user: Vec<u64>,
+    /// Kernel return addresses where it left, innermost first (empty when lost, or for a new
+    /// thread's wait for its first CPU). The innermost frames are the tracing plumbing that ran
+    /// the BPF program (on Linux 6.18: the program itself, `bpf_trace_run4`), then
+    /// `__schedule`; a view drops the frames before `__schedule`.
+    pub kernel: Vec<u64>,
+    /// Time blocked: from leaving the CPU not runnable to the wakeup (all of the interval when
+    /// no wakeup was seen).
+    pub blocked_ns: u64,
+    /// Time runnable and waiting for a CPU: from the wakeup, or from leaving the CPU while
+    /// runnable (preempted, yielding), to running again.
+    pub runqueue_ns: u64,
+    /// Intervals.
+    pub count: u64,
+}
+
+/// What the off-CPU sampler lost in the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffCpuLosses {
+    /// Intervals whose user stack could not be stored (stack-map collision or full).
+    pub user_stacks: u64,
+    /// Intervals whose kernel stack could not be stored.
+    pub kernel_stacks: u64,
+    /// Intervals dropped because the row map was full.
+    pub rows: u64,
+    /// Intervals not measured because no per-thread state could be kept.
+    pub threads: u64,
+}
+
+/// Off-CPU time being summed in the kernel. Dropping it detaches.
+pub struct OffCpuSampler<'obj> {
+    // Field order is drop order: detach before the maps go.
+    _links: Vec<Link>,
+    skel: OffcpuSkel<'obj>,
+    mode: AttachMode,
+    min_duration_ns: u64,
+}
+
+impl<'obj> OffCpuSampler<'obj> {
+    /// Starts summing the off-CPU time of the threads of the processes `filter` selects,
+    /// leaving out intervals shorter than `min_duration_ns`; attaches with tp_btf when the
+    /// kernel allows it, else raw_tp.
+    pub fn start(
+        storage: &'obj mut MaybeUninit<OpenObject>,
+        filter: &ProcessFilter,
+        min_duration_ns: u64,
+    ) -> Result<Self, BpfError> {
+        let mode = choose_attach_mode()?;
+        Self::start_in_mode(storage, mode, filter, min_duration_ns)
+    }
+
+    /// As [`start`](Self::start), attached in the given mode.
+    pub fn start_in_mode(
+        storage: &'obj mut MaybeUninit<OpenObject>,
+        mode: AttachMode,
+        filter: &ProcessFilter,
+        min_duration_ns: u64,
+    ) -> Result<Self, BpfError> {
+        let mut open = OffcpuSkelBuilder::default()
+            .open(storage)
+            .map_err(|source| BpfError::Open {
+                object: OBJECT,
+                source,
+            })?;
+        let btf = mode == AttachMode::TpBtf;
+        let progs = &mut open.progs;
+        progs.handle__sched_switch.set_autoload(btf);
+        progs.handle__sched_wakeup.set_autoload(btf);
+        progs.handle__sched_wakeup_new.set_autoload(btf);
+        progs.handle__sched_switch_raw.set_autoload(!btf);
+        progs.handle__sched_wakeup_raw.set_autoload(!btf);
+        progs.handle__sched_wakeup_new_raw.set_autoload(!btf);
+        let rodata = configure_filter!(open, OBJECT, filter);
+        rodata.typed_args = btf;
+        rodata.min_duration_ns = min_duration_ns;
+        if btf {
+            // Task storage holds the threads; the tid-keyed fallback is unused.
+            open.maps
+                .offcpu_threads_by_tid
+                .set_max_entries(1)
+                .map_err(|source| BpfError::Map {
+                    map: "offcpu_threads_by_tid",
+                    source,
+                })?;
+        }
+
+        libbpf_log::clear();
+        let skel = open.load().map_err(|source| BpfError::Load {
+            object: OBJECT,
+            mode,
+            source,
+            verifier_log: libbpf_log::take_trimmed(),
+        })?;
+        fill_target_pids(&skel.maps.target_pids, &filter.pids)?;
+
+        let progs = &skel.progs;
+        let handlers = if btf {
+            [
+                &progs.handle__sched_switch,
+                &progs.handle__sched_wakeup,
+                &progs.handle__sched_wakeup_new,
+            ]
+        } else {
+            [
+                &progs.handle__sched_switch_raw,
+                &progs.handle__sched_wakeup_raw,
+                &progs.handle__sched_wakeup_new_raw,
+            ]
+        };
+        let names = [
+            "handle__sched_switch",
+            "handle__sched_wakeup",
+            "handle__sched_wakeup_new",
+        ];
+        let named: Vec<_> = names.into_iter().zip(handlers).collect();
+        let links = attach_all(mode, &named)?;
+        Ok(Self {
+            _links: links,
+            skel,
+            mode,
+            min_duration_ns,
+        })
+    }
+
+    /// How the programs are attached.
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// Intervals shorter than this are not counted.
+    pub fn min_duration_ns(&self) -> u64 {
+        self.min_duration_ns
+    }
+
+    /// Attributes the off-CPU time of Go process `pid` to goroutines from now on: `layout` says
+    /// where its `runtime.g` keeps the goroutine id and the labels. Fails when the map of
+    /// watched processes is full (`MAX_GO_PROCESSES`).
+    pub fn watch_go_process(&self, pid: u32, layout: GoLayout) -> Result<(), BpfError> {
+        go_processes::watch(&self.skel.maps.go_processes, pid, layout)
+    }
+
+    /// Stops reading goroutines of `pid` (it exited); a no-op when it was not watched.
+    pub fn forget_go_process(&self, pid: u32) {
+        go_processes::forget(&self.skel.maps.go_processes, pid);
+    }
+
+    /// Every (thread, stacks, goroutine) with off-CPU time so far, unsorted.
+    pub fn samples(&self) -> Result<Vec<OffCpuSample>, BpfError> {
+        let mut rows: Vec<(offcpu_key, offcpu_stats)> = Vec::new();
+        BatchReader::default().for_each(&self.skel.maps.offcpu_rows, ROWS, |key, value| {
+            rows.push((pod::read(key, ROWS)?, pod::read(value, ROWS)?));
+            Ok(())
+        })?;
+        let mut stacks = StackReader::new(&self.skel.maps.stacks, "stacks");
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, stats) in rows {
+            out.push(OffCpuSample {
+                pid: key.tgid,
+                tid: key.tid,
+                goid: key.goid,
+                labels: key.labels,
+                user: stacks.frames(key.user_stack_id)?,
+                kernel: stacks.frames(key.kernel_stack_id)?,
+                blocked_ns: stats.blocked_ns,
+                runqueue_ns: stats.runqueue_ns,
+                count: stats.count,
+            });
+        }
+        Ok(out)
+    }
+
+    /// What was lost in the kernel so far.
+    pub fn losses(&self) -> Result<OffCpuLosses, BpfError> {
+        let losses = Losses::read(&self.skel.maps.losses)?;
+        Ok(OffCpuLosses {
+            user_stacks: losses.counts[LOSS_USER_STACK],
+            kernel_stacks: losses.counts[LOSS_KERNEL_STACK],
+            rows: losses.counts[LOSS_ROWS_FULL],
+            threads: losses.counts[LOSS_THREADS],
+        })
+    }
+}
