@@ -155,6 +155,21 @@ impl<'s> Assembler<'s> {
                 mapping.has_inline_frames = true;
             }
         }
+        // Viewers take the first mapping for the program: the kernel goes last.
+        if let Some(&kernel) = self.mappings.get(&(Space::Kernel, 0)) {
+            let last = self.profile.mappings.len() - 1;
+            if kernel != last {
+                let moved = self.profile.mappings.remove(kernel);
+                self.profile.mappings.push(moved);
+                for location in &mut self.profile.locations {
+                    location.mapping = location.mapping.map(|m| match m {
+                        m if m == kernel => last,
+                        m if m > kernel => m - 1,
+                        m => m,
+                    });
+                }
+            }
+        }
         if hidden.iter().any(|&h| h) {
             for sample in &mut self.profile.samples {
                 sample.locations.retain(|&l| !hidden[l]);

@@ -16,8 +16,7 @@ use goroscope_model::profile::{Label, Profile, ProfileKind};
 use libbpf_rs::OpenObject;
 
 use crate::assemble::{Assembler, RawStack};
-use crate::symbols::Symbols;
-use crate::targets::GoTargets;
+use crate::watched::Watched;
 
 /// What a finished CPU profile holds besides the profile.
 #[derive(Clone, Debug, Default)]
@@ -39,10 +38,7 @@ pub struct CpuSummary {
 /// A CPU profile being taken.
 pub struct CpuProfile<'obj> {
     sampler: CpuSampler<'obj>,
-    symbols: Symbols,
-    targets: GoTargets,
-    seen: HashSet<u32>,
-    label_sets: HashSet<(u32, u64)>,
+    watched: Watched,
     started: Instant,
     started_wall_ns: i64,
     samples_so_far: u64,
@@ -60,10 +56,7 @@ impl<'obj> CpuProfile<'obj> {
         let sampler = CpuSampler::start(storage, filter, frequency)?;
         let mut profile = CpuProfile {
             sampler,
-            symbols: Symbols::new(proc_root),
-            targets: GoTargets::new(proc_root),
-            seen: HashSet::new(),
-            label_sets: HashSet::new(),
+            watched: Watched::new(proc_root),
             started: Instant::now(),
             samples_so_far: 0,
             started_wall_ns: SystemTime::now()
@@ -78,14 +71,9 @@ impl<'obj> CpuProfile<'obj> {
 
     /// Records a process seen for the first time: its mappings, and its goroutines if it is Go.
     fn see(&mut self, pid: u32) -> Result<(), BpfError> {
-        if !self.seen.insert(pid) {
-            return Ok(());
-        }
-        self.symbols.capture(pid);
-        if let Some(layout) = self.targets.attach(pid) {
-            self.sampler.watch_go_process(pid, layout)?;
-        }
-        Ok(())
+        let sampler = &self.sampler;
+        self.watched
+            .see(pid, |pid, layout| sampler.watch_go_process(pid, layout))
     }
 
     /// Looks at what was sampled since the last tick; call about once a second. Returns the
@@ -98,13 +86,11 @@ impl<'obj> CpuProfile<'obj> {
             self.see(row.pid)?;
         }
         self.samples_so_far = total;
-        for pid in self.targets.refresh() {
+        for pid in self.watched.targets.refresh() {
             self.sampler.forget_go_process(pid);
         }
         for row in &counts {
-            if row.labels != 0 && self.label_sets.insert((row.pid, row.labels)) {
-                self.targets.read_labels(row.pid, row.labels);
-            }
+            self.watched.saw_labels(row.pid, row.labels);
         }
         Ok(total)
     }
@@ -116,7 +102,7 @@ impl<'obj> CpuProfile<'obj> {
 
     /// True when `pid` was attached as a Go process.
     pub fn is_go(&self, pid: u32) -> bool {
-        self.targets.is_attached(pid)
+        self.watched.targets.is_attached(pid)
     }
 
     /// Stops sampling and builds the profile.
@@ -139,7 +125,7 @@ impl<'obj> CpuProfile<'obj> {
             ..CpuSummary::default()
         };
         let mut processes = HashSet::new();
-        let mut assembler = Assembler::new(&mut self.symbols, profile);
+        let mut assembler = Assembler::new(&mut self.watched.symbols, profile);
         let assembler_rows = samples.len();
         for sample in samples {
             processes.insert(sample.pid);
@@ -149,7 +135,11 @@ impl<'obj> CpuProfile<'obj> {
                 Label::number("pid", i64::from(sample.pid)),
                 Label::number("thread", i64::from(sample.tid)),
             ];
-            labels.extend(self.targets.labels(sample.pid, sample.goid, sample.labels));
+            labels.extend(
+                self.watched
+                    .targets
+                    .labels(sample.pid, sample.goid, sample.labels),
+            );
             assembler.add(RawStack {
                 pid: sample.pid,
                 user: sample.user,
@@ -166,7 +156,7 @@ impl<'obj> CpuProfile<'obj> {
         summary.processes = processes.len();
         summary.go_processes = processes
             .iter()
-            .filter(|&&pid| self.targets.is_attached(pid))
+            .filter(|&&pid| self.watched.targets.is_attached(pid))
             .count();
         profile.comments.extend(loss_comments(&summary.losses));
         Ok((profile, summary))

@@ -10,13 +10,16 @@
 
 mod assemble;
 pub mod cpu;
+pub mod offcpu;
 pub mod session;
 mod symbols;
 mod targets;
 pub mod wall;
+mod watched;
 
 pub use assemble::{Assembler, RawStack};
 pub use cpu::{CpuProfile, CpuSummary};
+pub use offcpu::{OffCpuProfile, OffCpuSummary};
 pub use session::{Outcome, Request, Session, SessionError};
 pub use symbols::Symbols;
 pub use targets::GoTargets;

@@ -12,6 +12,7 @@ use goroscope_model::profile::{Profile, ProfileKind};
 use libbpf_rs::OpenObject;
 
 use crate::cpu::CpuProfile;
+use crate::offcpu::OffCpuProfile;
 use crate::wall::{WallError, WallProfile};
 
 /// How often a CPU profile looks at new processes and goroutines.
@@ -28,6 +29,8 @@ pub struct Request {
     pub filter: ProcessFilter,
     /// Samples per second per CPU; for `wall`, snapshots per second.
     pub frequency: u32,
+    /// `offcpu`: shortest interval off CPU counted.
+    pub min_off_cpu_ns: u64,
 }
 
 /// Why a profile could not start or go on.
@@ -61,6 +64,7 @@ pub struct Session<'obj> {
 
 enum Running<'obj> {
     Cpu(Box<CpuProfile<'obj>>),
+    OffCpu(Box<OffCpuProfile<'obj>>),
     Wall(Box<WallProfile<'obj>>),
 }
 
@@ -96,11 +100,12 @@ impl<'obj> Session<'obj> {
                     Err(WallError::Bpf(e)) => return Err(e.into()),
                 }
             }
-            ProfileKind::OffCpu => {
-                return Err(SessionError::Request(
-                    "off-CPU profiles are not available yet; use cpu or wall".into(),
-                ))
-            }
+            ProfileKind::OffCpu => Running::OffCpu(Box::new(OffCpuProfile::start(
+                storage,
+                &request.filter,
+                request.min_off_cpu_ns,
+                proc_root,
+            )?)),
         };
         Ok(Session { running, frequency })
     }
@@ -109,6 +114,10 @@ impl<'obj> Session<'obj> {
     pub fn describe(&self) -> String {
         match &self.running {
             Running::Cpu(_) => format!("profiling CPU at {} Hz", self.frequency),
+            Running::OffCpu(offcpu) => format!(
+                "profiling time off CPU (intervals of {:.3}ms and more)",
+                offcpu.min_duration_ns() as f64 / 1e6
+            ),
             Running::Wall(_) => format!(
                 "profiling goroutine wall time, {} snapshots a second",
                 self.frequency
@@ -119,7 +128,7 @@ impl<'obj> Session<'obj> {
     /// How often [`Session::tick`] is due.
     pub fn period(&self) -> Duration {
         match &self.running {
-            Running::Cpu(_) => CPU_TICK,
+            Running::Cpu(_) | Running::OffCpu(_) => CPU_TICK,
             Running::Wall(_) => Duration::from_nanos(1_000_000_000 / u64::from(self.frequency)),
         }
     }
@@ -129,6 +138,10 @@ impl<'obj> Session<'obj> {
         match &mut self.running {
             Running::Cpu(cpu) => {
                 cpu.tick()?;
+                Ok(false)
+            }
+            Running::OffCpu(offcpu) => {
+                offcpu.tick()?;
                 Ok(false)
             }
             Running::Wall(wall) => match wall.snapshot() {
@@ -145,6 +158,7 @@ impl<'obj> Session<'obj> {
     pub fn progress(&self) -> String {
         match &self.running {
             Running::Cpu(cpu) => format!("{} samples", cpu.samples_so_far()),
+            Running::OffCpu(offcpu) => format!("{} intervals off CPU", offcpu.intervals_so_far()),
             Running::Wall(wall) => format!("{} snapshots", wall.snapshots()),
         }
     }
@@ -167,6 +181,22 @@ impl<'obj> Session<'obj> {
                     summary.symbolize_time.as_secs_f64(),
                     summary.processes,
                     summary.go_processes
+                );
+                Ok((profile, Outcome { summary, lost }))
+            }
+            Running::OffCpu(offcpu) => {
+                let (profile, summary) = offcpu.finish()?;
+                let lost = &summary.losses;
+                let lost = if lost.rows + lost.threads + lost.user_stacks + lost.kernel_stacks == 0
+                {
+                    Vec::new()
+                } else {
+                    profile.comments.clone()
+                };
+                let summary = format!(
+                    "{} intervals off CPU, {:.3}s in all",
+                    summary.intervals,
+                    summary.off_cpu_ns as f64 / 1e9
                 );
                 Ok((profile, Outcome { summary, lost }))
             }

@@ -133,6 +133,9 @@ pub struct ProfileArgs {
     /// second (default 10).
     #[arg(long, value_name = "HZ")]
     pub frequency: Option<u32>,
+    /// `offcpu`: the shortest time off CPU counted (e.g. 100us, 1ms, 10ms).
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "1ms")]
+    pub min_off_cpu: Duration,
     /// Write the profile here; its name picks the format (`.pb.gz` pprof, `.folded`, `.svg`)
     /// unless --format says. Default: a table of the top functions on stdout.
     #[arg(long, short = 'o', value_name = "FILE")]

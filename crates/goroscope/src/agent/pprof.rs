@@ -1,4 +1,4 @@
-//! `GET /debug/pprof/profile?pid=PID&seconds=N[&kind=cpu|wall][&hz=F]`: a pprof profile of one
+//! `GET /debug/pprof/profile?pid=PID&seconds=N[&kind=cpu|offcpu|wall][&hz=F]`: a pprof profile of one
 //! process, as Go's own endpoint serves one of itself, so `go tool pprof` and pprof-scraping
 //! continuous profilers (Parca, Pyroscope) can profile every process on the host through one
 //! agent. A profile runs on a thread of its own, never on the collection or HTTP threads; one
@@ -24,6 +24,8 @@ use crate::settings::is_process;
 pub const MAX_SECONDS: u64 = 300;
 /// Profile length when the request gives none (Go's endpoint's default).
 const DEFAULT_SECONDS: u64 = 30;
+/// Shortest time off CPU an off-CPU profile counts.
+const DEFAULT_MIN_OFF_CPU_NS: u64 = 1_000_000;
 /// Profiles running at once, over all processes.
 const MAX_RUNNING: usize = 4;
 
@@ -111,8 +113,7 @@ fn params(query: Option<&str>, proc_root: &Path) -> Result<Params, String> {
             }
             "kind" => {
                 kind = ProfileKind::parse(value)
-                    .filter(|k| *k != ProfileKind::OffCpu)
-                    .ok_or_else(|| format!("kind={value}: give cpu or wall"))?
+                    .ok_or_else(|| format!("kind={value}: give cpu, offcpu or wall"))?
             }
             "hz" => {
                 frequency = Some(
@@ -206,6 +207,7 @@ fn run(params: &Params, proc_root: &Path) -> Result<Vec<u8>, (StatusCode, String
             include_self: false,
         },
         frequency: params.frequency,
+        min_off_cpu_ns: DEFAULT_MIN_OFF_CPU_NS,
     };
     let mut storage = MaybeUninit::uninit();
     let failed = |e: SessionError| match e {

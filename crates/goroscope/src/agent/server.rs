@@ -175,7 +175,7 @@ async fn index() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         "goroscope agent: /metrics (Prometheus, OpenMetrics), /healthz, /readyz, \
-         /debug/pprof/profile?pid=PID&seconds=N[&kind=cpu|wall] (pprof)\n",
+         /debug/pprof/profile?pid=PID&seconds=N[&kind=cpu|offcpu|wall] (pprof)\n",
     )
         .into_response()
 }

@@ -159,6 +159,7 @@ pub fn run(args: &ProfileArgs) -> anyhow::Result<()> {
         kind: args.kind,
         filter: filter.clone(),
         frequency,
+        min_off_cpu_ns: u64::try_from(args.min_off_cpu.as_nanos()).unwrap_or(u64::MAX),
     };
     let mut running = match Session::start(&mut storage, &request, proc_root) {
         Ok(running) => running,
