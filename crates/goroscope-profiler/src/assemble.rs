@@ -278,3 +278,93 @@ impl<'s> Assembler<'s> {
         (Some(index), pending)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use goroscope_model::profile::ProfileKind;
+    use std::path::Path;
+
+    /// A process id no process has (pid_max is at most 2^22).
+    const NO_PROCESS: u32 = 1 << 30;
+
+    fn stack(user: &[u64], kernel: &[u64], roots: &[&str], value: i64) -> RawStack {
+        RawStack {
+            pid: NO_PROCESS,
+            user: user.to_vec(),
+            user_leaf_is_return: false,
+            kernel: kernel.to_vec(),
+            roots: roots.iter().map(|r| r.to_string()).collect(),
+            values: vec![1, value],
+            labels: vec![Label::number("goid", 7)],
+        }
+    }
+
+    #[test]
+    fn identical_stacks_merge_and_roots_sit_above_the_user_frames() {
+        let mut symbols = Symbols::new(Path::new("/nonexistent-proc"));
+        let mut assembler = Assembler::new(&mut symbols, Profile::new(ProfileKind::Wall));
+        assembler.add(stack(&[0x1000, 0x2000], &[], &["[chan receive]"], 10));
+        assembler.add(stack(&[0x1000, 0x2000], &[], &["[chan receive]"], 5));
+        assembler.add(stack(&[0x1000, 0x3000], &[], &["[chan receive]"], 1));
+        let profile = assembler.finish();
+        assert_eq!(profile.samples.len(), 2);
+        assert_eq!(profile.samples[0].values, vec![2, 15]);
+        let root = *profile.samples[0].locations.last().unwrap();
+        assert_eq!(profile.locations[root].lines[0].function, "[chan receive]");
+        // Both stacks share their leaf location and the root.
+        assert_eq!(
+            profile.samples[0].locations[0],
+            profile.samples[1].locations[0]
+        );
+        assert_eq!(
+            profile.samples[0].locations[2],
+            profile.samples[1].locations[2]
+        );
+        // A process with no mappings: addresses stay, unsymbolized and unmapped.
+        let leaf = &profile.locations[profile.samples[0].locations[0]];
+        assert_eq!(
+            (leaf.address, leaf.mapping, leaf.lines.len()),
+            (0x1000, None, 0)
+        );
+    }
+
+    #[test]
+    fn kernel_frames_are_symbolized_from_kallsyms_and_their_mapping_goes_last() {
+        let kallsyms = std::fs::read_to_string("/proc/kallsyms").expect("reading /proc/kallsyms");
+        let (address, name) = kallsyms
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let address = u64::from_str_radix(fields.next()?, 16).ok()?;
+                let kind = fields.next()?;
+                let name = fields.next()?;
+                (kind == "T" && name == "do_syscall_64").then(|| (address, name.to_string()))
+            })
+            .next()
+            .expect("do_syscall_64 in /proc/kallsyms");
+        assert_ne!(address, 0, "kallsyms hides addresses: run as root");
+        let mut symbols = Symbols::new(Path::new("/proc"));
+        let mut assembler = Assembler::new(&mut symbols, Profile::new(ProfileKind::Cpu));
+        // As a return address: the call sits a few bytes into the function.
+        let own = std::process::id();
+        assembler.add(RawStack {
+            pid: own,
+            user: vec![stack as *const () as usize as u64],
+            kernel: vec![address + 0x10, address + 0x20],
+            values: vec![1, 1],
+            ..RawStack::default()
+        });
+        let profile = assembler.finish();
+        let kernel = profile.mappings.len() - 1;
+        assert_eq!(profile.mappings[kernel].file, "[kernel.kallsyms]");
+        let sample = &profile.samples[0];
+        for &index in &sample.locations[..2] {
+            let location = &profile.locations[index];
+            assert_eq!(location.mapping, Some(kernel));
+            assert_eq!(location.lines[0].function, name);
+        }
+        let user = &profile.locations[sample.locations[2]];
+        assert_ne!(user.mapping, Some(kernel), "the test binary's own mapping");
+    }
+}
