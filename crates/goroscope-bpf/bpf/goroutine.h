@@ -34,6 +34,49 @@ struct {
 	__type(value, struct go_layout);
 } go_processes SEC(".maps");
 
+/*
+ * Label sets seen: the first sample of each (process, label set) also queues
+ * it for user space, which reads it within a fraction of a second — while the
+ * goroutine that set it (a request under pprof.Do) most likely still holds it.
+ */
+#define MAX_LABEL_SETS_SEEN 16384
+#define MAX_LABEL_SETS_QUEUED 4096
+
+struct label_set_ref {
+	__u32 tgid;
+	__u32 pad;
+	__u64 labels;
+};
+_Static_assert(sizeof(struct label_set_ref) == 16, "label_set_ref layout is part of the ABI");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_LABEL_SETS_SEEN);
+	__type(key, struct label_set_ref);
+	__type(value, __u8);
+} label_sets_seen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, MAX_LABEL_SETS_QUEUED);
+	__uint(key_size, 0);
+	__uint(value_size, sizeof(struct label_set_ref));
+} new_label_sets SEC(".maps");
+
+/* Queues (tgid, labels) for user space the first time it is seen. */
+static __always_inline void note_label_set(__u32 tgid, __u64 labels)
+{
+	struct label_set_ref ref = { .tgid = tgid, .labels = labels };
+	__u8 seen = 1;
+
+	if (!labels || bpf_map_lookup_elem(&label_sets_seen, &ref))
+		return;
+	if (bpf_map_update_elem(&label_sets_seen, &ref, &seen, BPF_NOEXIST))
+		return;
+	/* A full queue: user space also finds the set in the rows, only later. */
+	bpf_map_push_elem(&new_label_sets, &ref, 0);
+}
+
 /* The goroutine of a thread of process tgid whose user registers are (r14, sp). */
 static __always_inline struct goroutine_ref current_goroutine(__u32 tgid, __u64 r14, __u64 sp)
 {
@@ -52,6 +95,7 @@ static __always_inline struct goroutine_ref current_goroutine(__u32 tgid, __u64 
 	if (ref.goid && layout->labels_offset &&
 	    bpf_probe_read_user(&ref.labels, sizeof(ref.labels), (void *)(r14 + layout->labels_offset)))
 		ref.labels = 0;
+	note_label_set(tgid, ref.labels);
 	return ref;
 }
 

@@ -33,3 +33,25 @@ pub(crate) fn watch(map: &dyn MapCore, pid: u32, layout: GoLayout) -> Result<(),
 pub(crate) fn forget(map: &dyn MapCore, pid: u32) {
     let _ = map.delete(&pid.to_ne_bytes());
 }
+
+/// Most label sets taken off the queue per call (the queue holds `MAX_LABEL_SETS_QUEUED`).
+const MAX_POPPED: usize = 4096;
+
+/// Takes the label sets queued since the last call (`new_label_sets` of bpf/goroutine.h): each
+/// (process, label-set address) the first time a sample carried it.
+pub(crate) fn new_label_sets(queue: &dyn MapCore) -> Vec<(u32, u64)> {
+    let mut out = Vec::new();
+    while out.len() < MAX_POPPED {
+        // An empty queue answers "not found" (None) or ENOENT, depending on the libbpf path.
+        let Ok(Some(value)) = queue.lookup_and_delete(&[]) else {
+            break;
+        };
+        let (Some(tgid), Some(labels)) = (value.get(..4), value.get(8..16)) else {
+            break;
+        };
+        let tgid = u32::from_ne_bytes(tgid.try_into().unwrap_or_default());
+        let labels = u64::from_ne_bytes(labels.try_into().unwrap_or_default());
+        out.push((tgid, labels));
+    }
+    out
+}

@@ -190,6 +190,12 @@ impl<'obj> OffCpuSampler<'obj> {
         go_processes::forget(&self.skel.maps.go_processes, pid);
     }
 
+    /// The (process, label-set address) pairs samples carried for the first time since the last
+    /// call, for reading while their goroutines still hold them.
+    pub fn new_label_sets(&self) -> Vec<(u32, u64)> {
+        crate::go_processes::new_label_sets(&self.skel.maps.new_label_sets)
+    }
+
     /// Every (thread, stacks, goroutine) with off-CPU time so far, unsorted.
     pub fn samples(&self) -> Result<Vec<OffCpuSample>, BpfError> {
         let mut rows: Vec<(offcpu_key, offcpu_stats)> = Vec::new();

@@ -44,6 +44,9 @@ const _: () = assert!(std::mem::size_of::<profile::types::go_layout>() == 8);
 const _: () = assert!(std::mem::offset_of!(profile::types::go_layout, labels_offset) == 4);
 const _: () = assert!(std::mem::size_of::<offcpu::types::go_layout>() == 8);
 const _: () = assert!(std::mem::offset_of!(offcpu::types::go_layout, labels_offset) == 4);
+// go_processes.rs reads struct label_set_ref as (tgid at 0, labels at 8).
+const _: () = assert!(std::mem::size_of::<profile::types::label_set_ref>() == 16);
+const _: () = assert!(std::mem::offset_of!(profile::types::label_set_ref, labels) == 8);
 const _: () = assert!(std::mem::size_of::<syscalls::types::syscall_key>() == 16);
 const _: () = assert!(std::mem::size_of::<syscalls::types::syscall_error_key>() == 24);
 const _: () = assert!(

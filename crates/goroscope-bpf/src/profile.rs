@@ -157,6 +157,12 @@ impl<'obj> CpuSampler<'obj> {
         go_processes::forget(&self.skel.maps.go_processes, pid);
     }
 
+    /// The (process, label-set address) pairs samples carried for the first time since the last
+    /// call, for reading while their goroutines still hold them.
+    pub fn new_label_sets(&self) -> Vec<(u32, u64)> {
+        crate::go_processes::new_label_sets(&self.skel.maps.new_label_sets)
+    }
+
     /// The sampling frequency, in Hz per CPU.
     pub fn frequency(&self) -> u32 {
         self.frequency

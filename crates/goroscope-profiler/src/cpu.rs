@@ -76,9 +76,18 @@ impl<'obj> CpuProfile<'obj> {
             .see(pid, |pid, layout| sampler.watch_go_process(pid, layout))
     }
 
+    /// Reads the label sets samples carried for the first time since the last call; call
+    /// often (every 100 ms or so), so sets made per request are read while still held.
+    pub fn read_new_labels(&mut self) {
+        for (pid, labels) in self.sampler.new_label_sets() {
+            self.watched.saw_labels(pid, labels);
+        }
+    }
+
     /// Looks at what was sampled since the last tick; call about once a second. Returns the
     /// samples taken so far.
     pub fn tick(&mut self) -> Result<u64, BpfError> {
+        self.read_new_labels();
         let counts = self.sampler.counts()?;
         let mut total = 0;
         for row in &counts {

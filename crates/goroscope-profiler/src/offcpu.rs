@@ -74,8 +74,17 @@ impl<'obj> OffCpuProfile<'obj> {
             .see(pid, |pid, layout| sampler.watch_go_process(pid, layout))
     }
 
+    /// Reads the label sets intervals carried for the first time since the last call; call
+    /// often (every 100 ms or so), so sets made per request are read while still held.
+    pub fn read_new_labels(&mut self) {
+        for (pid, labels) in self.sampler.new_label_sets() {
+            self.watched.saw_labels(pid, labels);
+        }
+    }
+
     /// Looks at what was recorded since the last tick; call about once a second.
     pub fn tick(&mut self) -> Result<(), BpfError> {
+        self.read_new_labels();
         let rows = self.sampler.samples()?;
         self.intervals_so_far = rows.iter().map(|r| r.count).sum();
         for row in &rows {

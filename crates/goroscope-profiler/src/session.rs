@@ -15,8 +15,10 @@ use crate::cpu::CpuProfile;
 use crate::offcpu::OffCpuProfile;
 use crate::wall::{WallError, WallProfile};
 
-/// How often a CPU profile looks at new processes and goroutines.
-const CPU_TICK: Duration = Duration::from_secs(1);
+/// How often a sampling profile reads the label sets samples carried for the first time.
+const LABELS_TICK: Duration = Duration::from_millis(100);
+/// How many label ticks make one full tick (new processes, goroutines): one a second.
+const FULL_TICK_EVERY: u32 = 10;
 /// CPU samples per second taken during a wall-clock profile, for running goroutines' stacks.
 const WALL_CPU_FREQUENCY: u32 = 99;
 
@@ -60,6 +62,7 @@ pub struct Outcome {
 pub struct Session<'obj> {
     running: Running<'obj>,
     frequency: u32,
+    ticks: u32,
 }
 
 enum Running<'obj> {
@@ -107,7 +110,11 @@ impl<'obj> Session<'obj> {
                 proc_root,
             )?)),
         };
-        Ok(Session { running, frequency })
+        Ok(Session {
+            running,
+            frequency,
+            ticks: 0,
+        })
     }
 
     /// What is being done, for the operator ("profiling CPU at 99 Hz").
@@ -128,20 +135,30 @@ impl<'obj> Session<'obj> {
     /// How often [`Session::tick`] is due.
     pub fn period(&self) -> Duration {
         match &self.running {
-            Running::Cpu(_) | Running::OffCpu(_) => CPU_TICK,
+            Running::Cpu(_) | Running::OffCpu(_) => LABELS_TICK,
             Running::Wall(_) => Duration::from_nanos(1_000_000_000 / u64::from(self.frequency)),
         }
     }
 
     /// Does the periodic work. Returns true when the one process profiled is found gone.
     pub fn tick(&mut self) -> Result<bool, SessionError> {
+        self.ticks = self.ticks.wrapping_add(1);
+        let full = self.ticks.is_multiple_of(FULL_TICK_EVERY);
         match &mut self.running {
-            Running::Cpu(cpu) => {
+            Running::Cpu(cpu) if full => {
                 cpu.tick()?;
                 Ok(false)
             }
-            Running::OffCpu(offcpu) => {
+            Running::Cpu(cpu) => {
+                cpu.read_new_labels();
+                Ok(false)
+            }
+            Running::OffCpu(offcpu) if full => {
                 offcpu.tick()?;
+                Ok(false)
+            }
+            Running::OffCpu(offcpu) => {
+                offcpu.read_new_labels();
                 Ok(false)
             }
             Running::Wall(wall) => match wall.snapshot() {
