@@ -17,6 +17,10 @@ use object::{Object, ObjectSection};
 
 /// Most files kept open (a host-wide profile of a busy host maps a few hundred).
 const MAX_FILES: usize = 4096;
+/// Largest debug information read for lines and inlined calls. Bigger DWARF (a debug build of a
+/// large program: a debug goroscope has 100 MB) costs seconds to parse; its addresses are named
+/// from the ELF symbol table alone.
+const MAX_DWARF_BYTES: u64 = 16 << 20;
 
 /// A file's identity: (device major, device minor, inode).
 pub(crate) type FileKey = (u64, u64, u64);
@@ -41,6 +45,9 @@ pub(crate) struct CodeFile {
     /// The path of its open descriptor, for blazesym (ELF symbols and DWARF); `None` when it
     /// could not be read as ELF: its addresses then show as file and offset.
     pub native: Option<PathBuf>,
+    /// True when blazesym may read its DWARF: not a Go binary (whose table says more, and whose
+    /// DWARF is compressed) and not too big.
+    pub dwarf: bool,
     /// Its Go function table, for Go binaries (their C code, with cgo, is left to `native`).
     pub go: Option<GoTable>,
     /// GNU build id in hex, else Go's build id, else empty.
@@ -100,6 +107,7 @@ impl CodeFiles {
             Some(file) => classify(file),
             None => CodeFile {
                 native: None,
+                dwarf: false,
                 go: None,
                 build_id: String::new(),
                 _file: None,
@@ -121,12 +129,18 @@ fn classify(file: File) -> CodeFile {
     let Ok(elf) = ElfFile::from_file(&file, &path) else {
         return CodeFile {
             native: None,
+            dwarf: false,
             go: None,
             build_id: String::new(),
             _file: Some(file),
         };
     };
-    let is_go = goroscope_gobin::buildinfo::read(&elf).is_ok();
+    // Go's linker always writes these sections; looking for build info in files without them
+    // would scan every large native library for nothing.
+    let is_go = [".go.buildinfo", ".gopclntab", ".note.go.buildid"]
+        .iter()
+        .any(|name| elf.section(name).is_some())
+        && goroscope_gobin::buildinfo::read(&elf).is_ok();
     let go = is_go
         .then(|| Pclntab::read(&elf).ok())
         .flatten()
@@ -145,8 +159,14 @@ fn classify(file: File) -> CodeFile {
                     .collect(),
             }
         });
+    let dwarf_bytes: u64 = [".debug_info", ".zdebug_info", ".debug_line", ".zdebug_line"]
+        .iter()
+        .filter_map(|name| elf.section(name))
+        .map(|section| section.size)
+        .sum();
     CodeFile {
         native: Some(path),
+        dwarf: go.is_none() && dwarf_bytes <= MAX_DWARF_BYTES,
         go,
         build_id: build_id(&elf),
         _file: Some(file),

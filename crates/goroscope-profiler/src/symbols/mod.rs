@@ -121,7 +121,10 @@ impl Symbols {
             .map(|(&offset, _)| offset)
             .collect();
         if let (Some(path), false) = (&code.native, rest.is_empty()) {
-            let source = Source::Elf(Elf::new(path.clone()));
+            let source = Source::Elf(Elf {
+                debug_syms: code.dwarf,
+                ..Elf::new(path.clone())
+            });
             let symbolized = self
                 .native
                 .symbolize(&source, Input::FileOffset(&rest))
