@@ -137,13 +137,18 @@ impl GoTargets {
                     target.goroutines.clear();
                 }
                 for record in &snapshot.goroutines {
-                    target.goroutines.insert(
-                        record.goid,
-                        Goroutine {
-                            start_pc: record.start_pc,
-                            creation_pc: record.creation_pc,
-                        },
-                    );
+                    let goroutine = Goroutine {
+                        start_pc: record.start_pc,
+                        creation_pc: record.creation_pc,
+                    };
+                    if target.goroutines.insert(record.goid, goroutine) != Some(goroutine) {
+                        // Named now, while the process lives: naming the callee of a `go f(x)`
+                        // wrapper reads the wrapper's code from its memory, and a profile is
+                        // often written after its process has exited.
+                        target
+                            .names
+                            .start_function(record.start_pc, &target.symbolizer);
+                    }
                 }
                 true
             }
