@@ -162,12 +162,15 @@ pub async fn profile(State(profiles): State<Arc<Profiles>>, RawQuery(query): Raw
         Ok(claim) => claim,
         Err((status, message)) => return refuse(status, message),
     };
+    // The profile ends `seconds` after the request came, loading included, as Go's own endpoint
+    // does: clients such as `go tool pprof` time out at 1.5 × seconds.
+    let arrived = Instant::now();
     let (done, result) = tokio::sync::oneshot::channel();
     let proc_root = profiles.proc_root;
     let spawned = std::thread::Builder::new()
         .name(format!("goroscope-profile-{}", params.pid))
         .spawn(move || {
-            let result = run(&params, proc_root);
+            let result = run(&params, proc_root, arrived);
             drop(claim);
             let _ = done.send(result);
         });
@@ -198,7 +201,11 @@ pub async fn profile(State(profiles): State<Arc<Profiles>>, RawQuery(query): Raw
 }
 
 /// Takes the profile; the gzipped pprof bytes, or the status and message to answer with.
-fn run(params: &Params, proc_root: &Path) -> Result<Vec<u8>, (StatusCode, String)> {
+fn run(
+    params: &Params,
+    proc_root: &Path,
+    arrived: Instant,
+) -> Result<Vec<u8>, (StatusCode, String)> {
     let request = Request {
         kind: params.kind,
         filter: ProcessFilter {
@@ -218,7 +225,7 @@ fn run(params: &Params, proc_root: &Path) -> Result<Vec<u8>, (StatusCode, String
         ),
     };
     let mut session = Session::start(&mut storage, &request, proc_root).map_err(failed)?;
-    let end = Instant::now() + Duration::from_secs(params.seconds);
+    let end = arrived + Duration::from_secs(params.seconds);
     let period = session.period();
     let mut next = Instant::now() + period;
     loop {
