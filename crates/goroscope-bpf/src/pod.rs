@@ -32,8 +32,8 @@ unsafe impl Pod for profile::types::profile_key {}
 
 // The C side asserts the same sizes (_Static_assert in bpf/*.h).
 const _: () = assert!(std::mem::size_of::<process::types::event_header>() == 48);
-const _: () = assert!(std::mem::size_of::<profile::types::profile_key>() == 32);
-const _: () = assert!(std::mem::size_of::<profile::types::go_layout>() == 8);
+const _: () = assert!(std::mem::size_of::<profile::types::profile_key>() == 40);
+const _: () = assert!(std::mem::size_of::<profile::types::go_layout>() == 24);
 const _: () = assert!(std::mem::size_of::<syscalls::types::syscall_key>() == 16);
 const _: () = assert!(std::mem::size_of::<syscalls::types::syscall_error_key>() == 24);
 const _: () = assert!(

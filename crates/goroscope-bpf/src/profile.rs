@@ -50,6 +50,11 @@ pub struct StackSample {
     pub user: Vec<u64>,
     /// Kernel return addresses, innermost first (empty when sampled in user space).
     pub kernel: Vec<u64>,
+    /// For watched Go processes, the word at the user stack pointer when it is a return address
+    /// into the Go code, else 0: the caller the frame-pointer walk in `user` skips when the
+    /// function sampled had not saved the frame pointer (a frameless leaf, or at its entry or
+    /// return). Only that function's pcsp table can tell whether it had.
+    pub return_at_sp: u64,
     /// Samples.
     pub count: u64,
 }
@@ -68,13 +73,17 @@ pub struct SampleCount {
 }
 
 /// Where a Go process's `runtime.g` keeps what a sample is attributed by (the stack bounds are
-/// its first two words in every Go release).
+/// its first two words in every Go release), and where its Go code is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GoLayout {
     /// Offset of `goid`.
     pub goid_offset: u32,
     /// Offset of `labels`, when known.
     pub labels_offset: Option<u32>,
+    /// Run-time address of the first byte of Go code.
+    pub text_start: u64,
+    /// Run-time address just past the Go code.
+    pub text_end: u64,
 }
 
 /// What the sampler lost in the kernel.
@@ -164,10 +173,14 @@ impl<'obj> CpuSampler<'obj> {
         let fields = go_layout {
             goid_offset: layout.goid_offset,
             labels_offset: layout.labels_offset.unwrap_or(0),
+            text_start: layout.text_start,
+            text_end: layout.text_end,
         };
         let mut value = [0u8; std::mem::size_of::<go_layout>()];
         value[..4].copy_from_slice(&fields.goid_offset.to_ne_bytes());
-        value[4..].copy_from_slice(&fields.labels_offset.to_ne_bytes());
+        value[4..8].copy_from_slice(&fields.labels_offset.to_ne_bytes());
+        value[8..16].copy_from_slice(&fields.text_start.to_ne_bytes());
+        value[16..].copy_from_slice(&fields.text_end.to_ne_bytes());
         self.skel
             .maps
             .go_processes
@@ -237,6 +250,7 @@ impl<'obj> CpuSampler<'obj> {
                 labels: key.labels,
                 user,
                 kernel,
+                return_at_sp: key.return_at_sp,
                 count,
             });
         }

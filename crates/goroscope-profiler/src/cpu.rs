@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use goroscope_bpf::profile::{CpuSampler, ProfileLosses};
+use goroscope_bpf::profile::{CpuSampler, ProfileLosses, StackSample};
 use goroscope_bpf::BpfError;
 use goroscope_bpf::ProcessFilter;
 use goroscope_model::profile::{Label, Profile, ProfileKind};
@@ -126,8 +126,12 @@ impl<'obj> CpuProfile<'obj> {
             ..CpuSummary::default()
         };
         let mut processes = HashSet::new();
+        let users: Vec<Vec<u64>> = samples
+            .iter()
+            .map(|sample| with_skipped_caller(&self.symbols, sample))
+            .collect();
         let mut assembler = Assembler::new(&mut self.symbols, profile);
-        for sample in samples {
+        for (sample, user) in samples.into_iter().zip(users) {
             processes.insert(sample.pid);
             summary.samples += sample.count;
             let count = i64::try_from(sample.count).unwrap_or(i64::MAX);
@@ -138,7 +142,7 @@ impl<'obj> CpuProfile<'obj> {
             labels.extend(self.targets.labels(sample.pid, sample.goid, sample.labels));
             assembler.add(RawStack {
                 pid: sample.pid,
-                user: sample.user,
+                user,
                 kernel: sample.kernel,
                 roots: Vec::new(),
                 values: vec![count, count.saturating_mul(period)],
@@ -154,6 +158,32 @@ impl<'obj> CpuProfile<'obj> {
         profile.comments.extend(loss_comments(&summary.losses));
         Ok((profile, summary))
     }
+}
+
+/// The sample's user stack with the caller the frame-pointer walk skipped put back: when the
+/// sampled Go function had not saved the frame pointer (its pcsp table says the return address
+/// is at SP: a frameless leaf, or its first or last instruction), the walk starts from its
+/// caller's frame and goes straight to the caller's caller. The kernel side read the return
+/// address at SP for this.
+fn with_skipped_caller(symbols: &Symbols, sample: &StackSample) -> Vec<u64> {
+    let mut user = sample.user.clone();
+    let Some(&leaf) = user.first() else {
+        return user;
+    };
+    if sample.return_at_sp == 0 {
+        return user;
+    }
+    // In the kernel the first user address is a system call's return point, not the
+    // instruction running: look up the call itself, as symbolization does.
+    let pc = if sample.kernel.is_empty() {
+        leaf
+    } else {
+        leaf.saturating_sub(1)
+    };
+    if symbols.go_return_address_at_sp(sample.pid, pc) {
+        user.insert(1, sample.return_at_sp);
+    }
+    user
 }
 
 /// What was lost, said in the profile itself.

@@ -70,9 +70,13 @@ impl GoTargets {
             }
         };
         let offsets = &process.runtime_offsets().g;
+        // Without the code's bounds the kernel side reads no return address at SP (0..0).
+        let code = process.go_code().unwrap_or(0..0);
         let layout = GoLayout {
             goid_offset: u32::try_from(offsets.goid).ok()?,
             labels_offset: None,
+            text_start: code.start,
+            text_end: code.end,
         };
         let symbolizer = process.symbolizer();
         self.targets.insert(
