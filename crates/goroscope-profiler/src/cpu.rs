@@ -52,22 +52,32 @@ impl<'obj> CpuProfile<'obj> {
         frequency: u32,
         proc_root: &Path,
     ) -> Result<CpuProfile<'obj>, BpfError> {
+        // Attaching reads the executable and the runtime (a fraction of a second): done before
+        // sampling starts, the first samples already carry goroutines and whole stacks.
+        let mut symbols = Symbols::new(proc_root);
+        let mut targets = GoTargets::new(proc_root);
+        let mut layouts = Vec::new();
+        for &pid in &filter.pids {
+            symbols.capture(pid);
+            if let Some(layout) = targets.attach(pid) {
+                layouts.push((pid, layout));
+            }
+        }
         let sampler = CpuSampler::start(storage, filter, frequency)?;
-        let mut profile = CpuProfile {
+        for (pid, layout) in layouts {
+            sampler.watch_go_process(pid, layout)?;
+        }
+        Ok(CpuProfile {
             sampler,
-            symbols: Symbols::new(proc_root),
-            targets: GoTargets::new(proc_root),
-            seen: HashSet::new(),
+            symbols,
+            targets,
+            seen: filter.pids.iter().copied().collect(),
             label_sets: HashSet::new(),
             started: Instant::now(),
             started_wall_ns: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
-        };
-        for &pid in &filter.pids {
-            profile.see(pid)?;
-        }
-        Ok(profile)
+        })
     }
 
     /// Records a process seen for the first time: its mappings, and its goroutines if it is Go.
