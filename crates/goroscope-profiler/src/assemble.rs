@@ -157,6 +157,7 @@ impl<'s> Assembler<'s> {
                 sample.locations.retain(|&l| !hidden[l]);
             }
         }
+        kernel_mapping_last(&mut self.profile);
         self.profile
     }
 
@@ -258,5 +259,83 @@ impl<'s> Assembler<'s> {
             None => Pending::None,
         };
         (Some(index), pending)
+    }
+}
+
+/// Moves the kernel's pseudo-mapping after the processes' mappings. pprof takes the first mapping
+/// for the profiled program (`go tool pprof` prints it as `File:`, its web view as the title), and
+/// the kernel's came first whenever the first stack added had kernel frames.
+fn kernel_mapping_last(profile: &mut Profile) {
+    let Some(kernel) = profile
+        .mappings
+        .iter()
+        .position(|m| m.start == KERNEL_START && m.limit == u64::MAX)
+    else {
+        return;
+    };
+    let last = profile.mappings.len() - 1;
+    if kernel == last {
+        return;
+    }
+    let moved = profile.mappings.remove(kernel);
+    profile.mappings.push(moved);
+    for location in &mut profile.locations {
+        if let Some(index) = location.mapping.as_mut() {
+            *index = match (*index).cmp(&kernel) {
+                std::cmp::Ordering::Less => *index,
+                std::cmp::Ordering::Equal => last,
+                std::cmp::Ordering::Greater => *index - 1,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(start: u64, limit: u64, file: &str) -> Mapping {
+        Mapping {
+            start,
+            limit,
+            file: file.into(),
+            ..Mapping::default()
+        }
+    }
+
+    fn location(mapping: usize) -> Location {
+        Location {
+            address: 0,
+            mapping: Some(mapping),
+            lines: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_kernel_mapping_goes_after_the_programs() {
+        let mut profile = Profile::new(goroscope_model::profile::ProfileKind::Cpu);
+        profile.mappings = vec![
+            mapping(0x1000, 0x2000, "/bin/a"),
+            mapping(KERNEL_START, u64::MAX, "[kernel.kallsyms]"),
+            mapping(0x4000, 0x5000, "/lib/b.so"),
+        ];
+        profile.locations = vec![location(1), location(0), location(2)];
+        kernel_mapping_last(&mut profile);
+        let files: Vec<&str> = profile.mappings.iter().map(|m| m.file.as_str()).collect();
+        assert_eq!(files, ["/bin/a", "/lib/b.so", "[kernel.kallsyms]"]);
+        let files_of_locations: Vec<&str> = profile
+            .locations
+            .iter()
+            .map(|l| {
+                profile.mappings[l.mapping.unwrap_or(usize::MAX)]
+                    .file
+                    .as_str()
+            })
+            .collect();
+        assert_eq!(
+            files_of_locations,
+            ["[kernel.kallsyms]", "/bin/a", "/lib/b.so"],
+            "every location still points at its own mapping"
+        );
     }
 }
