@@ -2,7 +2,7 @@
 //! location, every file region one mapping, and addresses are symbolized in batches per file
 //! (and once for the kernel) so a large profile costs a pass over its distinct addresses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use goroscope_model::profile::{Label, Line, Location, Mapping, Profile, Sample};
 
@@ -53,6 +53,8 @@ pub struct Assembler<'s> {
     locations: HashMap<(Space, u64, bool), usize>,
     synthetic: HashMap<String, usize>,
     mappings: HashMap<(Space, u64), usize>,
+    /// The profile mappings of a process's own executable.
+    executables: HashSet<usize>,
     pending: Vec<Pending>,
     samples: HashMap<(Vec<usize>, Vec<Label>), usize>,
 }
@@ -66,6 +68,7 @@ impl<'s> Assembler<'s> {
             locations: HashMap::new(),
             synthetic: HashMap::new(),
             mappings: HashMap::new(),
+            executables: HashSet::new(),
             pending: Vec::new(),
             samples: HashMap::new(),
         }
@@ -157,7 +160,7 @@ impl<'s> Assembler<'s> {
                 sample.locations.retain(|&l| !hidden[l]);
             }
         }
-        kernel_mapping_last(&mut self.profile);
+        programs_first(&mut self.profile, &self.executables);
         self.profile
     }
 
@@ -231,12 +234,13 @@ impl<'s> Assembler<'s> {
         let Some(found) = found else {
             return (None, Pending::None);
         };
-        let (start, end, offset, path, file) = (
+        let (start, end, offset, path, file, executable) = (
             found.mapping.start,
             found.mapping.end,
             found.mapping.offset,
             found.mapping.path.clone(),
             found.file,
+            found.executable,
         );
         let build_id = self.symbols.build_id(file).to_string();
         let profile = &mut self.profile;
@@ -254,6 +258,9 @@ impl<'s> Assembler<'s> {
                 });
                 profile.mappings.len() - 1
             });
+        if executable {
+            self.executables.insert(index);
+        }
         let pending = match file {
             Some(file) => Pending::File(file, lookup - start + offset),
             None => Pending::None,
@@ -262,30 +269,41 @@ impl<'s> Assembler<'s> {
     }
 }
 
-/// Moves the kernel's pseudo-mapping after the processes' mappings. pprof takes the first mapping
-/// for the profiled program (`go tool pprof` prints it as `File:`, its web view as the title), and
-/// the kernel's came first whenever the first stack added had kernel frames.
-fn kernel_mapping_last(profile: &mut Profile) {
-    let Some(kernel) = profile
-        .mappings
-        .iter()
-        .position(|m| m.start == KERNEL_START && m.limit == u64::MAX)
-    else {
-        return;
+/// Orders the mappings for pprof, which takes the first for the profiled program (`go tool pprof`
+/// prints it as `File:`, its web view as the title): the profiled processes' own executables
+/// first, then libraries and the vdso, the kernel's pseudo-mapping last. In the order stacks were
+/// added, the first was whatever the first stack's innermost frame was in: the kernel, the vdso,
+/// libc. Locations are renumbered.
+fn programs_first(profile: &mut Profile, executables: &HashSet<usize>) {
+    let rank = |index: usize, mapping: &Mapping| {
+        if executables.contains(&index) {
+            0
+        } else if mapping.start == KERNEL_START && mapping.limit == u64::MAX {
+            2
+        } else {
+            1
+        }
     };
-    let last = profile.mappings.len() - 1;
-    if kernel == last {
+    let mut order: Vec<usize> = (0..profile.mappings.len()).collect();
+    order.sort_by_key(|&index| rank(index, &profile.mappings[index]));
+    if order.iter().enumerate().all(|(new, &old)| new == old) {
         return;
     }
-    let moved = profile.mappings.remove(kernel);
-    profile.mappings.push(moved);
+    let mut new_index = vec![0; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_index[old] = new;
+    }
+    let mut old_mappings: Vec<Option<Mapping>> = std::mem::take(&mut profile.mappings)
+        .into_iter()
+        .map(Some)
+        .collect();
+    profile.mappings = order
+        .iter()
+        .filter_map(|&old| old_mappings[old].take())
+        .collect();
     for location in &mut profile.locations {
         if let Some(index) = location.mapping.as_mut() {
-            *index = match (*index).cmp(&kernel) {
-                std::cmp::Ordering::Less => *index,
-                std::cmp::Ordering::Equal => last,
-                std::cmp::Ordering::Greater => *index - 1,
-            };
+            *index = new_index[*index];
         }
     }
 }
@@ -312,29 +330,30 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_mapping_goes_after_the_programs() {
+    fn the_programs_come_first_and_the_kernel_last() {
         let mut profile = Profile::new(goroscope_model::profile::ProfileKind::Cpu);
         profile.mappings = vec![
-            mapping(0x1000, 0x2000, "/bin/a"),
             mapping(KERNEL_START, u64::MAX, "[kernel.kallsyms]"),
+            mapping(0x7000, 0x8000, "[vdso]"),
+            mapping(0x1000, 0x2000, "/bin/a"),
             mapping(0x4000, 0x5000, "/lib/b.so"),
         ];
-        profile.locations = vec![location(1), location(0), location(2)];
-        kernel_mapping_last(&mut profile);
+        profile.locations = vec![location(0), location(1), location(2), location(3)];
+        programs_first(&mut profile, &HashSet::from([2]));
         let files: Vec<&str> = profile.mappings.iter().map(|m| m.file.as_str()).collect();
-        assert_eq!(files, ["/bin/a", "/lib/b.so", "[kernel.kallsyms]"]);
+        assert_eq!(
+            files,
+            ["/bin/a", "[vdso]", "/lib/b.so", "[kernel.kallsyms]"]
+        );
         let files_of_locations: Vec<&str> = profile
             .locations
             .iter()
-            .map(|l| {
-                profile.mappings[l.mapping.unwrap_or(usize::MAX)]
-                    .file
-                    .as_str()
-            })
+            .filter_map(|l| profile.mappings.get(l.mapping?))
+            .map(|m| m.file.as_str())
             .collect();
         assert_eq!(
             files_of_locations,
-            ["[kernel.kallsyms]", "/bin/a", "/lib/b.so"],
+            ["[kernel.kallsyms]", "[vdso]", "/bin/a", "/lib/b.so"],
             "every location still points at its own mapping"
         );
     }

@@ -26,6 +26,8 @@ const MAX_SPACES: usize = 65_536;
 pub(crate) struct SpaceMapping {
     pub mapping: Mapping,
     pub file: Option<FileKey>,
+    /// True when it maps the process's own executable (`/proc/PID/exe`).
+    pub executable: bool,
 }
 
 /// What one address resolved to.
@@ -75,10 +77,14 @@ impl Symbols {
         if mappings.is_empty() {
             return false;
         }
+        let exe = std::fs::read_link(self.proc_root.join(pid.to_string()).join("exe")).ok();
         let space = mappings
             .into_iter()
             .map(|mapping| SpaceMapping {
                 file: self.files.open(&self.proc_root, pid, &mapping),
+                executable: exe
+                    .as_deref()
+                    .is_some_and(|exe| exe.as_os_str() == mapping.path.as_str()),
                 mapping,
             })
             .collect();
