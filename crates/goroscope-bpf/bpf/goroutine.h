@@ -19,8 +19,10 @@
 struct go_layout {
 	__u32 goid_offset;   /* of runtime.g.goid */
 	__u32 labels_offset; /* of runtime.g.labels; 0: unknown, not read */
+	__u64 text_start;    /* run-time addresses of the Go code: [text_start, text_end) */
+	__u64 text_end;
 };
-_Static_assert(sizeof(struct go_layout) == 8, "go_layout layout is part of the ABI");
+_Static_assert(sizeof(struct go_layout) == 24, "go_layout layout is part of the ABI");
 
 struct goroutine_ref {
 	__u64 goid;   /* 0: none */
@@ -97,6 +99,24 @@ static __always_inline struct goroutine_ref current_goroutine(__u32 tgid, __u64 
 		ref.labels = 0;
 	note_label_set(tgid, ref.labels);
 	return ref;
+}
+
+/*
+ * The word at user stack pointer sp of a thread of process tgid when it is a
+ * return address into the process's Go code, else 0. A Go function without a
+ * frame (a small leaf), or at its first or last instruction, has not saved
+ * the frame pointer: the frame-pointer walk then skips its caller, whose
+ * return address is this word. Whether the sampled pc is such a place only
+ * the function's pcsp table knows: user space decides.
+ */
+static __always_inline __u64 go_return_at_sp(__u32 tgid, __u64 sp)
+{
+	struct go_layout *layout = bpf_map_lookup_elem(&go_processes, &tgid);
+	__u64 word;
+
+	if (!layout || bpf_probe_read_user(&word, sizeof(word), (void *)sp))
+		return 0;
+	return word >= layout->text_start && word < layout->text_end ? word : 0;
 }
 
 #endif /* GOROSCOPE_GOROUTINE_H */

@@ -49,13 +49,16 @@ int handle__cpu_sample(struct bpf_perf_event_data *ctx)
 	};
 	struct goroutine_ref goroutine;
 
+	/* Each branch reads its own registers: merged, the context pointer would be offset. */
 	if (user_mode) {
 		goroutine = current_goroutine(tgid, ctx->regs.r14, ctx->regs.sp);
+		key.return_at_sp = go_return_at_sp(tgid, ctx->regs.sp);
 	} else {
 		/* In the kernel: the registers the thread entered it with. */
 		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 
 		goroutine = current_goroutine(tgid, regs->r14, regs->sp);
+		key.return_at_sp = go_return_at_sp(tgid, regs->sp);
 	}
 	key.goid = goroutine.goid;
 	key.labels = goroutine.labels;

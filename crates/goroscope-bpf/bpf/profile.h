@@ -25,7 +25,8 @@ struct profile_key {
 	__s32 kernel_stack_id; /* PROFILE_NO_STACK: in user space, or lost */
 	__u64 goid;            /* the goroutine running (goroutine.h), 0: none or not Go */
 	__u64 labels;          /* its runtime.g.labels, 0: none */
+	__u64 return_at_sp;    /* go_return_at_sp() at the user stack pointer, 0: none */
 };
-_Static_assert(sizeof(struct profile_key) == 32, "profile_key layout is part of the ABI");
+_Static_assert(sizeof(struct profile_key) == 40, "profile_key layout is part of the ABI");
 
 #endif /* GOROSCOPE_PROFILE_H */

@@ -7,13 +7,17 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::error::BpfError;
 
 /// Where a Go process's `runtime.g` keeps what a sample is attributed by (the stack bounds are
-/// its first two words in every Go release).
+/// its first two words in every Go release), and where its Go code is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GoLayout {
     /// Offset of `goid`.
     pub goid_offset: u32,
     /// Offset of `labels`, when known.
     pub labels_offset: Option<u32>,
+    /// Run-time address of the first byte of Go code.
+    pub text_start: u64,
+    /// Run-time address just past the Go code.
+    pub text_end: u64,
 }
 
 const MAP: &str = "go_processes";
@@ -22,9 +26,11 @@ const MAP: &str = "go_processes";
 /// (`MAX_GO_PROCESSES`).
 pub(crate) fn watch(map: &dyn MapCore, pid: u32, layout: GoLayout) -> Result<(), BpfError> {
     // struct go_layout, field by field (no padding; pod.rs asserts the offsets).
-    let mut value = [0u8; 8];
+    let mut value = [0u8; 24];
     value[..4].copy_from_slice(&layout.goid_offset.to_ne_bytes());
-    value[4..].copy_from_slice(&layout.labels_offset.unwrap_or(0).to_ne_bytes());
+    value[4..8].copy_from_slice(&layout.labels_offset.unwrap_or(0).to_ne_bytes());
+    value[8..16].copy_from_slice(&layout.text_start.to_ne_bytes());
+    value[16..].copy_from_slice(&layout.text_end.to_ne_bytes());
     map.update(&pid.to_ne_bytes(), &value, MapFlags::ANY)
         .map_err(|source| BpfError::Map { map: MAP, source })
 }

@@ -36,14 +36,17 @@ unsafe impl Pod for offcpu::types::offcpu_stats {}
 
 // The C side asserts the same sizes (_Static_assert in bpf/*.h).
 const _: () = assert!(std::mem::size_of::<process::types::event_header>() == 48);
-const _: () = assert!(std::mem::size_of::<profile::types::profile_key>() == 32);
+const _: () = assert!(std::mem::size_of::<profile::types::profile_key>() == 40);
 const _: () = assert!(std::mem::size_of::<offcpu::types::offcpu_key>() == 32);
 const _: () = assert!(std::mem::size_of::<offcpu::types::offcpu_stats>() == 24);
-// go_processes.rs writes struct go_layout as (goid_offset, labels_offset), 4 bytes each.
-const _: () = assert!(std::mem::size_of::<profile::types::go_layout>() == 8);
+// go_processes.rs writes struct go_layout as (goid_offset u32, labels_offset u32, text_start u64,
+// text_end u64).
+const _: () = assert!(std::mem::size_of::<profile::types::go_layout>() == 24);
 const _: () = assert!(std::mem::offset_of!(profile::types::go_layout, labels_offset) == 4);
-const _: () = assert!(std::mem::size_of::<offcpu::types::go_layout>() == 8);
-const _: () = assert!(std::mem::offset_of!(offcpu::types::go_layout, labels_offset) == 4);
+const _: () = assert!(std::mem::offset_of!(profile::types::go_layout, text_start) == 8);
+const _: () = assert!(std::mem::offset_of!(profile::types::go_layout, text_end) == 16);
+const _: () = assert!(std::mem::size_of::<offcpu::types::go_layout>() == 24);
+const _: () = assert!(std::mem::offset_of!(offcpu::types::go_layout, text_end) == 16);
 // go_processes.rs reads struct label_set_ref as (tgid at 0, labels at 8).
 const _: () = assert!(std::mem::size_of::<profile::types::label_set_ref>() == 16);
 const _: () = assert!(std::mem::offset_of!(profile::types::label_set_ref, labels) == 8);

@@ -49,6 +49,11 @@ pub struct StackSample {
     pub user: Vec<u64>,
     /// Kernel return addresses, innermost first (empty when sampled in user space).
     pub kernel: Vec<u64>,
+    /// For watched Go processes, the word at the user stack pointer when it is a return address
+    /// into the Go code, else 0: the caller the frame-pointer walk in `user` skips when the
+    /// function sampled had not saved the frame pointer (a frameless leaf, or at its entry or
+    /// return). Only that function's pcsp table can tell whether it had.
+    pub return_at_sp: u64,
     /// Samples.
     pub count: u64,
 }
@@ -217,6 +222,7 @@ impl<'obj> CpuSampler<'obj> {
                 labels: key.labels,
                 user,
                 kernel,
+                return_at_sp: key.return_at_sp,
                 count,
             });
         }

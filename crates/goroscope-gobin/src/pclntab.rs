@@ -240,6 +240,12 @@ impl Pclntab {
         self.text_start
     }
 
+    /// Linked address just past the last function's code (the table's end entry), `None` when
+    /// the table cannot say.
+    pub fn text_end(&self) -> Option<u64> {
+        self.entry_of(self.nfunc)
+    }
+
     /// True when the inline trees were found, so `frames_at` reports inlined calls.
     pub fn has_inline_trees(&self) -> bool {
         !matches!(self.funcdata, FuncData::Missing)

@@ -194,6 +194,14 @@ impl GoProcess {
         &self.wait_reasons
     }
 
+    /// The run-time addresses of the process's Go code (`runtime.text` to the end of the last
+    /// function), `None` when its function table cannot say.
+    pub fn go_code(&self) -> Option<std::ops::Range<u64>> {
+        let bias = self.info.load_bias;
+        let end = self.pclntab.text_end()?;
+        Some(self.pclntab.text_start().wrapping_add(bias)..end.wrapping_add(bias))
+    }
+
     /// A symbolizer for this process's program counters.
     pub fn symbolizer(&self) -> crate::symbolizer::ProcessSymbolizer {
         crate::symbolizer::ProcessSymbolizer::new(

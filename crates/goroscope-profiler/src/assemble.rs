@@ -2,7 +2,7 @@
 //! location, every file region one mapping, and addresses are symbolized in batches per file
 //! (and once for the kernel) so a large profile costs a pass over its distinct addresses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use goroscope_model::profile::{Label, Line, Location, Mapping, Profile, Sample};
 
@@ -56,6 +56,8 @@ pub struct Assembler<'s> {
     locations: HashMap<(Space, u64, bool), usize>,
     synthetic: HashMap<String, usize>,
     mappings: HashMap<(Space, u64), usize>,
+    /// The profile mappings of a process's own executable.
+    executables: HashSet<usize>,
     pending: Vec<Pending>,
     samples: HashMap<(Vec<usize>, Vec<Label>), usize>,
 }
@@ -69,6 +71,7 @@ impl<'s> Assembler<'s> {
             locations: HashMap::new(),
             synthetic: HashMap::new(),
             mappings: HashMap::new(),
+            executables: HashSet::new(),
             pending: Vec::new(),
             samples: HashMap::new(),
         }
@@ -155,26 +158,12 @@ impl<'s> Assembler<'s> {
                 mapping.has_inline_frames = true;
             }
         }
-        // Viewers take the first mapping for the program: the kernel goes last.
-        if let Some(&kernel) = self.mappings.get(&(Space::Kernel, 0)) {
-            let last = self.profile.mappings.len() - 1;
-            if kernel != last {
-                let moved = self.profile.mappings.remove(kernel);
-                self.profile.mappings.push(moved);
-                for location in &mut self.profile.locations {
-                    location.mapping = location.mapping.map(|m| match m {
-                        m if m == kernel => last,
-                        m if m > kernel => m - 1,
-                        m => m,
-                    });
-                }
-            }
-        }
         if hidden.iter().any(|&h| h) {
             for sample in &mut self.profile.samples {
                 sample.locations.retain(|&l| !hidden[l]);
             }
         }
+        programs_first(&mut self.profile, &self.executables);
         self.profile
     }
 
@@ -248,12 +237,13 @@ impl<'s> Assembler<'s> {
         let Some(found) = found else {
             return (None, Pending::None);
         };
-        let (start, end, offset, path, file) = (
+        let (start, end, offset, path, file, executable) = (
             found.mapping.start,
             found.mapping.end,
             found.mapping.offset,
             found.mapping.path.clone(),
             found.file,
+            found.executable,
         );
         let build_id = self.symbols.build_id(file).to_string();
         let profile = &mut self.profile;
@@ -271,11 +261,53 @@ impl<'s> Assembler<'s> {
                 });
                 profile.mappings.len() - 1
             });
+        if executable {
+            self.executables.insert(index);
+        }
         let pending = match file {
             Some(file) => Pending::File(file, lookup - start + offset),
             None => Pending::None,
         };
         (Some(index), pending)
+    }
+}
+
+/// Orders the mappings for pprof, which takes the first for the profiled program (`go tool pprof`
+/// prints it as `File:`, its web view as the title): the profiled processes' own executables
+/// first, then libraries and the vdso, the kernel's pseudo-mapping last. In the order stacks were
+/// added, the first was whatever the first stack's innermost frame was in: the kernel, the vdso,
+/// libc. Locations are renumbered.
+fn programs_first(profile: &mut Profile, executables: &HashSet<usize>) {
+    let rank = |index: usize, mapping: &Mapping| {
+        if executables.contains(&index) {
+            0
+        } else if mapping.start == KERNEL_START && mapping.limit == u64::MAX {
+            2
+        } else {
+            1
+        }
+    };
+    let mut order: Vec<usize> = (0..profile.mappings.len()).collect();
+    order.sort_by_key(|&index| rank(index, &profile.mappings[index]));
+    if order.iter().enumerate().all(|(new, &old)| new == old) {
+        return;
+    }
+    let mut new_index = vec![0; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_index[old] = new;
+    }
+    let mut old_mappings: Vec<Option<Mapping>> = std::mem::take(&mut profile.mappings)
+        .into_iter()
+        .map(Some)
+        .collect();
+    profile.mappings = order
+        .iter()
+        .filter_map(|&old| old_mappings[old].take())
+        .collect();
+    for location in &mut profile.locations {
+        if let Some(index) = location.mapping.as_mut() {
+            *index = new_index[*index];
+        }
     }
 }
 
@@ -366,5 +398,51 @@ mod tests {
         }
         let user = &profile.locations[sample.locations[2]];
         assert_ne!(user.mapping, Some(kernel), "the test binary's own mapping");
+    }
+
+    fn mapping(start: u64, limit: u64, file: &str) -> Mapping {
+        Mapping {
+            start,
+            limit,
+            file: file.into(),
+            ..Mapping::default()
+        }
+    }
+
+    fn location(mapping: usize) -> Location {
+        Location {
+            address: 0,
+            mapping: Some(mapping),
+            lines: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_programs_come_first_and_the_kernel_last() {
+        let mut profile = Profile::new(goroscope_model::profile::ProfileKind::Cpu);
+        profile.mappings = vec![
+            mapping(KERNEL_START, u64::MAX, "[kernel.kallsyms]"),
+            mapping(0x7000, 0x8000, "[vdso]"),
+            mapping(0x1000, 0x2000, "/bin/a"),
+            mapping(0x4000, 0x5000, "/lib/b.so"),
+        ];
+        profile.locations = vec![location(0), location(1), location(2), location(3)];
+        programs_first(&mut profile, &HashSet::from([2]));
+        let files: Vec<&str> = profile.mappings.iter().map(|m| m.file.as_str()).collect();
+        assert_eq!(
+            files,
+            ["/bin/a", "[vdso]", "/lib/b.so", "[kernel.kallsyms]"]
+        );
+        let files_of_locations: Vec<&str> = profile
+            .locations
+            .iter()
+            .filter_map(|l| profile.mappings.get(l.mapping?))
+            .map(|m| m.file.as_str())
+            .collect();
+        assert_eq!(
+            files_of_locations,
+            ["[kernel.kallsyms]", "[vdso]", "/bin/a", "/lib/b.so"],
+            "every location still points at its own mapping"
+        );
     }
 }

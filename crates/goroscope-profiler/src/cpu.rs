@@ -9,13 +9,14 @@ use std::mem::MaybeUninit;
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use goroscope_bpf::profile::{CpuSampler, ProfileLosses};
+use goroscope_bpf::profile::{CpuSampler, ProfileLosses, StackSample};
 use goroscope_bpf::BpfError;
 use goroscope_bpf::ProcessFilter;
 use goroscope_model::profile::{Label, Profile, ProfileKind};
 use libbpf_rs::OpenObject;
 
 use crate::assemble::{Assembler, RawStack};
+use crate::symbols::Symbols;
 use crate::watched::Watched;
 
 /// What a finished CPU profile holds besides the profile.
@@ -53,20 +54,27 @@ impl<'obj> CpuProfile<'obj> {
         frequency: u32,
         proc_root: &Path,
     ) -> Result<CpuProfile<'obj>, BpfError> {
+        // Attaching reads the executable and the runtime (a fraction of a second): done before
+        // sampling starts, the first samples already carry goroutines and whole stacks.
+        let mut watched = Watched::new(proc_root);
+        let layouts: Vec<_> = filter
+            .pids
+            .iter()
+            .filter_map(|&pid| watched.first_sight(pid).map(|layout| (pid, layout)))
+            .collect();
         let sampler = CpuSampler::start(storage, filter, frequency)?;
-        let mut profile = CpuProfile {
+        for (pid, layout) in layouts {
+            sampler.watch_go_process(pid, layout)?;
+        }
+        Ok(CpuProfile {
             sampler,
-            watched: Watched::new(proc_root),
+            watched,
             started: Instant::now(),
             samples_so_far: 0,
             started_wall_ns: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
-        };
-        for &pid in &filter.pids {
-            profile.see(pid)?;
-        }
-        Ok(profile)
+        })
     }
 
     /// Records a process seen for the first time: its mappings, and its goroutines if it is Go.
@@ -134,9 +142,13 @@ impl<'obj> CpuProfile<'obj> {
             ..CpuSummary::default()
         };
         let mut processes = HashSet::new();
-        let mut assembler = Assembler::new(&mut self.watched.symbols, profile);
+        let users: Vec<Vec<u64>> = samples
+            .iter()
+            .map(|sample| with_skipped_caller(&self.watched.symbols, sample))
+            .collect();
         let assembler_rows = samples.len();
-        for sample in samples {
+        let mut assembler = Assembler::new(&mut self.watched.symbols, profile);
+        for (sample, user) in samples.into_iter().zip(users) {
             processes.insert(sample.pid);
             summary.samples += sample.count;
             let count = i64::try_from(sample.count).unwrap_or(i64::MAX);
@@ -151,7 +163,7 @@ impl<'obj> CpuProfile<'obj> {
             );
             assembler.add(RawStack {
                 pid: sample.pid,
-                user: sample.user,
+                user,
                 user_leaf_is_return: false,
                 kernel: sample.kernel,
                 roots: Vec::new(),
@@ -170,6 +182,32 @@ impl<'obj> CpuProfile<'obj> {
         profile.comments.extend(loss_comments(&summary.losses));
         Ok((profile, summary))
     }
+}
+
+/// The sample's user stack with the caller the frame-pointer walk skipped put back: when the
+/// sampled Go function had not saved the frame pointer (its pcsp table says the return address
+/// is at SP: a frameless leaf, or its first or last instruction), the walk starts from its
+/// caller's frame and goes straight to the caller's caller. The kernel side read the return
+/// address at SP for this.
+fn with_skipped_caller(symbols: &Symbols, sample: &StackSample) -> Vec<u64> {
+    let mut user = sample.user.clone();
+    let Some(&leaf) = user.first() else {
+        return user;
+    };
+    if sample.return_at_sp == 0 {
+        return user;
+    }
+    // In the kernel the first user address is a system call's return point, not the
+    // instruction running: look up the call itself, as symbolization does.
+    let pc = if sample.kernel.is_empty() {
+        leaf
+    } else {
+        leaf.saturating_sub(1)
+    };
+    if symbols.go_return_address_at_sp(sample.pid, pc) {
+        user.insert(1, sample.return_at_sp);
+    }
+    user
 }
 
 /// What was lost, said in the profile itself.

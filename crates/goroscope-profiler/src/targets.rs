@@ -72,9 +72,13 @@ impl GoTargets {
             }
         };
         let g = process.g_layout();
+        // Without the code's bounds the kernel side reads no return address at SP (0..0).
+        let code = process.go_code().unwrap_or(0..0);
         let layout = GoLayout {
             goid_offset: u32::try_from(g.goid).ok()?,
             labels_offset: g.labels.and_then(|offset| u32::try_from(offset).ok()),
+            text_start: code.start,
+            text_end: code.end,
         };
         let symbolizer = process.symbolizer();
         self.targets.insert(

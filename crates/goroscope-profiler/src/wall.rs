@@ -93,6 +93,9 @@ impl<'obj> WallProfile<'obj> {
                 GoLayout {
                     goid_offset,
                     labels_offset: g.labels.and_then(|offset| u32::try_from(offset).ok()),
+                    // Running goroutines' CPU samples: their skipped callers are not put back.
+                    text_start: 0,
+                    text_end: 0,
                 },
             )?;
         }

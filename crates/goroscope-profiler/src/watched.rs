@@ -38,14 +38,20 @@ impl Watched {
         pid: u32,
         watch: impl FnOnce(u32, GoLayout) -> Result<(), BpfError>,
     ) -> Result<(), BpfError> {
+        match self.first_sight(pid) {
+            Some(layout) => watch(pid, layout),
+            None => Ok(()),
+        }
+    }
+
+    /// Records process `pid` if it was not seen before: its mappings, and, for a Go process,
+    /// the layout to give the kernel side.
+    pub fn first_sight(&mut self, pid: u32) -> Option<GoLayout> {
         if !self.seen.insert(pid) {
-            return Ok(());
+            return None;
         }
         self.symbols.capture(pid);
-        if let Some(layout) = self.targets.attach(pid) {
-            watch(pid, layout)?;
-        }
-        Ok(())
+        self.targets.attach(pid)
     }
 
     /// Reads label set `labels` of process `pid` the first time a sample points at it.

@@ -26,6 +26,8 @@ const MAX_SPACES: usize = 65_536;
 pub(crate) struct SpaceMapping {
     pub mapping: Mapping,
     pub file: Option<FileKey>,
+    /// True when it maps the process's own executable (`/proc/PID/exe`).
+    pub executable: bool,
 }
 
 /// What one address resolved to.
@@ -75,10 +77,14 @@ impl Symbols {
         if mappings.is_empty() {
             return false;
         }
+        let exe = std::fs::read_link(self.proc_root.join(pid.to_string()).join("exe")).ok();
         let space = mappings
             .into_iter()
             .map(|mapping| SpaceMapping {
                 file: self.files.open(&self.proc_root, pid, &mapping),
+                executable: exe
+                    .as_deref()
+                    .is_some_and(|exe| exe.as_os_str() == mapping.path.as_str()),
                 mapping,
             })
             .collect();
@@ -141,6 +147,32 @@ impl Symbols {
             }
         }
         out.into_iter().map(Option::unwrap_or_default).collect()
+    }
+
+    /// True when, at run-time address `pc` of process `pid`, Go code keeps its return address at
+    /// the stack pointer (its pcsp table says 0: no frame yet, or none at all), so it has not
+    /// saved the frame pointer. False for anything else, native code included.
+    pub(crate) fn go_return_address_at_sp(&self, pid: u32, pc: u64) -> bool {
+        let space = self.space(pid);
+        let Some(found) = space
+            .partition_point(|m| m.mapping.start <= pc)
+            .checked_sub(1)
+            .and_then(|i| space.get(i))
+            .filter(|m| pc < m.mapping.end)
+        else {
+            return false;
+        };
+        let Some(go) = found
+            .file
+            .and_then(|key| self.files.get(&key))
+            .and_then(|code| code.go.as_ref())
+        else {
+            return false;
+        };
+        let offset = pc - found.mapping.start + found.mapping.offset;
+        CodeFile::linked_address(&go.segments, offset)
+            .and_then(|linked| go.pclntab.frame_layout(linked))
+            .is_some_and(|layout| layout.sp_delta == 0)
     }
 
     /// Resolves kernel addresses (already moved back into the call for return addresses).

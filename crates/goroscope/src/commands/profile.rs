@@ -58,6 +58,14 @@ impl Destination {
         let name = path
             .file_name()
             .ok_or_else(|| UsageError(format!("--output {} names no file", path.display())))?;
+        // The temporary file beside it could be created, but the rename over it at the end
+        // would fail, after the whole profile was taken.
+        if path.is_dir() {
+            return Err(UsageError(format!(
+                "cannot write the profile to {}: it is a directory; give a file name with --output",
+                path.display()
+            )));
+        }
         let mut temporary_name = std::ffi::OsString::from(".");
         temporary_name.push(name);
         temporary_name.push(format!(".goroscope-{}", std::process::id()));
