@@ -72,27 +72,27 @@ cpuburn=$tmpdir/cpuburn
 (cd "$repo_root/testdata/go/cpuburn" && GOFLAGS=-buildvcs=false "$go" build -o "$cpuburn" .)
 cpus=$(nproc)
 
-# Starts goroscope profile with the given arguments in the background; waits until it samples.
+# Starts goroscope profile with the given arguments in the background (its pid in
+# $profile_pid; not in a subshell, so this shell can wait for it); waits until it samples.
+profile_pid=""
 start_profile() {
     local err=$1
     shift
     "$@" 2>"$err" &
-    local pid=$!
-    background+=("$pid")
+    profile_pid=$!
+    background+=("$profile_pid")
     for _ in $(seq 1 300); do
-        grep -q '^goroscope: profiling' "$err" && {
-            echo "$pid"
-            return
-        }
-        kill -0 "$pid" 2>/dev/null || die "goroscope profile exited early: $(cat "$err")"
+        grep -q '^goroscope: profiling' "$err" && return
+        kill -0 "$profile_pid" 2>/dev/null || die "goroscope profile exited early: $(cat "$err")"
         sleep 0.1
     done
     die "goroscope profile did not start sampling within 30 s"
 }
 
+# SIGTERM, not SIGINT: a non-interactive shell starts background jobs with SIGINT ignored.
 stop_profile() {
-    kill -INT "$1"
-    wait "$1" || die "goroscope profile failed: $(cat "$2")"
+    kill -TERM "$profile_pid"
+    wait "$profile_pid" || die "goroscope profile failed: $(cat "$1")"
 }
 
 median() {
@@ -104,9 +104,9 @@ log "throughput: $ROUNDS rounds of cpuburn work $WORK_ROUNDS, bare and under gor
 : >"$tmpdir/bare" >"$tmpdir/profiled"
 for round in $(seq 1 "$ROUNDS"); do
     bare=$("$cpuburn" work "$WORK_ROUNDS")
-    pid=$(start_profile "$tmpdir/round.err" "$goroscope" profile --duration 600s --output "$tmpdir/round.pb.gz")
+    start_profile "$tmpdir/round.err" "$goroscope" profile --duration 600s --output "$tmpdir/round.pb.gz"
     profiled=$("$cpuburn" work "$WORK_ROUNDS")
-    stop_profile "$pid" "$tmpdir/round.err"
+    stop_profile "$tmpdir/round.err"
     echo "$bare" >>"$tmpdir/bare"
     echo "$profiled" >>"$tmpdir/profiled"
     log "  round $round: bare $((bare / 1000000)) ms, profiled $((profiled / 1000000)) ms"
