@@ -2,6 +2,7 @@
 //! kernel (needs root; fails where BPF is unavailable).
 
 use std::mem::MaybeUninit;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use goroscope_bpf::bpf_stats::{self, own_programs, ProgramStats, RunTimeStats};
@@ -45,8 +46,13 @@ fn others_enable_stats() -> bool {
     })
 }
 
+/// The tests load programs of the same names in one process: run one at a time, so each finds
+/// its own collector's programs by name (in parallel, one read the other's count).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn own_programs_report_run_time_while_enabled() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     goroscope_bpf::init();
     let mode = choose_attach_mode().unwrap_or_else(|e| panic!("no attach mode: {e}"));
     let filter = ProcessFilter {
@@ -110,6 +116,7 @@ fn own_programs_report_run_time_while_enabled() {
 /// Not a check: how long a scan takes with about ten programs loaded.
 #[test]
 fn own_programs_cost_with_ten_programs() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     goroscope_bpf::init();
     let mode = choose_attach_mode().unwrap_or_else(|e| panic!("no attach mode: {e}"));
     // Host-wide, goroscope excepted, as the agent runs: tracing this
