@@ -37,17 +37,51 @@ pub enum WallError {
     Bpf(#[from] BpfError),
 }
 
-/// What a goroutine was doing in one snapshot, and where.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// What a goroutine was doing in one snapshot, and where: small ids into the profile's tables,
+/// so weighing a goroutine copies no stack and formats no name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Observation {
     goid: u64,
-    root: String,
-    /// Its stack (innermost return address first); empty for running goroutines.
-    stack: Vec<u64>,
+    /// Its root frame, an index into `WallProfile::roots`.
+    root: u32,
+    /// Its stack (innermost return address first; empty for running goroutines), an index into
+    /// `WallProfile::stacks`.
+    stack: u32,
     start_pc: u64,
     creation_pc: u64,
     /// Its pprof labels, an index into `WallProfile::label_sets`.
     labels: u32,
+}
+
+/// Distinct values, each stored once, by a `u32` id.
+struct Interned<T> {
+    values: Vec<T>,
+    ids: HashMap<T, u32>,
+}
+
+impl<T: Clone + Eq + std::hash::Hash> Interned<T> {
+    /// A table holding `first` as id 0.
+    fn with_first(first: T) -> Interned<T> {
+        Interned {
+            values: vec![first.clone()],
+            ids: HashMap::from([(first, 0)]),
+        }
+    }
+
+    /// The id of `value`, stored on first sight.
+    fn id(&mut self, value: &T) -> u32 {
+        if let Some(&id) = self.ids.get(value) {
+            return id;
+        }
+        let id = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+        self.values.push(value.clone());
+        self.ids.insert(value.clone(), id);
+        id
+    }
+
+    fn get(&self, id: u32) -> Option<&T> {
+        self.values.get(id as usize)
+    }
 }
 
 /// A wall-clock profile being taken of one Go process.
@@ -59,9 +93,12 @@ pub struct WallProfile<'obj> {
     symbols: Symbols,
     /// Observations and their (snapshots, nanoseconds).
     weights: HashMap<Observation, (u64, u64)>,
-    /// Distinct label sets seen (the first is "no labels"), and their indexes.
-    label_sets: Vec<Vec<(String, String)>>,
-    label_set_ids: HashMap<Vec<(String, String)>, u32>,
+    /// Distinct label sets seen (the first is "no labels").
+    label_sets: Interned<Vec<(String, String)>>,
+    /// Distinct stacks seen (the first is "no stack").
+    stacks: Interned<Vec<u64>>,
+    /// Distinct root frames seen (the first is `[running]`).
+    roots: Interned<String>,
     last_ns: Option<u64>,
     interval_ns: u64,
     started_wall_ns: i64,
@@ -110,8 +147,9 @@ impl<'obj> WallProfile<'obj> {
             targets,
             symbols,
             weights: HashMap::new(),
-            label_sets: vec![Vec::new()],
-            label_set_ids: HashMap::from([(Vec::new(), 0)]),
+            label_sets: Interned::with_first(Vec::new()),
+            stacks: Interned::with_first(Vec::new()),
+            roots: Interned::with_first(RUNNING.to_string()),
             last_ns: None,
             interval_ns,
             started_wall_ns: SystemTime::now()
@@ -141,40 +179,40 @@ impl<'obj> WallProfile<'obj> {
     }
 
     fn observe(&mut self, snapshot: &GoroutineSnapshot, weight: u64) {
-        // Label sets are read once per snapshot each, while their goroutines hold them.
+        // Each distinct label set, stack and root of a snapshot is looked up once: label sets
+        // are read then, while their goroutines hold them.
         let mut sets_here: HashMap<u64, u32> = HashMap::from([(0, 0)]);
+        let mut stacks_here: HashMap<u32, u32> = HashMap::new();
+        let mut roots_here: HashMap<(GoroutineState, u8), u32> = HashMap::new();
         for record in &snapshot.goroutines {
             if !record.state.is_live() {
                 continue;
             }
-            let root = match record.state {
-                GoroutineState::Running => RUNNING.to_string(),
-                GoroutineState::Waiting | GoroutineState::Leaked => {
-                    format!("[{}]", snapshot.wait_reason_name(record.wait_reason))
-                }
-                state => format!("[{}]", state.name()),
+            let reason = match record.state {
+                GoroutineState::Waiting | GoroutineState::Leaked => record.wait_reason,
+                _ => 0,
             };
-            let stack = match (record.state, record.stack) {
-                (GoroutineState::Running, _) | (_, None) => Vec::new(),
-                (_, Some(index)) => snapshot
-                    .stacks
-                    .get(index as usize)
-                    .cloned()
-                    .unwrap_or_default(),
-            };
-            let labels = match sets_here.get(&record.labels) {
-                Some(&id) => id,
-                None => {
-                    let pairs = self.process.read_labels(record.labels).unwrap_or_default();
-                    let next = u32::try_from(self.label_sets.len()).unwrap_or(u32::MAX);
-                    let id = *self.label_set_ids.entry(pairs.clone()).or_insert(next);
-                    if id == next {
-                        self.label_sets.push(pairs);
+            let root = *roots_here.entry((record.state, reason)).or_insert_with(|| {
+                let name = match record.state {
+                    GoroutineState::Running => RUNNING.to_string(),
+                    GoroutineState::Waiting | GoroutineState::Leaked => {
+                        format!("[{}]", snapshot.wait_reason_name(reason))
                     }
-                    sets_here.insert(record.labels, id);
-                    id
-                }
+                    state => format!("[{}]", state.name()),
+                };
+                self.roots.id(&name)
+            });
+            let stack = match (record.state, record.stack) {
+                (GoroutineState::Running, _) | (_, None) => 0,
+                (_, Some(index)) => *stacks_here.entry(index).or_insert_with(|| {
+                    let pcs = snapshot.stacks.get(index as usize);
+                    pcs.map_or(0, |pcs| self.stacks.id(pcs))
+                }),
             };
+            let labels = *sets_here.entry(record.labels).or_insert_with(|| {
+                let pairs = self.process.read_labels(record.labels).unwrap_or_default();
+                self.label_sets.id(&pairs)
+            });
             let entry = self
                 .weights
                 .entry(Observation {
@@ -226,20 +264,29 @@ impl<'obj> WallProfile<'obj> {
                 observation.creation_pc,
                 0,
             );
-            let state = observation.root.trim_matches(['[', ']']).to_string();
+            let root = self
+                .roots
+                .get(observation.root)
+                .cloned()
+                .unwrap_or_default();
+            let state = root.trim_matches(['[', ']']).to_string();
             labels.push(Label::text("state", &state));
-            if let Some(pairs) = self.label_sets.get(observation.labels as usize) {
+            if let Some(pairs) = self.label_sets.get(observation.labels) {
                 labels.extend(pairs.iter().map(|(k, v)| Label::text(k, v)));
             }
             let count = i64::try_from(count).unwrap_or(i64::MAX);
             let nanos = i64::try_from(nanos).unwrap_or(i64::MAX);
-            if observation.root != RUNNING {
+            if root != RUNNING {
                 assembler.add(RawStack {
                     pid,
-                    user: observation.stack,
+                    user: self
+                        .stacks
+                        .get(observation.stack)
+                        .cloned()
+                        .unwrap_or_default(),
                     user_leaf_is_return: true,
                     kernel: Vec::new(),
-                    roots: vec![observation.root],
+                    roots: vec![root],
                     values: vec![count, nanos],
                     labels,
                 });
@@ -252,7 +299,7 @@ impl<'obj> WallProfile<'obj> {
                 without_stack += u64::try_from(nanos).unwrap_or(0);
                 assembler.add(RawStack {
                     pid,
-                    roots: vec![observation.root],
+                    roots: vec![root],
                     values: vec![count, nanos],
                     labels,
                     ..RawStack::default()
@@ -269,7 +316,7 @@ impl<'obj> WallProfile<'obj> {
                     user: sample.user.clone(),
                     user_leaf_is_return: false,
                     kernel: sample.kernel.clone(),
-                    roots: vec![observation.root.clone()],
+                    roots: vec![root.clone()],
                     values: vec![share(count), share(nanos)],
                     labels: labels.clone(),
                 });
