@@ -188,10 +188,14 @@ impl Profile {
                 ],
                 ValueType::new("cpu", "nanoseconds"),
             ),
+            // Time off CPU in all, then its two parts: blocked until woken, and waiting for a
+            // CPU once runnable (`go tool pprof -sample_index=blocked|runqueue`).
             ProfileKind::OffCpu => (
                 vec![
                     ValueType::new("switches", "count"),
                     ValueType::new("offcpu", "nanoseconds"),
+                    ValueType::new("blocked", "nanoseconds"),
+                    ValueType::new("runqueue", "nanoseconds"),
                 ],
                 ValueType::new("offcpu", "nanoseconds"),
             ),

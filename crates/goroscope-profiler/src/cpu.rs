@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::mem::MaybeUninit;
 use std::path::Path;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use goroscope_bpf::profile::{CpuSampler, ProfileLosses, StackSample};
 use goroscope_bpf::BpfError;
@@ -71,9 +71,7 @@ impl<'obj> CpuProfile<'obj> {
             watched,
             started: Instant::now(),
             samples_so_far: 0,
-            started_wall_ns: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            started_wall_ns: crate::unix_now_ns(),
         })
     }
 

@@ -6,11 +6,11 @@
 
 use std::mem::MaybeUninit;
 use std::path::Path;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use goroscope_bpf::offcpu::{OffCpuLosses, OffCpuSampler};
 use goroscope_bpf::{BpfError, ProcessFilter};
-use goroscope_model::profile::{Label, Profile, ProfileKind, ValueType};
+use goroscope_model::profile::{Label, Profile, ProfileKind};
 use libbpf_rs::OpenObject;
 
 use crate::assemble::{Assembler, RawStack};
@@ -57,9 +57,7 @@ impl<'obj> OffCpuProfile<'obj> {
             sampler,
             watched: Watched::new(proc_root),
             started: Instant::now(),
-            started_wall_ns: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            started_wall_ns: crate::unix_now_ns(),
             intervals_so_far: 0,
         };
         for &pid in &filter.pids {
@@ -118,13 +116,6 @@ impl<'obj> OffCpuProfile<'obj> {
         drop(self.sampler);
 
         let mut profile = Profile::new(ProfileKind::OffCpu);
-        profile.sample_types = vec![
-            ValueType::new("switches", "count"),
-            ValueType::new("offcpu", "nanoseconds"),
-            ValueType::new("blocked", "nanoseconds"),
-            ValueType::new("runqueue", "nanoseconds"),
-        ];
-        profile.default_sample_type = 1;
         profile.period = 1;
         profile.time_ns = self.started_wall_ns;
         profile.duration_ns = i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use goroscope_bpf::profile::{CpuSampler, GoLayout, StackSample};
 use goroscope_bpf::{BpfError, ProcessFilter};
@@ -152,9 +151,7 @@ impl<'obj> WallProfile<'obj> {
             roots: Interned::with_first(RUNNING.to_string()),
             last_ns: None,
             interval_ns,
-            started_wall_ns: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            started_wall_ns: crate::unix_now_ns(),
             first_ns: None,
             snapshots: 0,
         })
