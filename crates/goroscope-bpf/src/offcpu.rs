@@ -16,7 +16,7 @@ use crate::go_processes;
 use crate::libbpf_log;
 use crate::losses::Losses;
 use crate::pod;
-use crate::profile::GoLayout;
+use crate::profile::{GoLayout, SampleCount};
 use crate::skel::offcpu::types::{offcpu_key, offcpu_stats};
 use crate::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
 use crate::stacks::StackReader;
@@ -196,13 +196,33 @@ impl<'obj> OffCpuSampler<'obj> {
         crate::go_processes::new_label_sets(&self.skel.maps.new_label_sets)
     }
 
-    /// Every (thread, stacks, goroutine) with off-CPU time so far, unsorted.
-    pub fn samples(&self) -> Result<Vec<OffCpuSample>, BpfError> {
-        let mut rows: Vec<(offcpu_key, offcpu_stats)> = Vec::new();
+    /// Intervals per (process, goroutine, label set) so far, without reading stacks: cheap
+    /// enough to call every second while timing.
+    pub fn counts(&self) -> Result<Vec<SampleCount>, BpfError> {
+        Ok(self
+            .rows()?
+            .into_iter()
+            .map(|(key, stats)| SampleCount {
+                pid: key.tgid,
+                goid: key.goid,
+                labels: key.labels,
+                count: stats.count,
+            })
+            .collect())
+    }
+
+    fn rows(&self) -> Result<Vec<(offcpu_key, offcpu_stats)>, BpfError> {
+        let mut rows = Vec::new();
         BatchReader::default().for_each(&self.skel.maps.offcpu_rows, ROWS, |key, value| {
             rows.push((pod::read(key, ROWS)?, pod::read(value, ROWS)?));
             Ok(())
         })?;
+        Ok(rows)
+    }
+
+    /// Every (thread, stacks, goroutine) with off-CPU time so far, unsorted.
+    pub fn samples(&self) -> Result<Vec<OffCpuSample>, BpfError> {
+        let rows = self.rows()?;
         let mut stacks = StackReader::new(&self.skel.maps.stacks, "stacks");
         let mut out = Vec::with_capacity(rows.len());
         for (key, stats) in rows {

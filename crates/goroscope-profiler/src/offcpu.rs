@@ -83,7 +83,7 @@ impl<'obj> OffCpuProfile<'obj> {
     /// Looks at what was recorded since the last tick; call about once a second.
     pub fn tick(&mut self) -> Result<(), BpfError> {
         self.read_new_labels();
-        let rows = self.sampler.samples()?;
+        let rows = self.sampler.counts()?;
         self.intervals_so_far = rows.iter().map(|r| r.count).sum();
         for row in &rows {
             self.see(row.pid)?;
