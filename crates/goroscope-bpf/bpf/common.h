@@ -39,7 +39,7 @@ enum loss_reason {
 	LOSS_TCP_EDGES_FULL = 10,    /* TCP endpoint (service map edge) map full */
 	LOSS_TCP_SOCKETS_FULL = 11,  /* TCP per-connection map full: one connection not followed */
 	LOSS_SYSCALL_THREAD_SLOTS = 12, /* syscall thread slots busy, or a count raced a change of owner */
-	LOSS_PROFILE_USER_STACK = 13,   /* CPU sample's user stack not stored (stack map collision or full) */
+	LOSS_PROFILE_USER_STACK = 13,   /* CPU sample's user stack not stored (stack map full) */
 	LOSS_PROFILE_KERNEL_STACK = 14, /* CPU sample's kernel stack not stored */
 	LOSS_PROFILE_SAMPLES_FULL = 15, /* CPU sample map full: sample dropped */
 	LOSS_OFFCPU_USER_STACK = 16,    /* off-CPU interval's user stack not stored */

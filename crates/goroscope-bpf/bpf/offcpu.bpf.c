@@ -27,6 +27,7 @@
 #include <bpf/bpf_core_read.h>
 #include "offcpu.h"
 #include "goroutine.h"
+#include "stacks.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -65,13 +66,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct offcpu_thread);
 } offcpu_threads_by_tid SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, MAX_OFFCPU_STACKS);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, OFFCPU_STACK_DEPTH * sizeof(__u64));
-} stacks SEC(".maps");
 
 /* Shared by all CPUs (atomic adds) and preallocated, like the scheduler's rows. */
 struct {
@@ -159,18 +153,11 @@ static __always_inline void switched_out(void *ctx, struct task_struct *prev, bo
 		.where = {
 			.tgid = prev->tgid,
 			.tid = prev->pid,
-			.user_stack_id = OFFCPU_NO_STACK,
-			.kernel_stack_id = OFFCPU_NO_STACK,
 		},
 		.off_ns = now,
 		.ready_ns = preempt || prev_state == TASK_RUNNING ? now : 0,
 	};
-	long id = bpf_get_stackid(ctx, &stacks, 0);
-
-	if (id >= 0)
-		st.where.kernel_stack_id = id;
-	else
-		count_loss(LOSS_OFFCPU_KERNEL_STACK);
+	st.where.kernel_stack = store_stack(ctx, 0, LOSS_OFFCPU_KERNEL_STACK);
 	/* A thread past exit_mm() has no user side left. */
 	if (prev->mm) {
 		/* The registers it entered the kernel with. */
@@ -179,11 +166,7 @@ static __always_inline void switched_out(void *ctx, struct task_struct *prev, bo
 
 		st.where.goid = goroutine.goid;
 		st.where.labels = goroutine.labels;
-		id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-		if (id >= 0)
-			st.where.user_stack_id = id;
-		else
-			count_loss(LOSS_OFFCPU_USER_STACK);
+		st.where.user_stack = store_stack(ctx, BPF_F_USER_STACK, LOSS_OFFCPU_USER_STACK);
 	}
 	if (!save_thread_state(prev, &st))
 		count_loss(LOSS_OFFCPU_THREADS);
@@ -268,8 +251,6 @@ static __always_inline int on_wakeup_new(struct task_struct *p_arg)
 		.where = {
 			.tgid = p->tgid,
 			.tid = p->pid,
-			.user_stack_id = OFFCPU_NO_STACK,
-			.kernel_stack_id = OFFCPU_NO_STACK,
 		},
 		.off_ns = now,
 		.ready_ns = now,

@@ -10,25 +10,20 @@
 
 #include "common.h"
 
-#define MAX_OFFCPU_STACKS 16384
 #define MAX_OFFCPU_ROWS 65536
 /* Threads off CPU at once that raw_tp mode can follow (tp_btf uses task storage). */
 #define MAX_OFFCPU_THREADS 65536
-#define OFFCPU_STACK_DEPTH 127 /* the kernel's PERF_MAX_STACK_DEPTH */
-
-/* A stack id the kernel could not give (see offcpu_key). */
-#define OFFCPU_NO_STACK (-1)
 
 /* Where a thread was when it left the CPU. */
 struct offcpu_key {
 	__u32 tgid;
 	__u32 tid;
-	__s32 user_stack_id;   /* OFFCPU_NO_STACK: lost, or a new thread that never ran */
-	__s32 kernel_stack_id; /* OFFCPU_NO_STACK: lost, or a new thread that never ran */
+	__u64 user_stack;      /* its key in stacks.h; NO_STACK: lost, or a new thread that never ran */
+	__u64 kernel_stack;    /* NO_STACK: lost, or a new thread that never ran */
 	__u64 goid;            /* the goroutine it was running (goroutine.h), 0: none or not Go */
 	__u64 labels;          /* its runtime.g.labels, 0: none */
 };
-_Static_assert(sizeof(struct offcpu_key) == 32, "offcpu_key layout is part of the ABI");
+_Static_assert(sizeof(struct offcpu_key) == 40, "offcpu_key layout is part of the ABI");
 
 /* Off-CPU intervals that ended (the thread ran again), summed. */
 struct offcpu_stats {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * On-CPU sampling. Each sample adds 1 to the row of (process, thread, user
- * stack, kernel stack, goroutine) in a shared hash map; stacks go to a
- * stack-trace map once each. User space reads both when the profile ends.
+ * stack, kernel stack, goroutine) in a shared hash map; stacks are stored
+ * once each (stacks.h). User space reads both when the profile ends.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -10,18 +10,12 @@
 #include <bpf/bpf_core_read.h>
 #include "profile.h"
 #include "goroutine.h"
+#include "stacks.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* x86_64: user addresses are below the canonical hole, kernel addresses above. */
 #define USER_SPACE_END 0x0000800000000000ULL
-
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, MAX_PROFILE_STACKS);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, PROFILE_STACK_DEPTH * sizeof(__u64));
-} stacks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -44,8 +38,6 @@ int handle__cpu_sample(struct bpf_perf_event_data *ctx)
 	struct profile_key key = {
 		.tgid = tgid,
 		.tid = task->pid,
-		.user_stack_id = PROFILE_NO_STACK,
-		.kernel_stack_id = PROFILE_NO_STACK,
 	};
 	struct goroutine_ref goroutine;
 
@@ -63,23 +55,11 @@ int handle__cpu_sample(struct bpf_perf_event_data *ctx)
 	key.goid = goroutine.goid;
 	key.labels = goroutine.labels;
 
-	if (!user_mode) {
-		long id = bpf_get_stackid(ctx, &stacks, 0);
-
-		if (id >= 0)
-			key.kernel_stack_id = id;
-		else
-			count_loss(LOSS_PROFILE_KERNEL_STACK);
-	}
+	if (!user_mode)
+		key.kernel_stack = store_stack(ctx, 0, LOSS_PROFILE_KERNEL_STACK);
 	/* Kernel threads have no user stack; every process does. */
-	if (task->mm) {
-		long id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-
-		if (id >= 0)
-			key.user_stack_id = id;
-		else
-			count_loss(LOSS_PROFILE_USER_STACK);
-	}
+	if (task->mm)
+		key.user_stack = store_stack(ctx, BPF_F_USER_STACK, LOSS_PROFILE_USER_STACK);
 
 	if (!count_in(&samples, &key))
 		count_loss(LOSS_PROFILE_SAMPLES_FULL);

@@ -10,23 +10,17 @@
 
 #include "common.h"
 
-/* Defaults; user space sets both before load (profile::Sizing). */
-#define MAX_PROFILE_STACKS 16384
 #define MAX_PROFILE_ROWS 65536
-#define PROFILE_STACK_DEPTH 127 /* the kernel's PERF_MAX_STACK_DEPTH */
-
-/* A stack id the kernel could not give (see profile_key). */
-#define PROFILE_NO_STACK (-1)
 
 struct profile_key {
 	__u32 tgid;
 	__u32 tid;
-	__s32 user_stack_id;   /* PROFILE_NO_STACK: in the kernel with no user frames, or lost */
-	__s32 kernel_stack_id; /* PROFILE_NO_STACK: in user space, or lost */
+	__u64 user_stack;      /* its key in stacks.h; NO_STACK: a kernel thread, or lost */
+	__u64 kernel_stack;    /* NO_STACK: sampled in user space, or lost */
 	__u64 goid;            /* the goroutine running (goroutine.h), 0: none or not Go */
 	__u64 labels;          /* its runtime.g.labels, 0: none */
 	__u64 return_at_sp;    /* go_return_at_sp() at the user stack pointer, 0: none */
 };
-_Static_assert(sizeof(struct profile_key) == 40, "profile_key layout is part of the ABI");
+_Static_assert(sizeof(struct profile_key) == 48, "profile_key layout is part of the ABI");
 
 #endif /* GOROSCOPE_PROFILE_H */

@@ -63,7 +63,7 @@ pub struct OffCpuSample {
 /// What the off-CPU sampler lost in the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OffCpuLosses {
-    /// Intervals whose user stack could not be stored (stack-map collision or full).
+    /// Intervals whose user stack could not be read or stored (stack map full).
     pub user_stacks: u64,
     /// Intervals whose kernel stack could not be stored.
     pub kernel_stacks: u64,
@@ -231,8 +231,8 @@ impl<'obj> OffCpuSampler<'obj> {
                 tid: key.tid,
                 goid: key.goid,
                 labels: key.labels,
-                user: stacks.frames(key.user_stack_id)?,
-                kernel: stacks.frames(key.kernel_stack_id)?,
+                user: stacks.frames(key.user_stack)?,
+                kernel: stacks.frames(key.kernel_stack)?,
                 blocked_ns: stats.blocked_ns,
                 runqueue_ns: stats.runqueue_ns,
                 count: stats.count,

@@ -36,8 +36,8 @@ unsafe impl Pod for offcpu::types::offcpu_stats {}
 
 // The C side asserts the same sizes (_Static_assert in bpf/*.h).
 const _: () = assert!(std::mem::size_of::<process::types::event_header>() == 48);
-const _: () = assert!(std::mem::size_of::<profile::types::profile_key>() == 40);
-const _: () = assert!(std::mem::size_of::<offcpu::types::offcpu_key>() == 32);
+const _: () = assert!(std::mem::size_of::<profile::types::profile_key>() == 48);
+const _: () = assert!(std::mem::size_of::<offcpu::types::offcpu_key>() == 40);
 const _: () = assert!(std::mem::size_of::<offcpu::types::offcpu_stats>() == 24);
 // go_processes.rs writes struct go_layout as (goid_offset u32, labels_offset u32, text_start u64,
 // text_end u64).

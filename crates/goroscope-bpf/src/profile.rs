@@ -74,7 +74,7 @@ pub struct SampleCount {
 /// What the sampler lost in the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProfileLosses {
-    /// Samples whose user stack could not be stored (stack-map collision or full).
+    /// Samples whose user stack could not be read or stored (stack map full).
     pub user_stacks: u64,
     /// Samples whose kernel stack could not be stored.
     pub kernel_stacks: u64,
@@ -213,8 +213,8 @@ impl<'obj> CpuSampler<'obj> {
         let mut stacks = StackReader::new(&self.skel.maps.stacks, "stacks");
         let mut out = Vec::with_capacity(rows.len());
         for (key, count) in rows {
-            let user = stacks.frames(key.user_stack_id)?;
-            let kernel = stacks.frames(key.kernel_stack_id)?;
+            let user = stacks.frames(key.user_stack)?;
+            let kernel = stacks.frames(key.kernel_stack)?;
             out.push(StackSample {
                 pid: key.tgid,
                 tid: key.tid,

@@ -1,5 +1,6 @@
-//! Reading a `BPF_MAP_TYPE_STACK_TRACE` map (the CPU and off-CPU samplers' `stacks`): a stack id
-//! from a sample row becomes its return addresses, each id read from the kernel once per pass.
+//! Reading the CPU and off-CPU samplers' `stacks` map (bpf/stacks.h): the stack key a sample row
+//! carries (a 64-bit hash of its frames) becomes its return addresses, each key read from the
+//! kernel once per pass.
 
 use std::collections::HashMap;
 
@@ -7,11 +8,14 @@ use libbpf_rs::{MapCore, MapFlags};
 
 use crate::error::BpfError;
 
+/// `NO_STACK` in bpf/stacks.h: a row without that stack.
+const NO_STACK: u64 = 0;
+
 /// The frames of the stacks one pass over a sampler's rows refers to.
 pub(crate) struct StackReader<'m> {
     map: &'m dyn MapCore,
     name: &'static str,
-    read: HashMap<i32, Vec<u64>>,
+    read: HashMap<u64, Vec<u64>>,
 }
 
 impl<'m> StackReader<'m> {
@@ -24,13 +28,13 @@ impl<'m> StackReader<'m> {
         }
     }
 
-    /// The frames of stack `id`, innermost first; empty for a negative id (the kernel gave no
-    /// stack) or an id no longer in the map.
-    pub(crate) fn frames(&mut self, id: i32) -> Result<Vec<u64>, BpfError> {
-        let Ok(key) = u32::try_from(id) else {
+    /// The frames of the stack stored under `key`, innermost first; empty for [`NO_STACK`] (no
+    /// stack taken, or lost) or a key not in the map.
+    pub(crate) fn frames(&mut self, key: u64) -> Result<Vec<u64>, BpfError> {
+        if key == NO_STACK {
             return Ok(Vec::new());
-        };
-        if let Some(frames) = self.read.get(&id) {
+        }
+        if let Some(frames) = self.read.get(&key) {
             return Ok(frames.clone());
         }
         let bytes = self
@@ -48,7 +52,7 @@ impl<'m> StackReader<'m> {
             .map(u64::from_ne_bytes)
             .take_while(|&ip| ip != 0)
             .collect();
-        self.read.insert(id, frames.clone());
+        self.read.insert(key, frames.clone());
         Ok(frames)
     }
 }

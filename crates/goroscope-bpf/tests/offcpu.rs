@@ -99,10 +99,12 @@ fn rows_of(sampler: &OffCpuSampler<'_>, tid: u32) -> Vec<OffCpuSample> {
     let losses = sampler
         .losses()
         .unwrap_or_else(|e| panic!("reading losses: {e}"));
-    // A stack may collide with another in the stack map's hash (~50 stacks in 16,384 buckets):
-    // counted, and harmless to the checks below unless it is one of theirs.
+    // Stacks are keyed by a 64-bit hash of their frames: none may be lost to a collision.
     assert!(
-        losses.rows == 0 && losses.threads == 0,
+        losses.rows == 0
+            && losses.threads == 0
+            && losses.user_stacks == 0
+            && losses.kernel_stacks == 0,
         "the kernel lost intervals: {losses:?}"
     );
     let samples = sampler

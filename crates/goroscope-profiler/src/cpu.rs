@@ -219,13 +219,13 @@ fn loss_comments(losses: &ProfileLosses) -> Vec<String> {
     }
     if losses.user_stacks > 0 {
         comments.push(format!(
-            "{} samples have no user stack (stack map full or collided)",
+            "{} samples have no user stack (unreadable, or the stack map was full)",
             losses.user_stacks
         ));
     }
     if losses.kernel_stacks > 0 {
         comments.push(format!(
-            "{} samples have no kernel stack (stack map full or collided)",
+            "{} samples have no kernel stack (unreadable, or the stack map was full)",
             losses.kernel_stacks
         ));
     }

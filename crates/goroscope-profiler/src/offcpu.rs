@@ -201,11 +201,11 @@ fn loss_comments(losses: &OffCpuLosses) -> Vec<String> {
     );
     say(
         losses.user_stacks,
-        "intervals have no user stack (stack map full or collided)",
+        "intervals have no user stack (unreadable, or the stack map was full)",
     );
     say(
         losses.kernel_stacks,
-        "intervals have no kernel stack (stack map full or collided)",
+        "intervals have no kernel stack (unreadable, or the stack map was full)",
     );
     comments
 }

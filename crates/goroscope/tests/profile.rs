@@ -675,6 +675,11 @@ fn check_split(toolchain: Toolchain, mode: BuildMode) {
         top.lines().any(|l| l == "File: cpuburn"),
         "{what}: pprof does not name cpuburn as the program profiled\n{top}"
     );
+    // A lost stack skews the split (a hot stack lost whole once cost 11 % of the samples).
+    assert!(
+        !top.contains("have no user stack"),
+        "{what}: the profile lost user stacks\n{top}"
+    );
     let (hot, cold) = (cum(&rows, "main.hot"), cum(&rows, "main.cold"));
     assert_ratio(
         &format!("{what}: main.hot : main.cold"),
