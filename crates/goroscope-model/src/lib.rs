@@ -15,6 +15,7 @@ pub mod goroutines;
 pub mod histogram;
 pub mod open_flags;
 pub mod profile;
+pub mod recording;
 pub mod sched_stats;
 pub mod syscall_names;
 pub mod syscall_stats;

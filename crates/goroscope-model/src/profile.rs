@@ -4,7 +4,7 @@
 //! this one value, so a frame reads the same in each of them.
 
 /// What a profile measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ProfileKind {
     /// On-CPU time, from cpu-clock sampling.
     Cpu,
@@ -36,7 +36,7 @@ impl ProfileKind {
 }
 
 /// A kind of value and its unit, as pprof names them (`samples`/`count`, `cpu`/`nanoseconds`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ValueType {
     /// What is measured.
     pub kind: String,
@@ -55,7 +55,7 @@ impl ValueType {
 }
 
 /// A file mapped into the profiled address space (or a pseudo-mapping such as the kernel).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mapping {
     /// First run-time address.
     pub start: u64,
@@ -78,7 +78,7 @@ pub struct Mapping {
 }
 
 /// One source position of a location: a function, its file and the line.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Line {
     /// The function's name, as the language prints it (`main.(*Server).handle`).
     pub function: String,
@@ -91,7 +91,7 @@ pub struct Line {
 }
 
 /// A program counter and what it symbolizes to.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Location {
     /// The run-time address (0 for synthetic frames such as `[chan receive]`).
     pub address: u64,
@@ -104,7 +104,7 @@ pub struct Location {
 }
 
 /// A label's value.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum LabelValue {
     /// A string (`tenant=alpha`, `wait_reason=chan receive`).
     Text(String),
@@ -113,7 +113,7 @@ pub enum LabelValue {
 }
 
 /// A label on a sample.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Label {
     /// The label's key.
     pub key: String,
@@ -140,7 +140,7 @@ impl Label {
 }
 
 /// Samples with one stack and one set of labels.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     /// Indexes into [`Profile::locations`], leaf first.
     pub locations: Vec<usize>,
@@ -151,7 +151,7 @@ pub struct Sample {
 }
 
 /// A symbolized profile.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
     /// What it measures.
     pub kind: ProfileKind,

@@ -4,7 +4,7 @@
 use super::snapshot::{CodeLocation, SchedulerState};
 
 /// Everything the health model concludes from the snapshots seen so far.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct HealthReport {
     /// The span of time covered.
     pub window: WindowSummary,
@@ -40,7 +40,7 @@ pub struct HealthReport {
 }
 
 /// The snapshots a report is built from.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct WindowSummary {
     /// `taken_at_ns` of the first snapshot (CLOCK_MONOTONIC).
     pub first_ns: u64,
@@ -60,7 +60,7 @@ pub struct WindowSummary {
 /// lower bound: the true lifetime may be up to about two `resolution_ns` longer, and goroutines
 /// living less than one interval are mostly never seen at all. Quantiles come from a log-linear
 /// histogram and are at most 0.8 % low; `max_ns` is exact.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct LifetimeSummary {
     /// Goroutines whose birth and end were both seen.
     pub count: u64,
@@ -86,11 +86,14 @@ pub struct LifetimeSummary {
     pub long_lived_share: Option<f64>,
     /// The threshold used (`HealthSettings::long_lived_ns`).
     pub long_lived_threshold_ns: u64,
+    /// The `count` observed lifetimes by power of two: `(upper_ns, goroutines)` for lifetimes in
+    /// `[upper_ns / 2, upper_ns)` (`[0, 1)` for the first), up to the longest.
+    pub histogram: Vec<(u64, u64)>,
 }
 
 /// Live goroutines of the latest snapshot sharing a creation site, start function, blocking frame
 /// and wait reason. Unknown locations have an empty `function` and line 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GoroutineGroup {
     /// Members in the latest snapshot.
     pub count: u64,
@@ -115,7 +118,7 @@ pub struct GoroutineGroup {
 
 /// A group of goroutines that looks leaked. See [`leaks`](super::leaks) for the rule and the
 /// score.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LeakSuspect {
     /// Members waiting with a known blocked time of at least `leak_after_ns`.
     pub count: u64,
@@ -152,7 +155,7 @@ pub struct LeakSuspect {
 }
 
 /// Garbage collector summary.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct GcSummary {
     /// Completed cycles since start (latest snapshot).
     pub cycles: u32,
@@ -175,7 +178,7 @@ pub struct GcSummary {
 }
 
 /// Scheduler summary.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SchedulerSummary {
     /// The latest snapshot's scheduler state.
     pub latest: SchedulerState,
@@ -184,7 +187,7 @@ pub struct SchedulerSummary {
 }
 
 /// The cost of taking the snapshots.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ReadCost {
     /// Goroutine records dropped (changed while read), summed over the window.
     pub dropped_records: u64,

@@ -198,6 +198,7 @@ impl GoroutineTracks {
             long_lived,
             long_lived_share: (appeared > 0).then(|| long_lived as f64 / appeared as f64),
             long_lived_threshold_ns: long_lived_ns,
+            histogram: h.power_of_two_buckets(),
         }
     }
 }

@@ -79,6 +79,31 @@ impl LogHistogram {
         (self.total > 0).then_some(self.max)
     }
 
+    /// The counts summed into power-of-two buckets: `(upper, count)` for values in
+    /// `[upper / 2, upper)` (`[0, 1)` for the first), empty buckets after the last left out.
+    pub(crate) fn power_of_two_buckets(&self) -> Vec<(u64, u64)> {
+        let mut buckets: Vec<(u64, u64)> = Vec::new();
+        for (bucket, &count) in self.counts.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let lower = Self::lower_bound(bucket);
+            let power = if lower == 0 {
+                0
+            } else {
+                64 - lower.leading_zeros() as usize
+            };
+            if buckets.len() <= power {
+                buckets.resize(power + 1, (0, 0));
+            }
+            buckets[power].1 += count;
+        }
+        for (power, bucket) in buckets.iter_mut().enumerate() {
+            bucket.0 = 1u64.checked_shl(power as u32).unwrap_or(u64::MAX);
+        }
+        buckets
+    }
+
     /// The nearest-rank `q` quantile, as the lower bound of its bucket (never above the maximum);
     /// the exact maximum for the top rank.
     pub(crate) fn quantile(&self, q: f64) -> Option<u64> {
@@ -103,6 +128,23 @@ impl LogHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn power_of_two_buckets_sum_to_the_count() {
+        let mut h = LogHistogram::default();
+        for v in [0, 1, 3, 4, 7, 1000, 1023, 1024, 5_000_000_000] {
+            h.record(v);
+        }
+        let buckets = h.power_of_two_buckets();
+        assert_eq!(buckets[0], (1, 1)); // 0
+        assert_eq!(buckets[1], (2, 1)); // 1
+        assert_eq!(buckets[2], (4, 1)); // 3
+        assert_eq!(buckets[3], (8, 2)); // 4, 7
+        assert_eq!(buckets[10], (1024, 2)); // 1000, 1023
+        assert_eq!(buckets[11], (2048, 1)); // 1024
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 9);
+        assert_eq!(buckets.last(), Some(&(1 << 33, 1)));
+    }
 
     #[test]
     fn nearest_rank_quantiles() {

@@ -124,7 +124,7 @@ pub struct GcState {
 }
 
 /// Scheduler state read from `runtime.sched` and each `runtime.p`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SchedulerState {
     /// GOMAXPROCS: the number of Ps.
     pub gomaxprocs: u32,
@@ -172,7 +172,9 @@ impl GoroutineSnapshot {
 }
 
 /// A source location: one (possibly inlined) frame.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct CodeLocation {
     /// Fully qualified function, e.g. `main.leakChanSend` or `net/http.(*conn).serve`.
     pub function: String,
