@@ -24,6 +24,7 @@ dpkg -s libelf-dev >/dev/null 2>&1 || need+=(libelf-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
 [ -x /usr/lib/go-1.19/bin/go ] || need+=(golang-go)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v chromium >/dev/null || need+=(chromium)  # the HTML report's tests open it headless
 
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps: installing ${need[*]}" >&2
