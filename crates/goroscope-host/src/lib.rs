@@ -21,6 +21,6 @@ pub use cgroups::{cgroup2_mount, CgroupPaths};
 pub use error::HostError;
 pub use go_discovery::{GoDiscovery, GoProcessFound};
 pub use net::{InterfaceStats, SysFs};
-pub use own_usage::{own_usage, OwnUsage};
+pub use own_usage::{open_fds, own_usage, process_usage, OwnUsage};
 pub use process_cache::ProcessCache;
 pub use procfs::{container_id_from_cgroup, ProcFs, ProcessInfo};

@@ -1,5 +1,6 @@
-//! goroscope's own cost: resident memory, CPU time and threads, from `/proc/self`, so the agent
-//! can export what it costs the host it observes.
+//! What a process uses: resident memory, CPU time, threads and open file descriptors, from
+//! `/proc/PID` (`/proc/self` for goroscope's own cost, which the agent exports; any pid for the
+//! processes `goroscope record` follows).
 
 use std::path::Path;
 
@@ -22,12 +23,39 @@ pub struct OwnUsage {
 
 /// Reads this process's usage from `self/statm` and `self/stat` under `procfs`'s root.
 pub fn own_usage(procfs: &ProcFs) -> Result<OwnUsage> {
-    own_usage_with(procfs, page_size(), clock_ticks_per_second())
+    usage_with(procfs, "self", page_size(), clock_ticks_per_second())
 }
 
-/// [`own_usage`] with the page size and clock tick rate given (tests use fixed ones).
-fn own_usage_with(procfs: &ProcFs, page_size: u64, ticks_per_second: u64) -> Result<OwnUsage> {
-    let own = procfs.root().join("self");
+/// Reads process `pid`'s usage from `PID/statm` and `PID/stat` under `procfs`'s root;
+/// [`HostError::Read`] once it has exited.
+pub fn process_usage(procfs: &ProcFs, pid: u32) -> Result<OwnUsage> {
+    usage_with(
+        procfs,
+        &pid.to_string(),
+        page_size(),
+        clock_ticks_per_second(),
+    )
+}
+
+/// The open file descriptors of process `pid` (entries of `/proc/PID/fd`).
+pub fn open_fds(procfs: &ProcFs, pid: u32) -> Result<u64> {
+    let path = procfs.root().join(pid.to_string()).join("fd");
+    let entries = std::fs::read_dir(&path).map_err(|source| HostError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(entries.filter(|e| e.is_ok()).count() as u64)
+}
+
+/// The usage of the process whose directory under `procfs`'s root is `dir`, with the page size
+/// and clock tick rate given (tests use fixed ones).
+fn usage_with(
+    procfs: &ProcFs,
+    dir: &str,
+    page_size: u64,
+    ticks_per_second: u64,
+) -> Result<OwnUsage> {
+    let own = procfs.root().join(dir);
     let mut buf = [0u8; STAT_BUFFER];
 
     let statm_path = own.join("statm");
@@ -102,7 +130,7 @@ mod tests {
             "self/stat",
             "99 (goro (x) scope) S 1 99 99 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 7 0 1234 100000 2500\n",
         );
-        let usage = own_usage_with(&ProcFs::new(tree.path()), 4096, 100).unwrap();
+        let usage = usage_with(&ProcFs::new(tree.path()), "self", 4096, 100).unwrap();
         assert_eq!(
             usage,
             OwnUsage {
@@ -133,6 +161,25 @@ mod tests {
             }
             other => panic!("expected a parse error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn reads_another_process_and_counts_its_fds() {
+        let tree = FakeTree::new("process-usage");
+        tree.write("42/statm", "100 10 0 0 0 0 0\n");
+        tree.write(
+            "42/stat",
+            "42 (srv) S 1 42 42 0 -1 0 0 0 0 0 100 100 0 0 20 0 3 0 1 1 10\n",
+        );
+        for fd in ["0", "1", "2", "7"] {
+            tree.write(&format!("42/fd/{fd}"), "");
+        }
+        let procfs = ProcFs::new(tree.path());
+        let usage = usage_with(&procfs, "42", 4096, 100).unwrap();
+        assert_eq!((usage.threads, usage.rss_bytes), (3, 10 * 4096));
+        assert_eq!(open_fds(&procfs, 42).unwrap(), 4);
+        assert!(open_fds(&procfs, 43).is_err());
+        assert!(process_usage(&procfs, 43).is_err());
     }
 
     #[test]

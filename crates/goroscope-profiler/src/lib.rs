@@ -26,7 +26,7 @@ pub use targets::GoTargets;
 pub use wall::{WallError, WallProfile};
 
 /// Now, in nanoseconds since the Unix epoch (a profile's start time, as pprof records it).
-pub(crate) fn unix_now_ns() -> i64 {
+pub fn unix_now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

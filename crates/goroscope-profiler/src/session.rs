@@ -162,7 +162,7 @@ impl<'obj> Session<'obj> {
                 Ok(false)
             }
             Running::Wall(wall) => match wall.snapshot() {
-                Ok(()) => Ok(false),
+                Ok(_) => Ok(false),
                 Err(MemoryError::Exited { .. } | MemoryError::Exec { .. }) => Ok(true),
                 // A torn read (a list being reallocated): the next snapshot tries again.
                 Err(MemoryError::Unmapped { .. }) => Ok(false),

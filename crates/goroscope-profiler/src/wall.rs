@@ -158,8 +158,9 @@ impl<'obj> WallProfile<'obj> {
     }
 
     /// Takes one snapshot and weighs every live goroutine by the time since the previous one
-    /// (the interval, for the first). Fails when the process is gone.
-    pub fn snapshot(&mut self) -> Result<(), MemoryError> {
+    /// (the interval, for the first), and returns it for other uses (the health model of
+    /// `goroscope record`). Fails when the process is gone.
+    pub fn snapshot(&mut self) -> Result<GoroutineSnapshot, MemoryError> {
         let snapshot = self.process.snapshot(&SnapshotOptions {
             max_frames: MAX_FRAMES,
         })?;
@@ -172,7 +173,12 @@ impl<'obj> WallProfile<'obj> {
         self.first_ns.get_or_insert(now);
         self.snapshots += 1;
         self.observe(&snapshot, weight);
-        Ok(())
+        Ok(snapshot)
+    }
+
+    /// The process being read (its build, its symbolizer).
+    pub fn process(&self) -> &GoProcess {
+        &self.process
     }
 
     fn observe(&mut self, snapshot: &GoroutineSnapshot, weight: u64) {

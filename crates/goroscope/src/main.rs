@@ -7,6 +7,7 @@ mod cli;
 mod clock;
 mod commands;
 mod output;
+mod output_file;
 mod run_control;
 mod settings;
 mod sink;

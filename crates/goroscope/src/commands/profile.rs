@@ -1,12 +1,10 @@
 //! `goroscope profile`: sample, symbolize, and write the profile in the format asked for. The
-//! output file is prepared before anything is attached (a path that cannot be written is a usage
-//! error) and written whole at the end through a temporary file, so a failed run never leaves
-//! half a profile behind.
+//! output file is prepared before anything is attached and written whole at the end
+//! ([`OutputFile`]).
 
-use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::mem::MaybeUninit;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,6 +15,7 @@ use goroscope_profiler::{Request, Session, SessionError};
 
 use super::{describe_targets, is_broken_pipe, PROC_ROOT};
 use crate::cli::ProfileArgs;
+use crate::output_file::OutputFile;
 use crate::run_control::RunControl;
 use crate::settings::{is_process, process_filter, require_privileges, UsageError};
 
@@ -29,14 +28,8 @@ const TOP_ROWS: usize = 30;
 
 /// Where the profile goes.
 enum Destination {
-    /// A file, written through `temporary` and renamed over `path` at the end (`done` once
-    /// renamed).
-    File {
-        path: PathBuf,
-        temporary: PathBuf,
-        file: File,
-        done: bool,
-    },
+    /// A file, written whole at the end.
+    File(OutputFile),
     /// Standard output.
     Stdout,
 }
@@ -55,33 +48,7 @@ impl Destination {
             }
             return Ok(Destination::Stdout);
         };
-        let name = path
-            .file_name()
-            .ok_or_else(|| UsageError(format!("--output {} names no file", path.display())))?;
-        // The temporary file beside it could be created, but the rename over it at the end
-        // would fail, after the whole profile was taken.
-        if path.is_dir() {
-            return Err(UsageError(format!(
-                "cannot write the profile to {}: it is a directory; give a file name with --output",
-                path.display()
-            )));
-        }
-        let mut temporary_name = std::ffi::OsString::from(".");
-        temporary_name.push(name);
-        temporary_name.push(format!(".goroscope-{}", std::process::id()));
-        let temporary = path.with_file_name(temporary_name);
-        let file = File::create(&temporary).map_err(|e| {
-            UsageError(format!(
-                "cannot write the profile to {}: {e}; choose a writable path with --output",
-                path.display()
-            ))
-        })?;
-        Ok(Destination::File {
-            path: path.to_path_buf(),
-            temporary,
-            file,
-            done: false,
-        })
+        OutputFile::prepare(path, "the profile").map(Destination::File)
     }
 
     /// Writes `bytes` and puts the file in place.
@@ -94,33 +61,7 @@ impl Destination {
                     _ => Ok(()),
                 }
             }
-            Destination::File {
-                path,
-                temporary,
-                file,
-                done,
-            } => {
-                file.write_all(bytes)
-                    .and_then(|()| file.sync_all())
-                    .and_then(|()| std::fs::rename(&*temporary, &*path))
-                    .with_context(|| format!("writing {}", path.display()))?;
-                *done = true;
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Drop for Destination {
-    fn drop(&mut self) {
-        // Still here when the run failed before writing: leave nothing half-made behind.
-        if let Destination::File {
-            temporary,
-            done: false,
-            ..
-        } = self
-        {
-            let _ = std::fs::remove_file(&*temporary);
+            Destination::File(file) => file.write(bytes),
         }
     }
 }
