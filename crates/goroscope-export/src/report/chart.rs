@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::format::{format_bytes, format_duration_ns, three_digits};
+use super::format::three_digits;
 use super::html::text;
 use super::ReportError;
 
@@ -49,11 +49,62 @@ pub(crate) enum Unit {
 }
 
 impl Unit {
-    fn tick(self, value: f64) -> String {
-        match self {
-            Unit::Count => three_digits(value),
-            Unit::Bytes => format_bytes(value.max(0.0) as u64),
-            Unit::Nanoseconds => format_duration_ns(value.max(0.0) as u64),
+    /// The divisor and suffix that print values up to `max` as round numbers: bytes in the
+    /// binary unit of `max`, nanoseconds in the time unit of `max`, so ticks read `2 MiB`,
+    /// `4 MiB` rather than `1.91 MiB`.
+    fn scale(self, max: f64) -> (f64, &'static str) {
+        const BYTES: [(f64, &str); 4] = [
+            (1.0, "B"),
+            (1024.0, "KiB"),
+            (1024.0 * 1024.0, "MiB"),
+            (1024.0 * 1024.0 * 1024.0, "GiB"),
+        ];
+        const TIMES: [(f64, &str); 6] = [
+            (1.0, "ns"),
+            (1e3, "µs"),
+            (1e6, "ms"),
+            (1e9, "s"),
+            (60e9, "min"),
+            (3600e9, "h"),
+        ];
+        let table: &[(f64, &'static str)] = match self {
+            Unit::Count => return (1.0, ""),
+            Unit::Bytes => &BYTES,
+            Unit::Nanoseconds => &TIMES,
+        };
+        table
+            .iter()
+            .rev()
+            .find(|&&(divisor, _)| max >= divisor)
+            .or(table.first())
+            .copied()
+            .unwrap_or((1.0, ""))
+    }
+}
+
+/// The value axis: its top, in scaled units, and how ticks print.
+struct Axis {
+    divisor: f64,
+    suffix: &'static str,
+    max: f64,
+}
+
+impl Axis {
+    /// The axis for values up to `max` in `unit`.
+    fn new(unit: Unit, max: f64) -> Axis {
+        let (divisor, suffix) = unit.scale(max);
+        Axis {
+            divisor,
+            suffix,
+            max: nice_max(max / divisor),
+        }
+    }
+
+    fn tick(&self, value: f64) -> String {
+        if self.suffix.is_empty() {
+            three_digits(value)
+        } else {
+            format!("{} {}", three_digits(value), self.suffix)
         }
     }
 }
@@ -75,12 +126,19 @@ pub(crate) fn time_chart(
         .flat_map(|s| s.points.iter().map(|p| p.0))
         .fold(0.0f64, f64::max)
         .max(1e-3);
-    let y_max = nice_max(
+    let axis = Axis::new(
+        unit,
         series
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.1))
             .fold(0.0f64, f64::max),
     );
+    for s in &mut series {
+        for point in &mut s.points {
+            point.1 /= axis.divisor;
+        }
+    }
+    let y_max = axis.max;
     let svg = draw(id, |root| {
         let mut chart = ChartBuilder::on(root)
             .margin(12)
@@ -89,13 +147,13 @@ pub(crate) fn time_chart(
             .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
         chart
             .configure_mesh()
-            .light_line_style(WHITE)
+            .light_line_style(TRANSPARENT)
             .bold_line_style(RGBColor(230, 232, 236))
             .axis_style(RGBColor(160, 165, 175))
-            .label_style((FONT, 13))
+            .label_style((FONT, 15))
             .x_desc("seconds since the start")
             .x_label_formatter(&|v| three_digits(*v))
-            .y_label_formatter(&|v| unit.tick(*v))
+            .y_label_formatter(&|v| axis.tick(*v))
             .draw()?;
         // Stacked areas are drawn top layer first, so each lower layer paints over it.
         let order: Vec<&Series> = if stacked {
@@ -130,7 +188,7 @@ pub(crate) fn time_chart(
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, 13))
+            .label_font((FONT, 15))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(200, 204, 210))
             .draw()?;
@@ -149,7 +207,8 @@ pub(crate) fn dot_chart(
     points: &[(f64, f64)],
 ) -> Result<String, ReportError> {
     let x_max = x_max.max(1e-3);
-    let y_max = nice_max(points.iter().map(|p| p.1).fold(0.0f64, f64::max));
+    let axis = Axis::new(unit, points.iter().map(|p| p.1).fold(0.0f64, f64::max));
+    let y_max = axis.max;
     let svg = draw(id, |root| {
         let mut chart = ChartBuilder::on(root)
             .margin(12)
@@ -158,19 +217,19 @@ pub(crate) fn dot_chart(
             .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
         chart
             .configure_mesh()
-            .light_line_style(WHITE)
+            .light_line_style(TRANSPARENT)
             .bold_line_style(RGBColor(230, 232, 236))
             .axis_style(RGBColor(160, 165, 175))
-            .label_style((FONT, 13))
+            .label_style((FONT, 15))
             .x_desc("seconds since the start")
             .x_label_formatter(&|v| three_digits(*v))
-            .y_label_formatter(&|v| unit.tick(*v))
+            .y_label_formatter(&|v| axis.tick(*v))
             .draw()?;
         chart.draw_series(
             points
                 .iter()
                 .take(MAX_POINTS * 2)
-                .map(|&(x, y)| Circle::new((x, y), 3, colour.filled())),
+                .map(|&(x, y)| Circle::new((x, y / axis.divisor), 3, colour.filled())),
         )?;
         Ok(())
     })?;
@@ -196,7 +255,11 @@ pub(crate) fn bar_chart(
     bars: &[Bar],
 ) -> Result<String, ReportError> {
     let n = bars.len().max(1);
-    let y_max = nice_max(bars.iter().map(|b| b.value).fold(0.0f64, f64::max));
+    let axis = Axis::new(unit, bars.iter().map(|b| b.value).fold(0.0f64, f64::max));
+    let y_max = axis.max;
+    // plotters' segments of `0..k` are k + 1 (its discrete ranges include their end), and a
+    // range of one value draws a bar of negative width: one bar gets an empty neighbour.
+    let last = if n > 1 { n - 1 } else { 1 };
     // Every label when they fit, else every other one.
     let step = if n > 14 { 2 } else { 1 };
     let svg = draw(id, |root| {
@@ -204,14 +267,14 @@ pub(crate) fn bar_chart(
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(72)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..y_max)?;
+            .build_cartesian_2d((0..last).into_segmented(), 0.0..y_max)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .light_line_style(WHITE)
+            .light_line_style(TRANSPARENT)
             .bold_line_style(RGBColor(230, 232, 236))
             .axis_style(RGBColor(160, 165, 175))
-            .label_style((FONT, 12))
+            .label_style((FONT, 14))
             .x_desc(x_desc)
             .x_labels(n + 1)
             .x_label_formatter(&|v| match v {
@@ -220,13 +283,13 @@ pub(crate) fn bar_chart(
                 }
                 _ => String::new(),
             })
-            .y_label_formatter(&|v| unit.tick(*v))
+            .y_label_formatter(&|v| axis.tick(*v))
             .draw()?;
         chart.draw_series(bars.iter().enumerate().map(|(i, bar)| {
             let mut rect = Rectangle::new(
                 [
                     (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), bar.value),
+                    (SegmentValue::Exact(i + 1), bar.value / axis.divisor),
                 ],
                 bar.colour.filled(),
             );

@@ -14,11 +14,11 @@
 //! - open fds: `bad` on a steady climb ([`fd_climb`]);
 //! - the window: `bad` when the process exited, `warn` when interrupted or replaced by exec.
 
-use std::collections::BTreeMap;
+use goroscope_model::recording::{Ended, Recording, SyscallSummary};
 
-use goroscope_model::recording::{Ended, Recording, SyscallSummary, WaitCategory};
-
-use super::format::{format_bytes, format_count, format_duration_ns, format_rate, format_share};
+pub use super::fd_climb::{fd_climb, FdClimb, FD_CLIMB_MIN_POINTS, FD_CLIMB_WINDOWS};
+use super::findings_go;
+use super::format::{format_count, format_duration_ns, format_rate, format_share};
 use super::time_value;
 use crate::profile::function_totals;
 
@@ -110,69 +110,6 @@ pub struct Finding {
     pub text: String,
 }
 
-/// A steady climb of open file descriptors (see [`fd_climb`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct FdClimb {
-    /// Open fds at the first point.
-    pub from: u64,
-    /// Open fds at the last point.
-    pub to: u64,
-    /// `(to - from)` per minute of the points' span.
-    pub per_minute: f64,
-    /// Window-to-window steps in which the floor rose.
-    pub rising_steps: usize,
-    /// Window-to-window steps looked at.
-    pub steps: usize,
-}
-
-/// Fewest points [`fd_climb`] judges.
-pub const FD_CLIMB_MIN_POINTS: usize = 10;
-/// Windows [`fd_climb`] cuts the points into.
-pub const FD_CLIMB_WINDOWS: usize = 10;
-
-/// Whether open fds climb steadily over `points` (`(at_ns, fds)`, in time order): a leak of
-/// descriptors, even when it is slow.
-///
-/// The rule: with at least [`FD_CLIMB_MIN_POINTS`] points, cut them into
-/// [`FD_CLIMB_WINDOWS`] consecutive windows of (nearly) equal size and take each window's
-/// *floor*, its lowest value. It is a climb when the floor rose in at least 80 % of the
-/// window-to-window steps. Floors ignore the churn of descriptors opened and closed within a
-/// window (a busy server's sockets), so a noisy flat series is not a climb, a leak under
-/// churn is, and a single jump (a pool filled once) rises in only one step and is not.
-pub fn fd_climb(points: &[(u64, u64)]) -> Option<FdClimb> {
-    let n = points.len();
-    if n < FD_CLIMB_MIN_POINTS {
-        return None;
-    }
-    let floors: Vec<u64> = (0..FD_CLIMB_WINDOWS)
-        .filter_map(|w| {
-            let start = w * n / FD_CLIMB_WINDOWS;
-            let end = (w + 1) * n / FD_CLIMB_WINDOWS;
-            points[start..end].iter().map(|&(_, fds)| fds).min()
-        })
-        .collect();
-    let steps = floors.len().saturating_sub(1);
-    let rising_steps = floors.windows(2).filter(|pair| pair[1] > pair[0]).count();
-    if steps == 0 || rising_steps * 5 < steps * 4 {
-        return None;
-    }
-    let (first_ns, from) = points[0];
-    let (last_ns, to) = points[n - 1];
-    let minutes = last_ns.saturating_sub(first_ns) as f64 / 60e9;
-    let per_minute = if minutes > 0.0 {
-        (to as f64 - from as f64) / minutes
-    } else {
-        0.0
-    };
-    Some(FdClimb {
-        from,
-        to,
-        per_minute,
-        rising_steps,
-        steps,
-    })
-}
-
 /// Every finding of `recording`, worst first (in the order of the sections within a severity).
 pub fn findings(recording: &Recording) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -191,10 +128,10 @@ pub fn findings(recording: &Recording) -> Vec<Finding> {
             ),
         }),
         Some(_) => {
-            leaks(recording, &mut out);
-            waits(recording, &mut out);
-            gc(recording, &mut out);
-            scheduler(recording, &mut out);
+            findings_go::leaks(recording, &mut out);
+            findings_go::waits(recording, &mut out);
+            findings_go::gc(recording, &mut out);
+            findings_go::scheduler(recording, &mut out);
         }
     }
     cpu(recording, &mut out);
@@ -204,7 +141,7 @@ pub fn findings(recording: &Recording) -> Vec<Finding> {
     out
 }
 
-fn push(out: &mut Vec<Finding>, kind: FindingKind, severity: Severity, text: String) {
+pub(crate) fn push(out: &mut Vec<Finding>, kind: FindingKind, severity: Severity, text: String) {
     out.push(Finding {
         kind,
         severity,
@@ -251,234 +188,6 @@ fn ended(recording: &Recording, out: &mut Vec<Finding>) {
         ),
     };
     push(out, FindingKind::Ended, severity, text);
-}
-
-/// `function file:line`, or what is known of it.
-fn place(location: &goroscope_model::goroutines::CodeLocation) -> String {
-    match (location.function.is_empty(), location.line) {
-        (true, 0) => "an unknown place".to_string(),
-        (false, 0) => location.function.clone(),
-        (_, line) => format!("{} ({}:{line})", location.function, location.file),
-    }
-}
-
-/// Leak suspects shown one by one; the rest are counted.
-const LEAKS_LISTED: usize = 3;
-
-fn leaks(recording: &Recording, out: &mut Vec<Finding>) {
-    let Some(go) = &recording.go else { return };
-    let suspects = &go.health.leak_suspects;
-    if suspects.is_empty() {
-        push(
-            out,
-            FindingKind::Leak,
-            Severity::Ok,
-            "No goroutine leak suspects.".to_string(),
-        );
-        return;
-    }
-    for suspect in suspects.iter().take(LEAKS_LISTED) {
-        let severity = if suspect.growing || suspect.stuck {
-            Severity::Bad
-        } else {
-            Severity::Warn
-        };
-        let growth = if suspect.growth != 0 || suspect.growing {
-            format!(
-                "growing {} ({:+} over the horizon)",
-                format_rate(suspect.growth_per_minute, "min"),
-                suspect.growth
-            )
-        } else {
-            "not growing".to_string()
-        };
-        let creator = if suspect.start_function.is_empty() {
-            String::new()
-        } else {
-            format!(" running {}", suspect.start_function)
-        };
-        push(
-            out,
-            FindingKind::Leak,
-            severity,
-            format!(
-                "Leak suspect: {} goroutines blocked in {} for at least {}, {growth}; created at {}{creator}, blocked at {}.",
-                format_count(suspect.count),
-                suspect.wait_reason,
-                format_duration_ns(suspect.min_blocked_ns),
-                place(&suspect.creation),
-                place(&suspect.blocked_at),
-            ),
-        );
-    }
-    if suspects.len() > LEAKS_LISTED {
-        push(
-            out,
-            FindingKind::Leak,
-            Severity::Warn,
-            format!(
-                "{} more leak suspects (see Leaks).",
-                suspects.len() - LEAKS_LISTED
-            ),
-        );
-    }
-}
-
-/// Goroutine time by wait category, in [`WaitCategory::ALL`] order.
-pub(crate) fn time_by_category(recording: &Recording) -> Vec<(WaitCategory, u64)> {
-    let mut sums: BTreeMap<WaitCategory, u64> = BTreeMap::new();
-    if let Some(go) = &recording.go {
-        for wait in &go.wait_time {
-            let sum = sums.entry(WaitCategory::of(&wait.reason)).or_default();
-            *sum = sum.saturating_add(wait.goroutine_ns);
-        }
-    }
-    WaitCategory::ALL
-        .into_iter()
-        .filter_map(|category| sums.get(&category).map(|&ns| (category, ns)))
-        .collect()
-}
-
-fn waits(recording: &Recording, out: &mut Vec<Finding>) {
-    let by_category = time_by_category(recording);
-    let total: u64 = by_category.iter().map(|&(_, ns)| ns).sum();
-    if total == 0 {
-        return;
-    }
-    let mut ranked = by_category.clone();
-    ranked.sort_by_key(|&(_, ns)| std::cmp::Reverse(ns));
-    let shares: Vec<String> = ranked
-        .iter()
-        .take(4)
-        .map(|&(category, ns)| {
-            format!(
-                "{} {}",
-                format_share(ns as f64, total as f64),
-                category.name()
-            )
-        })
-        .collect();
-    let of = |wanted: WaitCategory| {
-        by_category
-            .iter()
-            .find(|&&(category, _)| category == wanted)
-            .map_or(0, |&(_, ns)| ns)
-    };
-    let (running, runnable, locks) = (
-        of(WaitCategory::Running),
-        of(WaitCategory::Runnable),
-        of(WaitCategory::Locks),
-    );
-    let mut severity = Severity::Ok;
-    let mut text = format!("Goroutine time: {}.", shares.join(", "));
-    if running > 0 && runnable * 4 >= running {
-        severity = Severity::Warn;
-        text.push_str(&format!(
-            " Goroutines waited for a CPU {} as long as they ran: the process is short of CPU.",
-            format_share(runnable as f64, running as f64)
-        ));
-    }
-    if locks * 5 >= total {
-        severity = Severity::Warn;
-        text.push_str(" Lock contention takes a large share.");
-    }
-    push(out, FindingKind::Waits, severity, text);
-}
-
-/// The `q` quantile of `values` by nearest rank; `None` when empty.
-pub(crate) fn nearest_rank(values: &mut [u64], q: f64) -> Option<u64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_unstable();
-    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    Some(values[rank - 1])
-}
-
-fn gc(recording: &Recording, out: &mut Vec<Finding>) {
-    let Some(go) = &recording.go else { return };
-    let summary = &go.health.gc;
-    let mut pauses: Vec<u64> = go.gc_pauses.iter().map(|pause| pause.pause_ns).collect();
-    let (p99, max) = if pauses.is_empty() {
-        (summary.pause_p99_ns, summary.pause_max_ns)
-    } else {
-        (nearest_rank(&mut pauses, 0.99), pauses.last().copied())
-    };
-    let mut parts = Vec::new();
-    if let Some(p99) = p99 {
-        parts.push(format!(
-            "pause p99 {}, max {}",
-            format_duration_ns(p99),
-            format_duration_ns(max.unwrap_or(p99))
-        ));
-    }
-    let minutes = recording.window.recorded_ns as f64 / 60e9;
-    if summary.cycles_in_window > 0 && minutes > 0.0 {
-        parts.push(format!(
-            "{} cycles ({:.0}/min)",
-            summary.cycles_in_window,
-            summary.cycles_in_window as f64 / minutes
-        ));
-    }
-    if let (Some(live), Some(goal)) = (summary.heap_live_bytes, summary.heap_goal_bytes) {
-        parts.push(format!(
-            "heap {} live of a {} goal",
-            format_bytes(live),
-            format_bytes(goal)
-        ));
-    }
-    if parts.is_empty() {
-        return;
-    }
-    let severity = match p99 {
-        Some(p99) if p99 >= 10_000_000 => Severity::Bad,
-        Some(p99) if p99 >= 1_000_000 => Severity::Warn,
-        _ => Severity::Ok,
-    };
-    push(
-        out,
-        FindingKind::Gc,
-        severity,
-        format!("GC: {}.", parts.join("; ")),
-    );
-}
-
-fn scheduler(recording: &Recording, out: &mut Vec<Finding>) {
-    let points: Vec<_> = recording
-        .timeline
-        .iter()
-        .filter_map(|point| point.go.as_ref())
-        .collect();
-    let Some(last) = points.last() else { return };
-    let queued: Vec<u64> = points
-        .iter()
-        .map(|p| u64::from(p.global_runqueue) + u64::from(p.local_runqueues))
-        .collect();
-    let max = queued.iter().copied().max().unwrap_or(0);
-    let mean = queued.iter().sum::<u64>() as f64 / queued.len() as f64;
-    let idle = points.iter().map(|p| f64::from(p.idle_ps)).sum::<f64>() / points.len() as f64;
-    let procs = f64::from(last.gomaxprocs.max(1));
-    let severity = if mean > 4.0 * procs {
-        Severity::Bad
-    } else if mean > procs {
-        Severity::Warn
-    } else {
-        Severity::Ok
-    };
-    let verdict = match severity {
-        Severity::Ok => "no backlog",
-        _ => "a backlog: goroutines wait for a P",
-    };
-    push(
-        out,
-        FindingKind::Scheduler,
-        severity,
-        format!(
-            "Run queues: {verdict} (mean {mean:.1}, max {} goroutines queued for GOMAXPROCS={}; {idle:.1} idle Ps on average).",
-            format_count(max),
-            last.gomaxprocs
-        ),
-    );
 }
 
 fn cpu(recording: &Recording, out: &mut Vec<Finding>) {
@@ -603,7 +312,7 @@ fn fds(recording: &Recording, out: &mut Vec<Finding>) {
             FindingKind::Fds,
             Severity::Bad,
             format!(
-                "Open fds climb steadily: {} → {}, {}, rising in {} of {} tenths of the recording: a descriptor leak.",
+                "Open fds climb steadily: {} → {}, {}; their floor rose in {} of {} steps between tenths of the recording. A descriptor leak.",
                 format_count(climb.from),
                 format_count(climb.to),
                 format_rate(climb.per_minute, "min"),

@@ -18,7 +18,7 @@ use super::html::{empty, text};
 use crate::profile::folded_stacks;
 
 /// Width of the graph in SVG units.
-const WIDTH: f64 = 1200.0;
+const WIDTH: f64 = 1000.0;
 /// Height of one frame.
 const FRAME_HEIGHT: u32 = 17;
 /// Most frames drawn: beyond it, the narrowest are left out.
@@ -179,9 +179,9 @@ pub(crate) fn flame_graph_html(
     out.push_str("</svg>");
     let _ = write!(
         out,
-        "<p class=\"fg-note\">{} in all. Click a frame to zoom, search to highlight; frames narrower than {} of the total are left out.</p></div>",
+        "<p class=\"fg-note\">{} in all. Click a frame to zoom, search to highlight; frames under {:.2} % of the total are left out.</p></div>",
         text(&format.show(total)),
-        text(&format_share(threshold as f64, total as f64)),
+        threshold as f64 * 100.0 / total as f64,
     );
 }
 

@@ -63,6 +63,9 @@ pub(crate) fn format_share(part: f64, whole: f64) -> String {
         return "0 %".to_string();
     }
     let percent = part * 100.0 / whole;
+    if percent == 0.0 {
+        return "0 %".to_string();
+    }
     if percent > 0.0 && percent < 0.1 {
         return "<0.1 %".to_string();
     }

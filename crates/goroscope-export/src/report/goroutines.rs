@@ -196,9 +196,10 @@ fn location_cell(location: &CodeLocation) -> Cell {
     if location.function.is_empty() && location.line == 0 {
         return Cell::text("unknown");
     }
+    // Long paths may break after a `/`, not in the middle of a name.
     Cell::html(format!(
         "<code>{}</code><br><small><code>{}</code></small>",
-        text(&file_line(location)),
+        text(&file_line(location)).replace('/', "/<wbr>"),
         text(&location.function)
     ))
 }

@@ -19,7 +19,9 @@
 //! - charts: `<figure class="chart" id="chart-…">` with an inline `<svg>`.
 
 mod chart;
+mod fd_climb;
 pub mod findings;
+mod findings_go;
 mod flame;
 mod format;
 mod goroutines;

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use goroscope_model::recording::{Recording, WaitCategory};
 
 use super::chart::{bar_chart, dot_chart, time_chart, Bar, Series, Unit};
-use super::findings::{nearest_rank, time_by_category};
+use super::findings_go::{nearest_rank, time_by_category};
 use super::flame::flame_graph_html;
 use super::format::{format_bytes, format_count, format_duration_ns};
 use super::html::{empty, text, Cell, Table};
