@@ -101,7 +101,7 @@ impl Axis {
     }
 
     fn tick(&self, value: f64) -> String {
-        if self.suffix.is_empty() {
+        if self.suffix.is_empty() || value == 0.0 {
             three_digits(value)
         } else {
             format!("{} {}", three_digits(value), self.suffix)

@@ -103,7 +103,8 @@ pub(crate) fn syscalls(recording: &Recording, out: &mut String) -> Result<(), Re
     Ok(())
 }
 
-/// Quarter-octave `buckets` merged into octaves, from the first non-empty to the last.
+/// Quarter-octave `buckets` merged into octaves, from two before the first non-empty one to
+/// two after the last.
 fn octaves(buckets: &[u64], colour: usize) -> Vec<Bar> {
     let mut merged: Vec<(usize, u64)> = Vec::new();
     for (i, &count) in buckets.iter().enumerate() {
@@ -118,13 +119,18 @@ fn octaves(buckets: &[u64], colour: usize) -> Vec<Bar> {
     let (Some(first), Some(last)) = (first, last) else {
         return Vec::new();
     };
+    // Two empty octaves on each side, so a narrow distribution still reads as one.
+    let (first, last) = (
+        first.saturating_sub(2),
+        (last + 2).min(merged.len().saturating_sub(1)),
+    );
     merged[first..=last]
         .iter()
         .map(|&(octave, count)| {
             let upper = bucket_upper_bound_ns(octave * 4);
             Bar {
                 label: if upper.is_finite() {
-                    format_duration_ns(upper as u64)
+                    format!("≤{}", format_duration_ns(upper as u64))
                 } else {
                     "more".to_string()
                 },
