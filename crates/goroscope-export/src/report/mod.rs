@@ -1,12 +1,13 @@
 //! The HTML report of `goroscope record`: one self-contained HTML5 file rendered from a
 //! [`Recording`], readable offline with nothing fetched.
 //!
-//! The page opens with the verdict ([`findings`]), then one `<section>` per subject:
-//! `goroutines`, `leaks`, `waits`, `cpu`, `gc`, `scheduler`, `syscalls`, `tcp`, `files`, `fds`,
-//! `notes`. Charts are SVG drawn here with plotters ([`chart`]), flame graphs SVG drawn here
-//! too ([`flame`]), with a little inline script for sortable tables and flame-graph zoom and
-//! search. Every text that came from the process goes through [`html::text`]; the script and
-//! style are constants, so nothing from the recording ever lands inside `<script>`.
+//! The page opens with the verdict ([`findings()`](findings::findings)), then one
+//! `<section>` per subject: `goroutines`, `leaks`, `waits`, `cpu`, `gc`, `scheduler`,
+//! `syscalls`, `tcp`, `files`, `fds`, `notes`. Charts are SVG drawn here with plotters (module
+//! `chart`), flame graphs SVG drawn here too (module `flame`), with a little inline script for
+//! sortable tables and flame-graph zoom and search. Every text that came from the process goes
+//! through one escaping function (`html::text`); the script and style are constants, so
+//! nothing from the recording ever lands inside `<script>`.
 //!
 //! DOM contract (tests and browser checks rely on it):
 //! - findings: `<section id="summary">` with one `<li class="finding {ok|warn|bad}"
