@@ -58,7 +58,7 @@ pub enum ReportError {
     Chart {
         /// The chart's id (`goroutines`, `heap`, …).
         chart: String,
-        /// plotters' error, as text (its error type borrows the drawing backend).
+        /// plotters' error, as text (so plotters' types stay out of this crate's API).
         message: String,
     },
 }
