@@ -1,7 +1,8 @@
 //! goroscope's outputs: the Prometheus exposition (collected values in, the
 //! Prometheus text format 0.0.4 or OpenMetrics 1.0.0 text out) and the profile
 //! outputs (a [`goroscope_model::profile::Profile`] in, pprof protobuf, folded
-//! stacks, an SVG flame graph or a top table out; see [`ProfileFormat`]).
+//! stacks, an SVG flame graph or a top table out; see [`ProfileFormat`]) and the
+//! self-contained HTML report of a recording ([`report::render_html`]).
 //!
 //! Pure and allocation-conscious: a scrape fills [`Family`]s, pushes them
 //! into an [`Exposition`] (which sorts, merges and deduplicates), optionally
@@ -38,6 +39,7 @@ mod negotiate;
 mod number;
 mod profile;
 mod render;
+pub mod report;
 
 pub use exposition::Exposition;
 pub use family::{Family, MetricType};

@@ -16,8 +16,10 @@ use std::path::Path;
 
 pub use flame::{flame_graph, FlameGraphError};
 pub use folded::folded;
+pub(crate) use folded::folded_stacks;
 pub use pprof::pprof;
 pub use top::top_table;
+pub(crate) use top::totals as function_totals;
 
 /// A way to write a profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -13,10 +13,13 @@ use goroscope_model::profile::Profile;
 const EMPTY_STACK: &str = "[unknown]";
 
 /// A function's totals.
-struct Row {
-    name: String,
-    flat: i64,
-    cum: i64,
+pub(crate) struct Row {
+    /// The function, as [`Profile::frame_names`] names it (not escaped).
+    pub(crate) name: String,
+    /// What its own code holds.
+    pub(crate) flat: i64,
+    /// What it and its callees hold.
+    pub(crate) cum: i64,
 }
 
 /// A text table of `profile`'s functions by `values[value]`, like `go tool pprof -top`: a
@@ -74,7 +77,7 @@ pub fn top_table(profile: &Profile, value: usize, rows: usize) -> String {
 }
 
 /// Every function's flat and cum, sorted for the table, and the total of all samples.
-fn totals(profile: &Profile, value: usize) -> (Vec<Row>, i64) {
+pub(crate) fn totals(profile: &Profile, value: usize) -> (Vec<Row>, i64) {
     let mut table: Vec<Row> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut in_sample: Vec<usize> = Vec::new();
