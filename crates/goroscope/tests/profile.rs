@@ -813,13 +813,33 @@ fn agrees_with_gos_own_profiler() {
     // the 3:1 itself is judged on goroscope's.
     let our_ratio = our_main["main.hot"] / our_main["main.cold"];
     let their_ratio = their_main["main.hot"] / their_main["main.cold"];
-    assert_ratio(
-        "goroscope beside Go's profiler: main.hot : main.cold",
-        our_main["main.hot"],
-        our_main["main.cold"],
-        HOT_TO_COLD,
-        &context,
-    );
+    let (hot, cold) = (our_main["main.hot"], our_main["main.cold"]);
+    // A target that got under 40 % of a CPU ran in slices shorter than its 2.8 ms hot/cold
+    // cycle, and each sample fell at a chance point of it (see split_profile): its split is then
+    // only as good as its sample count, and is judged against that binomial noise (4 standard
+    // deviations) instead of 10 %.
+    if (hot + cold) / 3.0 >= 0.4 {
+        assert_ratio(
+            "goroscope beside Go's profiler: main.hot : main.cold",
+            hot,
+            cold,
+            HOT_TO_COLD,
+            &context,
+        );
+    } else {
+        let samples = (hot + cold) / PRECISE_PERIOD;
+        let expected = HOT_TO_COLD / (HOT_TO_COLD + 1.0);
+        let share = hot / (hot + cold);
+        let sd = (expected * (1.0 - expected) / samples).sqrt();
+        assert!(
+            (share - expected).abs() <= 4.0 * sd,
+            "goroscope beside Go's profiler (starved: {samples:.0} samples): main.hot has \
+             {:.1} % of main.hot + main.cold, expected {:.1} % ± {:.1}\n{context}",
+            share * 100.0,
+            expected * 100.0,
+            400.0 * sd
+        );
+    }
     assert!(
         (0.5..=2.0).contains(&(their_ratio / our_ratio)),
         "hot:cold is {our_ratio:.2} in goroscope's profile but {their_ratio:.2} in Go's\n{context}"
