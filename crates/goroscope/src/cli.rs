@@ -33,6 +33,12 @@ pub enum Command {
     /// frames, goroutines and their pprof labels), as pprof, folded stacks, a flame graph or a
     /// table of the top functions.
     Profile(ProfileArgs),
+    /// Watch one process for a while and write one self-contained HTML report of its health:
+    /// goroutines and leak suspects, where goroutines wait, CPU and wall-clock flame graphs, GC,
+    /// scheduler, syscalls, TCP, files and descriptors.
+    Record(RecordArgs),
+    /// Render a report again from the JSON of a recording (`goroscope record --format json`).
+    Report(ReportArgs),
     /// Run continuously and serve everything collected as Prometheus metrics on /metrics
     /// (also /healthz and /readyz). SIGHUP reloads the config file.
     Agent(AgentArgs),
@@ -143,6 +149,55 @@ pub struct ProfileArgs {
     /// Output format: pprof, folded, svg or text.
     #[arg(long, value_name = "FORMAT", value_parser = parse_profile_format)]
     pub format: Option<goroscope_export::ProfileFormat>,
+}
+
+/// `goroscope record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The process to record.
+    #[arg(long, value_name = "PID")]
+    pub pid: u32,
+    /// How long to record (e.g. 30s, 2m); Ctrl-C ends early and still writes the report.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
+    pub duration: Duration,
+    /// Time between goroutine snapshots and timeline points (e.g. 100ms, 1s).
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "100ms")]
+    pub interval: Duration,
+    /// Write the report here.
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "report.html")]
+    pub output: std::path::PathBuf,
+    /// `html` (the report) or `json` (the recording, for `goroscope report`). Default: from
+    /// the output's name (`.json` is json), else html.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_report_format)]
+    pub format: Option<ReportFormat>,
+}
+
+/// `goroscope report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A recording written by `goroscope record --format json`.
+    #[arg(value_name = "DATA.json")]
+    pub data: std::path::PathBuf,
+    /// Write the HTML report here.
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "report.html")]
+    pub output: std::path::PathBuf,
+}
+
+/// What `goroscope record` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// The self-contained HTML report.
+    Html,
+    /// The recording itself, as JSON.
+    Json,
+}
+
+fn parse_report_format(s: &str) -> Result<ReportFormat, String> {
+    match s {
+        "html" => Ok(ReportFormat::Html),
+        "json" => Ok(ReportFormat::Json),
+        _ => Err(format!("unknown format {s:?}; use html or json")),
+    }
 }
 
 fn parse_profile_kind(s: &str) -> Result<goroscope_model::profile::ProfileKind, String> {

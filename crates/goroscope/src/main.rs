@@ -28,6 +28,8 @@ fn main() -> ExitCode {
         Command::Syscalls(args) => commands::syscalls::run(args),
         Command::Goroutines(args) => commands::goroutines::run(args),
         Command::Profile(args) => commands::profile::run(args),
+        Command::Record(args) => commands::record::run(args),
+        Command::Report(args) => commands::report::run(args),
         Command::Agent(args) => agent::run(args),
     };
     match result {

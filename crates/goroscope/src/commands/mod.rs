@@ -3,6 +3,8 @@
 pub mod doctor;
 pub mod goroutines;
 pub mod profile;
+pub mod record;
+pub mod report;
 pub mod syscalls;
 pub mod trace;
 
