@@ -1,26 +1,31 @@
-//! Flame graphs as inline SVG, one per profile, that several can share a page: frames are
-//! `<g>` elements carrying their position in value units (`data-x`, `data-w`) and depth
-//! (`data-d`), and the page's script (`script.js`) zooms on click and highlights a search.
+//! Flame graphs drawn by `inferno`, inlined in the page as SVG, one per profile, so that
+//! several can share a page; the page's script (`script.js`) zooms on click, resets and
+//! highlights a search.
 //!
-//! Why not inferno's SVG (which `goroscope profile --format svg` writes)? Its script assumes it
-//! is the root document and records zoom and search in the URL with `history.replaceState`,
-//! which throws a `SecurityError` in a sandboxed `srcdoc` or `data:` frame (only the fragment
-//! of such a URL may change) — the only ways to embed it in one file without it taking over
-//! the page. The frames and their order are the same as inferno's: the profile's folded stacks
-//! ([`crate::profile::folded_stacks`]), siblings sorted by name, root at the bottom.
+//! inferno draws them from the profile's folded stacks ([`crate::profile::folded_stacks`]),
+//! like `goroscope profile --format svg`, but with `no_javascript`: inferno's own script
+//! records zoom and search in the URL with `history.replaceState`, which throws in a
+//! sandboxed frame, and would take over the page. Its SVG is then made fit for inlining in
+//! HTML ([`inline`]): the XML declaration, DTD, comments, `xmlns` attributes, its `<style>`
+//! (which would style every SVG of the page) and `<script>`, the gradient background (a
+//! `url(#…)` reference) and the search and reset texts its script drove (the page has HTML
+//! controls for them) are left out; ids get the graph's id as a prefix, unique on the page;
+//! the `fg:x`/`fg:w` extents, in a namespace named by a URL, become `data-x`/`data-w`.
+//!
+//! Frames of each graph are capped: those under [`MIN_SHARE`] of the total, and beyond the
+//! [`MAX_FRAMES`] widest, are pruned by inferno's `min_width`; stacks are cut at
+//! [`MAX_DEPTH`] frames.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use goroscope_model::profile::Profile;
+use inferno::flamegraph::{self, Options};
 
-use super::format::{format_count, format_duration_ns, format_share};
+use super::format::{format_count, format_duration_ns};
 use super::html::{empty, text};
 use crate::profile::folded_stacks;
 
-/// Width of the graph in SVG units.
-const WIDTH: f64 = 1000.0;
-/// Height of one frame.
-const FRAME_HEIGHT: u32 = 17;
 /// Most frames drawn: beyond it, the narrowest are left out.
 const MAX_FRAMES: usize = 3000;
 /// [`MAX_FRAMES`], for the page's tests.
@@ -30,63 +35,67 @@ pub(crate) const MAX_FRAMES_FOR_TESTS: usize = MAX_FRAMES;
 const MIN_SHARE: f64 = 0.0005;
 /// Deepest frame drawn.
 const MAX_DEPTH: usize = 256;
-/// Average width of a character of the labels, in SVG units (11 px sans-serif).
-const CHAR_WIDTH: f64 = 6.6;
+/// Width of the graph in SVG units (the page's script reads it from the `viewBox`).
+const IMAGE_WIDTH: usize = 1000;
 
-/// A frame of the merged stacks.
-struct Node {
-    name: String,
-    value: i64,
-    children: Vec<usize>,
-}
-
-/// The merged stacks of `profile`'s `values[value]`: node 0 is the root (`all`).
-fn tree(profile: &Profile, value: usize) -> Vec<Node> {
-    let mut nodes = vec![Node {
-        name: "all".to_string(),
-        value: 0,
-        children: Vec::new(),
-    }];
+/// The stacks to draw: each folded stack with a positive value, cut at [`MAX_DEPTH`] frames
+/// (stacks that become the same are summed).
+fn stacks(profile: &Profile, value: usize) -> BTreeMap<String, i64> {
+    let mut stacks: BTreeMap<String, i64> = BTreeMap::new();
     for (stack, total) in folded_stacks(profile, value) {
         if total <= 0 {
             continue;
         }
-        nodes[0].value = nodes[0].value.saturating_add(total);
-        let mut at = 0;
-        for frame in stack.split(';').take(MAX_DEPTH) {
-            let existing = nodes[at]
-                .children
-                .iter()
-                .copied()
-                .find(|&child| nodes[child].name == frame);
-            at = match existing {
-                Some(child) => child,
-                None => {
-                    nodes.push(Node {
-                        name: frame.to_string(),
-                        value: 0,
-                        children: Vec::new(),
-                    });
-                    let child = nodes.len() - 1;
-                    nodes[at].children.push(child);
-                    child
-                }
-            };
-            nodes[at].value = nodes[at].value.saturating_add(total);
-        }
+        let stack = match stack.match_indices(';').nth(MAX_DEPTH - 1) {
+            Some((at, _)) => stack[..at].to_string(),
+            None => stack,
+        };
+        let sum = stacks.entry(stack).or_insert(0);
+        *sum = sum.saturating_add(total);
     }
-    nodes
+    stacks
 }
 
-/// The deepest level of `node` (0 for a leaf).
-fn depth(nodes: &[Node], node: usize, threshold: i64) -> usize {
-    nodes[node]
-        .children
-        .iter()
-        .filter(|&&child| nodes[child].value >= threshold)
-        .map(|&child| 1 + depth(nodes, child, threshold))
-        .max()
-        .unwrap_or(0)
+/// The value of every frame of the merged `stacks` (the root, `all`, included), in no order.
+fn frame_values(stacks: &BTreeMap<String, i64>) -> Vec<i64> {
+    // A prefix of the stack (its frames up to one) and the sum of the stacks under it. The
+    // stacks are sorted, so the frames of a prefix are consecutive: a frame ends where the
+    // next stack differs from its prefix.
+    let mut values = Vec::new();
+    let mut open: Vec<(&str, i64)> = Vec::new();
+    let mut all: i64 = 0;
+    for (stack, &total) in stacks {
+        all = all.saturating_add(total);
+        let frames: Vec<&str> = stack.split(';').collect();
+        let common = open
+            .iter()
+            .zip(&frames)
+            .take_while(|((name, _), frame)| name == *frame)
+            .count();
+        values.extend(open.drain(common..).map(|(_, value)| value));
+        for frame in &frames[common..] {
+            open.push((frame, 0));
+        }
+        for (_, value) in &mut open {
+            *value = value.saturating_add(total);
+        }
+    }
+    values.extend(open.into_iter().map(|(_, value)| value));
+    values.push(all);
+    values
+}
+
+/// The narrowest frame value drawn: at least [`MIN_SHARE`] of `total`, and such that no more
+/// than [`MAX_FRAMES`] frames are as wide.
+fn threshold(mut values: Vec<i64>, total: i64) -> i64 {
+    let mut threshold = ((total as f64 * MIN_SHARE).ceil() as i64).max(1);
+    values.sort_unstable_by(|a, b| b.cmp(a));
+    if let Some(&narrowest) = values.get(MAX_FRAMES - 1) {
+        // Ties with the last one kept would pass the cap: leave them all out.
+        let tied = values.get(MAX_FRAMES) == Some(&narrowest);
+        threshold = threshold.max(if tied { narrowest + 1 } else { narrowest });
+    }
+    threshold
 }
 
 /// How the values read: nanoseconds as durations, anything else as counts of `kind`.
@@ -121,132 +130,172 @@ pub(crate) fn flame_graph_html(
         out.push_str("</div>");
         return;
     };
-    let nodes = tree(profile, value);
-    let total = nodes[0].value;
+    let stacks = stacks(profile, value);
+    let total = stacks.values().fold(0i64, |sum, &v| sum.saturating_add(v));
     if total <= 0 {
         empty(out, "The profile holds no samples: nothing to draw.");
         out.push_str("</div>");
         return;
     }
+    let sample_type = profile.sample_types.get(value);
     let format = ValueFormat {
-        nanoseconds: profile
-            .sample_types
-            .get(value)
-            .is_some_and(|t| t.unit == "nanoseconds"),
-        kind: profile
-            .sample_types
-            .get(value)
-            .map_or_else(String::new, |t| t.kind.clone()),
+        nanoseconds: sample_type.is_some_and(|t| t.unit == "nanoseconds"),
+        kind: sample_type.map_or_else(String::new, |t| t.kind.clone()),
     };
-    let mut widths: Vec<i64> = nodes.iter().map(|n| n.value).collect();
-    widths.sort_unstable_by(|a, b| b.cmp(a));
-    let mut threshold = ((total as f64 * MIN_SHARE).ceil() as i64).max(1);
-    if let Some(&narrowest) = widths.get(MAX_FRAMES - 1) {
-        threshold = threshold.max(narrowest);
+    let threshold = threshold(frame_values(&stacks), total);
+
+    let mut options = Options::default();
+    options.no_javascript = true;
+    // Colours from a hash of each name: one function, one colour, the same on every run.
+    options.hash = true;
+    options.deterministic = true;
+    // About the width of the page's column, so the labels are drawn near their size.
+    options.image_width = Some(IMAGE_WIDTH);
+    options.title = format!("{} in all", format.show(total));
+    if format.nanoseconds {
+        // inferno rounds each frame's value in the unit shown, and its share from that: the
+        // coarsest unit in which the narrowest frame drawn still counts at least 10.
+        let (factor, unit) = [(1e-6, "ms"), (1e-3, "µs")]
+            .into_iter()
+            .find(|&(factor, _)| threshold as f64 * factor >= 10.0)
+            .unwrap_or((1.0, "ns"));
+        options.factor = factor;
+        options.count_name = unit.to_string();
+    } else {
+        options.count_name = format.kind.clone();
     }
-    let levels = depth(&nodes, 0, threshold) + 1;
-    let height = levels as u32 * FRAME_HEIGHT + 4;
-    let _ = write!(
-        out,
+    // inferno leaves out frames narrower than `min_width` % of the total: half a unit under
+    // the threshold, so that rounding keeps every frame at it.
+    options.min_width = (threshold as f64 - 0.5).max(0.0) * 100.0 / total as f64;
+    let lines: Vec<String> = stacks
+        .iter()
+        .map(|(stack, total)| format!("{stack} {total}"))
+        .collect();
+    let mut svg = Vec::new();
+    let drawn = flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), &mut svg)
+        .map_err(|error| error.to_string())
+        .and_then(|()| String::from_utf8(svg).map_err(|error| error.to_string()));
+    let svg = match drawn {
+        Ok(svg) => svg,
+        Err(error) => {
+            empty(out, &format!("Drawing the flame graph failed: {error}"));
+            out.push_str("</div>");
+            return;
+        }
+    };
+    out.push_str(
         "<div class=\"fg-controls\"><input type=\"search\" class=\"fg-search\" placeholder=\"Search functions\" aria-label=\"Search functions\">\
-         <button type=\"button\" class=\"fg-reset\">Reset zoom</button><span class=\"fg-match\"></span></div>\
-         <svg class=\"fg\" viewBox=\"0 0 {WIDTH} {height}\" data-total=\"{total}\" role=\"img\">"
+         <button type=\"button\" class=\"fg-reset\">Reset zoom</button><span class=\"fg-match\"></span></div>",
     );
-    let mut emitted = 0usize;
-    // Depth-first, with the x offset of each frame in value units.
-    let mut stack: Vec<(usize, usize, i64)> = vec![(0, 0, 0)];
-    while let Some((node, level, x)) = stack.pop() {
-        if emitted >= MAX_FRAMES {
-            break;
-        }
-        let frame = &nodes[node];
-        emitted += 1;
-        write_frame(out, frame, level, x, total, height, &format);
-        // Siblings sorted by name, like inferno.
-        let mut ordered = frame.children.clone();
-        ordered.sort_by(|&a, &b| nodes[a].name.cmp(&nodes[b].name));
-        let mut child_x = x;
-        let mut children = Vec::with_capacity(ordered.len());
-        for child in ordered {
-            if nodes[child].value >= threshold && level + 1 < levels {
-                children.push((child, level + 1, child_x));
-            }
-            child_x += nodes[child].value;
-        }
-        // Pushed in reverse so the first is drawn first.
-        stack.extend(children.into_iter().rev());
-    }
-    out.push_str("</svg>");
+    inline(&svg, id, out);
     let _ = write!(
         out,
-        "<p class=\"fg-note\">{} in all. Click a frame to zoom, search to highlight; frames under {:.2} % of the total are left out.</p></div>",
-        text(&format.show(total)),
+        "<p class=\"fg-note\">Click a frame to zoom, search to highlight; frames under {:.2} % of the total are left out.</p></div>",
         threshold as f64 * 100.0 / total as f64,
     );
 }
 
-/// One frame: its `<g>` with the tooltip, the box and the label that fits.
-fn write_frame(
-    out: &mut String,
-    frame: &Node,
-    level: usize,
-    x: i64,
-    total: i64,
-    height: u32,
-    format: &ValueFormat,
-) {
-    let px = x as f64 / total as f64 * WIDTH;
-    let pw = frame.value as f64 / total as f64 * WIDTH;
-    let y = height - 2 - (level as u32 + 1) * FRAME_HEIGHT;
-    let name = text(&frame.name);
-    let label = fit(&frame.name, pw);
-    let _ = write!(
-        out,
-        "<g data-x=\"{x}\" data-w=\"{w}\" data-d=\"{level}\"><title>{name}\n{shown} ({share})</title>\
-         <rect x=\"{px:.1}\" y=\"{y}\" width=\"{pw:.1}\" height=\"{fh}\" fill=\"{fill}\" rx=\"2\"/>\
-         <text x=\"{tx:.1}\" y=\"{ty}\">{label}</text></g>",
-        w = frame.value,
-        shown = text(&format.show(frame.value)),
-        share = text(&format_share(frame.value as f64, total as f64)),
-        fh = FRAME_HEIGHT - 1,
-        fill = colour(&frame.name, level),
-        tx = px + 3.0,
-        ty = y + 12,
-        label = text(&label),
-    );
+/// Elements of inferno's SVG left out with all they hold, by the start of their start tag.
+const DROPPED_ELEMENTS: [(&str, &str); 6] = [
+    ("<defs", "</defs>"),
+    ("<style", "</style>"),
+    ("<script", "</script>"),
+    ("<text id=\"unzoom\"", "</text>"),
+    ("<text id=\"search\"", "</text>"),
+    ("<text id=\"matched\"", "</text>"),
+];
+
+/// Appends inferno's `svg` to `out` fit for inlining in the HTML page as the graph `id`
+/// (see the module doc). inferno escapes every text and attribute value (`<`, `>`, `&` and
+/// quotes), so a `>` only ever closes a tag.
+fn inline(svg: &str, id: &str, out: &mut String) {
+    let prefix = text(id);
+    // Everything before the root element goes: the XML declaration and the DTD.
+    let mut rest = svg.find("<svg").map_or("", |at| &svg[at..]);
+    let mut root = true;
+    while !rest.is_empty() {
+        let Some(lt) = rest.find('<') else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(&rest[..lt]);
+        rest = &rest[lt..];
+        let dropped_until = if rest.starts_with("<!--") {
+            Some("-->")
+        } else if rest.starts_with("<!") || rest.starts_with("<?") {
+            Some(">")
+        } else {
+            DROPPED_ELEMENTS
+                .iter()
+                .find(|(start, _)| rest.starts_with(start))
+                .map(|&(_, end)| end)
+        };
+        if let Some(end) = dropped_until {
+            rest = rest.find(end).map_or("", |at| &rest[at + end.len()..]);
+            continue;
+        }
+        let Some(gt) = rest.find('>') else { break };
+        let tag = &rest[..=gt];
+        rest = &rest[gt + 1..];
+        write_tag(tag, &prefix, root, out);
+        root = false;
+    }
 }
 
-/// As much of `name` as fits in `width` units, with `..` when cut; empty below 3 characters.
-fn fit(name: &str, width: f64) -> String {
-    let room = ((width - 6.0) / CHAR_WIDTH).floor();
-    if room < 3.0 {
-        return String::new();
+/// Appends the tag `tag` (`<name attributes>`, `<name …/>` or `</name>`) of inferno's SVG
+/// with its attributes made fit for the page; `root` for the outermost `<svg>`.
+fn write_tag(tag: &str, prefix: &str, root: bool, page: &mut String) {
+    if tag.starts_with("</") {
+        page.push_str(tag);
+        return;
     }
-    let room = room as usize;
-    if name.chars().count() <= room {
-        return name.to_string();
+    let mut out = String::with_capacity(tag.len());
+    let (inner, close) = match tag.strip_suffix("/>") {
+        Some(inner) => (&inner[1..], "/>"),
+        None => (&tag[1..tag.len() - 1], ">"),
+    };
+    let (name, mut attributes) = inner.split_once(' ').unwrap_or((inner, ""));
+    let _ = write!(out, "<{name}");
+    if root {
+        out.push_str(" class=\"fg\" role=\"img\"");
     }
-    let mut cut: String = name.chars().take(room - 2).collect();
-    cut.push_str("..");
-    cut
-}
-
-/// A warm colour from a hash of the name, so a function has one colour everywhere; the root
-/// is grey.
-fn colour(name: &str, level: usize) -> String {
-    if level == 0 {
-        return "#c9ccd3".to_string();
+    // `key="value"` pairs: values hold no `"` (inferno escapes them).
+    while let Some((key, after)) = attributes.split_once("=\"") {
+        let Some((value, after)) = after.split_once('"') else {
+            break;
+        };
+        attributes = after;
+        let key = key.trim();
+        // A background painted with a `url(#…)` gradient, or anything naming a URL.
+        if value.contains("url(") || value.contains("://") {
+            if name == "rect" {
+                return;
+            }
+            continue;
+        }
+        match key {
+            "id" => {
+                let _ = write!(out, " id=\"{prefix}-{value}\"");
+            }
+            "fg:x" => {
+                let _ = write!(out, " data-x=\"{value}\"");
+            }
+            "fg:w" => {
+                let _ = write!(out, " data-w=\"{value}\"");
+            }
+            "total_samples" => {
+                let _ = write!(out, " data-total=\"{value}\"");
+            }
+            "onload" | "version" => {}
+            "width" | "height" if root => {}
+            _ if key.starts_with("xmlns") || key.contains(':') => {}
+            _ => {
+                let _ = write!(out, " {key}=\"{value}\"");
+            }
+        }
     }
-    // FNV-1a.
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in name.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    let r = 205 + (hash % 50);
-    let g = 90 + ((hash >> 8) % 140);
-    let b = 40 + ((hash >> 16) % 50);
-    format!("#{r:02x}{g:02x}{b:02x}")
+    out.push_str(close);
+    page.push_str(&out);
 }
 
 #[cfg(test)]
@@ -289,38 +338,167 @@ mod tests {
         profile
     }
 
-    #[test]
-    fn frames_merge_by_stack_and_carry_their_extent() {
+    fn render(id: &str, profile: &Profile) -> String {
+        let mut out = String::new();
+        flame_graph_html(id, Some(profile), 1, "none", &mut out);
+        out
+    }
+
+    fn sample() -> Profile {
         // Leaf first, as profiles store them.
-        let p = profile(&[
+        profile(&[
             (&["main.parse", "main.handle", "main.main"], 30),
             (&["main.write", "main.handle", "main.main"], 10),
             (&["main.main"], 60),
-        ]);
-        let mut out = String::new();
-        flame_graph_html("cpu-flamegraph", Some(&p), 1, "none", &mut out);
+        ])
+    }
+
+    #[test]
+    fn frames_are_drawn_by_inferno_with_their_extent() {
+        let out = render("cpu-flamegraph", &sample());
         assert!(
-            out.starts_with("<div class=\"flamegraph\" id=\"cpu-flamegraph\">"),
-            "{out}"
-        );
-        assert!(out.contains("data-total=\"100\""), "{out}");
-        assert!(
-            out.contains("<g data-x=\"0\" data-w=\"100\" data-d=\"0\"><title>all"),
-            "{out}"
-        );
-        assert!(
-            out.contains("data-x=\"0\" data-w=\"40\" data-d=\"2\"><title>main.handle"),
+            out.starts_with(
+                "<div class=\"flamegraph\" id=\"cpu-flamegraph\"><div class=\"fg-controls\">"
+            ),
             "{out}"
         );
         assert!(
-            out.contains("data-x=\"0\" data-w=\"30\" data-d=\"3\"><title>main.parse"),
+            out.contains("<svg class=\"fg\" role=\"img\" viewBox=\"0 0 1000 134\">"),
             "{out}"
         );
         assert!(
-            out.contains("data-x=\"30\" data-w=\"10\" data-d=\"3\"><title>main.write"),
+            out.contains(
+                "<svg id=\"cpu-flamegraph-frames\" x=\"10\" width=\"980\" data-total=\"100\">"
+            ),
             "{out}"
         );
-        assert_eq!(out.matches("<g ").count(), 5, "{out}");
+        // inferno's frame: tooltip, box in % with its extent in value units, label.
+        assert!(
+            out.contains("<g><title>main.handle (40 ns, 40.00%)</title><rect x=\"60.0000%\" y=\"53\" width=\"40.0000%\" height=\"15\" fill=\"rgb("),
+            "{out}"
+        );
+        assert!(
+            out.contains("data-x=\"60\" data-w=\"40\"/><text x=\"60.3000%\" y=\"63.50\">main.handle</text></g>"),
+            "{out}"
+        );
+        assert!(out.contains("<title>all (100 ns, 100%)</title>"), "{out}");
+        assert!(out.contains("data-x=\"0\" data-w=\"100\"/>"), "{out}");
+        assert!(out.contains("data-x=\"90\" data-w=\"10\"/>"), "{out}");
+        assert_eq!(out.matches("<g>").count(), 5, "{out}");
+        assert_eq!(out.matches("</g>").count(), 5, "{out}");
+        assert!(out.ends_with("</svg></svg><p class=\"fg-note\">Click a frame to zoom, search to highlight; frames under 1.00 % of the total are left out.</p></div>"), "{out}");
+    }
+
+    #[test]
+    fn what_a_page_cannot_hold_is_left_out() {
+        let out = render("cpu-flamegraph", &sample());
+        for unwanted in [
+            "<?xml",
+            "<!",
+            "<script",
+            "<style",
+            "<defs",
+            "xmlns",
+            "fg:",
+            "url(",
+            "://",
+            "onload",
+            "version=",
+            "id=\"title\"",
+            "id=\"frames\"",
+            "Reset Zoom",
+            ">Search<",
+            "total_samples",
+            "width=\"1000\"",
+        ] {
+            assert!(!out.contains(unwanted), "{unwanted} in {out}");
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_on_a_page_with_two_graphs() {
+        let mut page = render("cpu-flamegraph", &sample());
+        page.push_str(&render("wall-flamegraph", &sample()));
+        let ids: Vec<&str> = page
+            .match_indices(" id=\"")
+            .filter_map(|(at, _)| page[at + 5..].split('"').next())
+            .collect();
+        assert!(ids.len() >= 6, "{ids:?}");
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "{ids:?}");
+        assert!(ids.contains(&"wall-flamegraph-frames"), "{ids:?}");
+        assert!(ids.contains(&"cpu-flamegraph-details"), "{ids:?}");
+    }
+
+    #[test]
+    fn the_same_profile_draws_the_same_bytes_and_a_name_keeps_its_colour() {
+        let out = render("cpu-flamegraph", &sample());
+        assert_eq!(out, render("cpu-flamegraph", &sample()));
+        let fill = |out: &str, name: &str| -> String {
+            let at = out.find(&format!("<title>{name} (")).unwrap_or(0);
+            out[at..]
+                .split("fill=\"")
+                .nth(1)
+                .and_then(|f| f.split('"').next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let other = render(
+            "cpu-flamegraph",
+            &profile(&[(&["main.parse", "main.other"], 5)]),
+        );
+        assert!(fill(&out, "main.parse").starts_with("rgb("), "{out}");
+        assert_eq!(fill(&out, "main.parse"), fill(&other, "main.parse"));
+    }
+
+    #[test]
+    fn names_are_escaped() {
+        let out = render(
+            "cpu-flamegraph",
+            &profile(&[(&["<b>&\"'\u{1b}", "main.main"], 10)]),
+        );
+        assert!(!out.contains("<b>"), "{out}");
+        assert!(
+            out.contains("<title>&lt;b&gt;&amp;&quot;&apos;\\e (10 ns, 100.00%)</title>"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn frames_are_capped_in_number_and_depth() {
+        // 1 500 three-frame stacks of distinct names: 4 500 frames, each over the minimum share.
+        let names: Vec<[String; 3]> = (0..1500)
+            .map(|i| [format!("leaf{i}"), format!("mid{i}"), format!("top{i}")])
+            .collect();
+        let stacks: Vec<([&str; 3], i64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, [a, b, c])| ([a.as_str(), b.as_str(), c.as_str()], 1000 + i as i64))
+            .collect();
+        let stacks: Vec<(&[&str], i64)> = stacks.iter().map(|(s, v)| (&s[..], *v)).collect();
+        let out = render("cpu-flamegraph", &profile(&stacks));
+        let frames = out.matches(" data-w=\"").count();
+        assert!(frames <= MAX_FRAMES, "{frames}");
+        assert!(frames >= MAX_FRAMES - 3, "{frames}");
+
+        // Equal widths at the cap: all of them left out rather than the cap passed.
+        let stacks: Vec<(&[&str], i64)> = stacks.iter().take(1100).map(|(s, _)| (*s, 1)).collect();
+        let out = render("cpu-flamegraph", &profile(&stacks));
+        assert_eq!(out.matches("<g>").count(), 1, "{out}");
+
+        let deep: Vec<String> = (0..300).map(|i| format!("f{i}")).collect();
+        let deep: Vec<&str> = deep.iter().map(String::as_str).collect();
+        let out = render("cpu-flamegraph", &profile(&[(&deep, 10)]));
+        assert_eq!(
+            out.matches("<g>").count(),
+            MAX_DEPTH + 1,
+            "all and {MAX_DEPTH} frames"
+        );
+        // Root first: the frames kept are the outermost.
+        assert!(out.contains("<title>f299 ("), "{out}");
+        assert!(!out.contains("<title>f43 ("));
     }
 
     #[test]
@@ -340,12 +518,5 @@ mod tests {
             &mut out,
         );
         assert!(out.contains("class=\"empty\""), "{out}");
-    }
-
-    #[test]
-    fn labels_fit_their_frames() {
-        assert_eq!(fit("main.main", 1200.0), "main.main");
-        assert_eq!(fit("main.main", 10.0), "");
-        assert_eq!(fit("runtime.goexit", 6.5 + 6.0 * CHAR_WIDTH), "runt..");
     }
 }

@@ -4,8 +4,8 @@
 //! The page opens with the verdict ([`findings()`](findings::findings)), then one
 //! `<section>` per subject: `goroutines`, `leaks`, `waits`, `cpu`, `gc`, `scheduler`,
 //! `syscalls`, `tcp`, `files`, `fds`, `notes`. Charts are SVG drawn here with plotters (module
-//! `chart`), flame graphs SVG drawn here too (module `flame`), with a little inline script for
-//! sortable tables and flame-graph zoom and search. Every text that came from the process goes
+//! `chart`), flame graphs SVG drawn by inferno and inlined (module `flame`), with a little
+//! inline script for sortable tables and flame-graph zoom and search. Every text that came from the process goes
 //! through one escaping function (`html::text`); the script and style are constants, so
 //! nothing from the recording ever lands inside `<script>`.
 //!
@@ -16,7 +16,8 @@
 //!   data-creation="{file}:{line}" data-start="{start_function}">`;
 //! - flame graphs: `<div class="flamegraph" id="cpu-flamegraph">` and
 //!   `<div class="flamegraph" id="wall-flamegraph">`, holding an `<svg class="fg">` or a
-//!   `<p class="empty">`;
+//!   `<p class="empty">`; the svg holds inferno's frames, `<g>` each with a `<title>`, a
+//!   `<rect data-x="…" data-w="…">` (extent in value units) and a `<text>` label;
 //! - charts: `<figure class="chart" id="chart-…">` with an inline `<svg>`.
 
 mod chart;

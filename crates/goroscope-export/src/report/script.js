@@ -34,61 +34,81 @@
     });
   });
 
-  var CHAR = 6.6;
-  function fit(name, width) {
-    var room = Math.floor((width - 6) / CHAR);
+  /* Flame graphs drawn by inferno (report/flame.rs): in each div.flamegraph an svg.fg whose
+     inner svg (id ending in "-frames", data-total) holds one <g> per frame: <title>name (value,
+     share)</title>, <rect> with x and width in % of the graph and the frame's extent in
+     data-x and data-w (value units), <text> label. The root is at the bottom (largest y). */
+  var FONT = 12, FONT_WIDTH = 0.59;
+  function fit(name, widthPct, image) {
+    /* inferno's rule: as many characters as fit, cut with "..", none under 3. */
+    var room = Math.floor(widthPct / (100 * FONT * FONT_WIDTH / image));
     if (room < 3) return "";
-    return name.length <= room ? name : name.slice(0, room - 2) + "..";
+    return name.length < room ? name : name.slice(0, room - 2) + "..";
   }
+  function pct(v) { return v.toFixed(4) + "%"; }
 
   each(document.querySelectorAll("div.flamegraph"), function (div) {
     var svg = div.querySelector("svg.fg");
-    if (!svg) return;
-    var W = (svg.viewBox && svg.viewBox.baseVal && svg.viewBox.baseVal.width) || 1200;
-    var total = parseFloat(svg.getAttribute("data-total")) || 1;
-    var frames = [];
-    each(svg.querySelectorAll("g[data-w]"), function (g) {
+    var inner = svg && svg.querySelector("svg[data-total]");
+    if (!inner) return;
+    var total = parseFloat(inner.getAttribute("data-total")) || 1;
+    var image = (svg.viewBox && svg.viewBox.baseVal && svg.viewBox.baseVal.width) || 1200;
+    var details = svg.querySelector("text[id$='-details']");
+    var frames = [], rootY = -Infinity;
+    each(inner.querySelectorAll("g"), function (g) {
       var title = g.querySelector("title"), rect = g.querySelector("rect"), text = g.querySelector("text");
-      if (!rect || !text) return;
-      frames.push({
-        g: g, rect: rect, text: text,
-        x: parseFloat(g.getAttribute("data-x")) || 0,
-        w: parseFloat(g.getAttribute("data-w")) || 0,
-        d: parseInt(g.getAttribute("data-d"), 10) || 0,
-        name: title ? (title.textContent || "").split("\n")[0] : ""
-      });
+      if (!title || !rect || !text || rect.getAttribute("data-w") === null) return;
+      var info = title.textContent || "", cut = info.lastIndexOf(" (");
+      var f = {
+        g: g, rect: rect, text: text, info: info,
+        name: cut >= 0 ? info.slice(0, cut) : info,
+        x: parseFloat(rect.getAttribute("data-x")) || 0,
+        w: parseFloat(rect.getAttribute("data-w")) || 0,
+        y: parseFloat(rect.getAttribute("y")) || 0,
+        label: text.textContent
+      };
+      rootY = Math.max(rootY, f.y);
+      frames.push(f);
     });
 
-    function layout(x0, w0, d0) {
+    function zoom(z) {
       each(frames, function (f) {
-        var inside = f.d >= d0 && f.x >= x0 && f.x + f.w <= x0 + w0;
-        var parent = f.d < d0 && f.x <= x0 && f.x + f.w >= x0 + w0;
+        var inside = f.y <= z.y && f.x >= z.x && f.x + f.w <= z.x + z.w;
+        var parent = f.y > z.y && f.x <= z.x && f.x + f.w >= z.x + z.w;
         if (!inside && !parent) { f.g.style.display = "none"; return; }
-        var x = parent ? 0 : (f.x - x0) / w0 * W;
-        var w = parent ? W : f.w / w0 * W;
+        var x = parent ? 0 : (f.x - z.x) / z.w * 100;
+        var w = parent ? 100 : f.w / z.w * 100;
         f.g.style.display = "";
-        f.g.classList.toggle("fg-parent", parent && f.d < d0);
-        f.rect.setAttribute("x", x.toFixed(1));
-        f.rect.setAttribute("width", w.toFixed(1));
-        f.text.setAttribute("x", (x + 3).toFixed(1));
-        f.text.textContent = fit(f.name, w);
+        f.g.classList.toggle("fg-parent", parent);
+        f.rect.setAttribute("x", pct(x));
+        f.rect.setAttribute("width", pct(w));
+        f.text.setAttribute("x", pct(x + 100 * 3 / image));
+        f.text.textContent = f.y === rootY ? f.label : fit(f.name, w, image);
       });
     }
+    function reset() {
+      zoom({ x: 0, w: total, y: rootY });
+      each(frames, function (f) { f.text.textContent = f.label; });
+    }
 
-    svg.addEventListener("click", function (e) {
-      var g = e.target && e.target.closest ? e.target.closest("g[data-w]") : null;
-      if (!g) return;
-      var w = parseFloat(g.getAttribute("data-w")) || total;
-      layout(parseFloat(g.getAttribute("data-x")) || 0, w, parseInt(g.getAttribute("data-d"), 10) || 0);
+    inner.addEventListener("click", function (e) {
+      var g = e.target && e.target.closest ? e.target.closest("g") : null;
+      for (var i = 0; g && i < frames.length; i++) if (frames[i].g === g) { zoom(frames[i]); return; }
     });
-    var reset = div.querySelector(".fg-reset");
-    if (reset) reset.addEventListener("click", function () { layout(0, total, 0); });
+    inner.addEventListener("mouseover", function (e) {
+      var g = e.target && e.target.closest ? e.target.closest("g") : null;
+      var title = g && g.querySelector("title");
+      if (details && title) details.textContent = title.textContent;
+    });
+    inner.addEventListener("mouseleave", function () { if (details) details.textContent = " "; });
+    var button = div.querySelector(".fg-reset");
+    if (button) button.addEventListener("click", reset);
 
     var search = div.querySelector(".fg-search"), match = div.querySelector(".fg-match");
     if (search) search.addEventListener("input", function () {
       var term = (search.value || "").toLowerCase(), spans = [];
       each(frames, function (f) {
-        var hit = term !== "" && f.d > 0 && f.name.toLowerCase().indexOf(term) >= 0;
+        var hit = term !== "" && f.y < rootY && f.name.toLowerCase().indexOf(term) >= 0;
         f.rect.classList.toggle("fg-hit", hit);
         if (hit) spans.push([f.x, f.x + f.w]);
       });

@@ -98,8 +98,21 @@ fn flame_graphs_and_charts_follow_the_contract() {
             "{id}: {}",
             &body[..body.len().min(200)]
         );
-        assert!(body.contains("<svg class=\"fg\""), "{id}");
+        assert!(
+            body.contains("<svg class=\"fg\" role=\"img\" viewBox="),
+            "{id}"
+        );
+        // inferno's frames, their extents kept without its URL-named namespace.
+        assert!(body.contains(&format!("<svg id=\"{id}-frames\" ")), "{id}");
+        assert!(body.contains("\" data-x=\"0\" data-w=\""), "{id}");
+        assert!(!body.contains("fg:"), "{id}");
     }
+    // Two graphs, one page: every id once.
+    let ids = attribute_values(&html, "id");
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "an id twice on the page");
     for id in [
         "goroutines",
         "creation-rate",
@@ -293,7 +306,8 @@ fn the_page_stays_small_and_big_inputs_are_capped() {
         html.contains("19\u{202f}802 more not shown"),
         "top table not capped: {more:?}"
     );
-    let frames = html.matches("<g data-x=").count();
+    let frames = html.matches(" data-w=\"").count();
+    assert!(frames > 0, "no flame graph frames");
     assert!(
         frames <= 2 * super::flame::MAX_FRAMES_FOR_TESTS,
         "{frames} flame graph frames"
