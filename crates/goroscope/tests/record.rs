@@ -134,7 +134,8 @@ fn report_of_leaky_opens_offline_with_its_leaks_flame_graphs_and_every_section()
     );
     let points = recording.timeline.len() as u64;
     assert!(
-        (RECORD_SECONDS * 10 - 10..=RECORD_SECONDS * 10 + 2).contains(&points),
+        // A loaded machine may delay snapshots (the next is then taken at once, not twice).
+        (RECORD_SECONDS * 8..=RECORD_SECONDS * 10 + 2).contains(&points),
         "{points} timeline points at 100 ms over {RECORD_SECONDS}s"
     );
 

@@ -22,6 +22,8 @@ use libbpf_rs::OpenObject;
 
 /// CPU samples per second per CPU.
 pub const CPU_FREQUENCY: u32 = 99;
+/// The CPU sampler's counts are read every this many ticks.
+const CPU_COUNT_EVERY: u64 = 10;
 /// Ring buffer for open events of one process.
 const OPEN_RING_BYTES: u32 = 4 * 1024 * 1024;
 /// Distinct paths counted before further paths are only summed (memory stays bounded whatever
@@ -63,6 +65,7 @@ pub struct KernelSources<'s> {
     by_path: HashMap<Vec<u8>, PathOpens>,
     other_paths: u64,
     malformed_events: u64,
+    ticks: u64,
     /// What could not be started or read, for the report.
     pub notes: Vec<String>,
 }
@@ -141,6 +144,7 @@ impl<'s> KernelSources<'s> {
             by_path: HashMap::new(),
             other_paths: 0,
             malformed_events: 0,
+            ticks: 0,
             notes,
         }
     }
@@ -168,8 +172,13 @@ impl<'s> KernelSources<'s> {
                 }
             }
         }
+        self.ticks += 1;
         if let Some(cpu) = &mut self.cpu {
-            if let Err(e) = cpu.tick() {
+            // Label sets are read while their goroutines still hold them; the counts (a pass
+            // over the whole sample map) once a second, as `goroscope profile` does.
+            if !self.ticks.is_multiple_of(CPU_COUNT_EVERY) {
+                cpu.read_new_labels();
+            } else if let Err(e) = cpu.tick() {
                 self.notes
                     .push(format!("the CPU profile stopped early: {e}"));
                 self.cpu = None;
