@@ -88,6 +88,20 @@ fn assert_no_network_reference(html: &str) {
     }
 }
 
+/// Waits until `record` says it is recording (everything attached).
+#[track_caller]
+fn wait_recording(recorder: &Goroscope) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !recorder.stderr_so_far().contains("goroscope: recording") {
+        assert!(
+            Instant::now() < deadline,
+            "record did not start: {}",
+            recorder.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn report_of_leaky_opens_offline_with_its_leaks_flame_graphs_and_every_section() {
     let dir = temp_dir("record-leaky");
@@ -224,15 +238,7 @@ fn a_go_process_that_exits_mid_run_still_gets_its_report() {
         "--output",
         arg(&html),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !recorder.stderr_so_far().contains("goroscope: recording") {
-        assert!(
-            Instant::now() < deadline,
-            "record did not start: {}",
-            recorder.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_recording(&recorder);
     std::thread::sleep(Duration::from_secs(3));
     let killed = Instant::now();
     leaky.kill();
@@ -289,15 +295,7 @@ fn a_process_that_is_not_go_gets_syscalls_and_files_and_is_said_not_go() {
         "--output",
         arg(&json),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !recorder.stderr_so_far().contains("goroscope: recording") {
-        assert!(
-            Instant::now() < deadline,
-            "record did not start: {}",
-            recorder.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_recording(&recorder);
     workload.go();
     let run = recorder.wait_exit(Duration::from_secs(40));
     run.assert_code(0);

@@ -9,6 +9,8 @@ mod pprof;
 mod proto;
 mod top;
 
+pub(crate) use top::three_digits;
+
 #[cfg(test)]
 mod fixtures;
 

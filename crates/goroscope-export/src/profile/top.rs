@@ -164,7 +164,7 @@ pub(crate) fn format_nanoseconds(value: i64) -> String {
 
 /// `number` with three significant digits (at least the integer part), trailing zeros of
 /// the fraction dropped.
-fn three_digits(number: f64) -> String {
+pub(crate) fn three_digits(number: f64) -> String {
     let magnitude = number.abs();
     let decimals = if magnitude < 10.0 {
         2

@@ -90,23 +90,8 @@ pub(crate) fn format_rate(per_unit: f64, unit: &str) -> String {
     format!("{sign}{number}/{unit}")
 }
 
-/// A plain number with three significant digits (at least the integer part).
-pub(crate) fn three_digits(number: f64) -> String {
-    let magnitude = number.abs();
-    let decimals = if magnitude < 10.0 {
-        2
-    } else if magnitude < 100.0 {
-        1
-    } else {
-        0
-    };
-    let text = format!("{number:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    }
-}
+/// A plain number with three significant digits (the profile table's rule).
+pub(crate) use crate::profile::three_digits;
 
 #[cfg(test)]
 mod tests {
