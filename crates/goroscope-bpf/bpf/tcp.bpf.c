@@ -12,7 +12,9 @@
  *     traced listener becomes established, marked closed at CLOSE (when its
  *     statistics are counted) and deleted when the socket is destroyed, so a
  *     reset sent while closing (abort on close) is still attributed;
- *   - tcp_listeners: per (netns, local port) the process listening there.
+ *   - tcp_listeners: per (netns, local port) the process listening there,
+ *     learnt at listen() or, for servers already listening when goroscope
+ *     started, seeded by user space from /proc with sk 0 (socket unknown).
  * Edges carry the time of their last update; user space deletes those idle
  * longer than the configured time (reading their final values as it does),
  * so a public server's clients cannot fill the map. Every map is a shared
@@ -188,10 +190,19 @@ static __always_inline void on_listen(const struct sock *sk)
 	__u64 sk_key = (__u64)sk;
 
 	bpf_map_delete_elem(&tcp_conns, &sk_key);
-	if (!is_traced(task))
-		return;
-
 	struct tcp_listener_key key = listener_key(sk);
+	if (!is_traced(task)) {
+		/*
+		 * A seeded listener (sk 0) may be long closed, its close unseen
+		 * (unmatched): a new server on its port is not its process.
+		 */
+		struct tcp_listener *seeded = bpf_map_lookup_elem(&tcp_listeners, &key);
+
+		if (seeded && seeded->sk == 0)
+			bpf_map_delete_elem(&tcp_listeners, &key);
+		return;
+	}
+
 	struct tcp_listener listener = {
 		.sk = (__u64)sk,
 		.tgid = task->tgid,
@@ -201,6 +212,7 @@ static __always_inline void on_listen(const struct sock *sk)
 		count_loss(LOSS_TCP_SOCKETS_FULL);
 }
 
+/* A seeded listener (sk 0) never matches: it stays until replaced or forgotten. */
 static __always_inline void on_listen_close(const struct sock *sk)
 {
 	struct tcp_listener_key key = listener_key(sk);

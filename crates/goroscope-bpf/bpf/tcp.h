@@ -87,8 +87,14 @@ struct tcp_listener_key {
 };
 _Static_assert(sizeof(struct tcp_listener_key) == 8, "tcp_listener_key layout is part of the ABI");
 
+/*
+ * Learnt at listen(), or seeded by user space at start for a server that was
+ * already listening (found in /proc): then the socket is unknown and sk is 0,
+ * so its close (matched by sk) leaves it; any later listen() on the port
+ * replaces or removes it, and forgetting the process deletes it.
+ */
 struct tcp_listener {
-	__u64 sk; /* the listening socket */
+	__u64 sk; /* the listening socket; 0 when seeded from /proc */
 	__u32 tgid;
 	__u32 _pad;
 	char comm[COMM_LEN];

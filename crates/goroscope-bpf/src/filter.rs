@@ -33,6 +33,25 @@ impl ProcessFilter {
         }
         field
     }
+
+    /// Whether the kernel side selects process `pid` named `comm` (as `/proc/PID/comm` gives
+    /// it), as `is_traced` in bpf/common.h decides: for user-space work on the same processes,
+    /// such as seeding the TCP collector's listeners.
+    pub fn selects(&self, pid: u32, comm: &str) -> bool {
+        if pid == std::process::id() && !self.include_self {
+            return false;
+        }
+        if !self.pids.is_empty() && !self.pids.contains(&pid) {
+            return false;
+        }
+        match &self.comm {
+            Some(want) => {
+                let cut = |s: &str| -> Vec<u8> { s.bytes().take(COMM_LEN - 1).collect() };
+                cut(want) == cut(comm)
+            }
+            None => true,
+        }
+    }
 }
 
 /// Writes the filter into an opened (not yet loaded) skeleton's read-only data.
@@ -71,6 +90,34 @@ pub(crate) fn fill_target_pids(map: &dyn MapCore, pids: &[u32]) -> Result<(), Bp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selects_as_the_kernel_does() {
+        let me = std::process::id();
+        let host = ProcessFilter::default();
+        assert!(host.selects(1, "init"));
+        assert!(
+            !host.selects(me, "goroscope"),
+            "goroscope itself is skipped"
+        );
+        let with_self = ProcessFilter {
+            include_self: true,
+            ..ProcessFilter::default()
+        };
+        assert!(with_self.selects(me, "goroscope"));
+        let pids = ProcessFilter {
+            pids: vec![5, 7],
+            ..ProcessFilter::default()
+        };
+        assert!(pids.selects(7, "x") && !pids.selects(6, "x"));
+        let named = ProcessFilter {
+            comm: Some("a-very-long-process-name".into()),
+            ..ProcessFilter::default()
+        };
+        assert!(named.selects(9, "a-very-long-pro"), "compared on 15 bytes");
+        assert!(!named.selects(9, "a-very-long"));
+        assert!(!named.selects(9, "other"));
+    }
 
     #[test]
     fn comm_is_truncated_to_fifteen_bytes_and_nul_padded() {

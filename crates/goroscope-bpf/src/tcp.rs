@@ -44,6 +44,8 @@ unsafe impl Pod for tcp_edge_stats {}
 unsafe impl Pod for tcp_conn {}
 // SAFETY: as above.
 unsafe impl Pod for tcp_listener {}
+// SAFETY: as above.
+unsafe impl Pod for tcp_listener_key {}
 
 // The C side asserts the same sizes (_Static_assert in bpf/tcp.h).
 const _: () = assert!(std::mem::size_of::<tcp_row_key>() == 8);
@@ -234,10 +236,40 @@ impl<'obj> TcpCollector<'obj> {
         Ok(merge_edges(aged))
     }
 
+    /// Records that process `tgid` (named `comm`) listens on TCP `port` in the network namespace
+    /// whose inode is `netns`, so connections it accepts there count as its inbound ones. For
+    /// servers that were already listening when the collector started (their `listen()` was
+    /// never seen): the caller finds them in `/proc` (`goroscope_host::listening_sockets`).
+    /// Never replaces a listener learnt from a real `listen()`: returns whether this one was
+    /// added (`false` when the (netns, port) is already known). The listening socket is
+    /// unknown, so the entry's `sk` is 0: closing the socket does not remove it (the kernel
+    /// matches closes by `sk`); a later `listen()` on the port replaces it, and
+    /// [`TcpCollector::forget`] of the pid drops it.
+    pub fn add_listener(
+        &self,
+        tgid: u32,
+        comm: &str,
+        netns: u32,
+        port: u16,
+    ) -> Result<bool, BpfError> {
+        let key = listener_key(netns, port);
+        let value = seeded_listener(tgid, comm);
+        let map = &self.skel.maps.tcp_listeners;
+        match map.update(&key, &value, MapFlags::NO_EXIST) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => Ok(false),
+            Err(source) => Err(BpfError::Map {
+                map: "tcp_listeners",
+                source,
+            }),
+        }
+    }
+
     /// Deletes rows and edges of these processes (they exited; the caller
     /// folded their last values). Their connections and listeners still being
-    /// followed are dropped too, so a late close cannot bring a row back.
-    /// Returns the rows and edges deleted.
+    /// followed are dropped too, so a late close cannot bring a row back;
+    /// listeners go by tgid, so those added by [`TcpCollector::add_listener`]
+    /// (whose `sk` is 0) go as well. Returns the rows and edges deleted.
     pub fn forget(&self, pids: &[u32]) -> Result<usize, BpfError> {
         if pids.is_empty() {
             return Ok(0);
@@ -277,6 +309,36 @@ impl<'obj> TcpCollector<'obj> {
 // forget() reads the tgid from the first four bytes of each key.
 const _: () = assert!(std::mem::offset_of!(tcp_row_key, tgid) == 0);
 const _: () = assert!(std::mem::offset_of!(tcp_edge_key, tgid) == 0);
+
+// add_listener() writes struct tcp_listener_key as (netns u32, port u32) and struct
+// tcp_listener as (sk u64, tgid u32, pad u32, comm [16]).
+const _: () = assert!(std::mem::offset_of!(tcp_listener_key, netns) == 0);
+const _: () = assert!(std::mem::offset_of!(tcp_listener_key, port) == 4);
+const _: () = assert!(std::mem::offset_of!(tcp_listener, sk) == 0);
+const _: () = assert!(std::mem::offset_of!(tcp_listener, tgid) == 8);
+const _: () = assert!(std::mem::offset_of!(tcp_listener, comm) == 16);
+
+/// The bytes of a `struct tcp_listener_key`.
+fn listener_key(netns: u32, port: u16) -> [u8; 8] {
+    let mut key = [0u8; 8];
+    key[..4].copy_from_slice(&netns.to_ne_bytes());
+    key[4..].copy_from_slice(&u32::from(port).to_ne_bytes());
+    key
+}
+
+/// The bytes of a `struct tcp_listener` whose socket is unknown (`sk` 0): `comm` cut to the
+/// kernel's 15 bytes and NUL-padded.
+fn seeded_listener(tgid: u32, comm: &str) -> [u8; 32] {
+    let mut value = [0u8; 32];
+    value[8..12].copy_from_slice(&tgid.to_ne_bytes());
+    for (dst, &src) in value[16..]
+        .iter_mut()
+        .zip(comm.as_bytes().iter().take(crate::filter::COMM_LEN - 1))
+    {
+        *dst = src;
+    }
+    value
+}
 
 fn lookup(map: &dyn MapCore, key: &[u8], name: &'static str) -> Result<Option<Vec<u8>>, BpfError> {
     map.lookup(key, MapFlags::ANY)
@@ -394,6 +456,22 @@ mod tests {
             Some(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)))
         );
         assert_eq!(remote_addr(1, v4), None);
+    }
+
+    #[test]
+    fn seeded_listeners_have_the_c_layout() {
+        let key: tcp_listener_key = pod::read(&listener_key(4026531840, 8080), "test")
+            .unwrap_or_else(|e| panic!("reading the key back: {e}"));
+        assert_eq!((key.netns, key.port), (4026531840, 8080));
+        let value: tcp_listener =
+            pod::read(&seeded_listener(77, "a-very-long-process-name"), "test")
+                .unwrap_or_else(|e| panic!("reading the value back: {e}"));
+        assert_eq!((value.sk, value.tgid), (0, 77));
+        assert_eq!(
+            comm(&value.comm),
+            "a-very-long-pro",
+            "cut to 15 bytes, NUL-terminated"
+        );
     }
 
     #[test]

@@ -745,3 +745,230 @@ fn idle_edges_age_out_with_their_final_values() {
     }
     assert_no_losses(&collector);
 }
+
+/// Set in a child process started by `a_new_server_on_a_seeded_port_is_not_its_owner`: the
+/// port the child listens on, accepting one connection.
+const LISTEN_CHILD_ENV: &str = "GOROSCOPE_TCP_TEST_LISTEN_PORT";
+
+/// The inode of this process's network namespace.
+#[track_caller]
+fn own_netns() -> u32 {
+    let link = std::fs::read_link("/proc/self/ns/net")
+        .unwrap_or_else(|e| panic!("reading /proc/self/ns/net: {e}"));
+    link.to_str()
+        .and_then(|t| t.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok())
+        .unwrap_or_else(|| panic!("odd network namespace link {}", link.display()))
+}
+
+/// Seeds the collector with those of this process's listening sockets that `/proc` shows on
+/// `ports` (each must be there), as the agent does at start. Returns what `add_listener` said
+/// for each port.
+#[track_caller]
+fn seed_own_listeners(c: &TcpCollector<'_>, ports: &[u16]) -> Vec<bool> {
+    let pid = std::process::id();
+    let procfs = goroscope_host::ProcFs::host();
+    let sockets = goroscope_host::listening_sockets(&procfs, pid)
+        .unwrap_or_else(|e| panic!("listening sockets of this process in /proc: {e}"));
+    let comm = procfs
+        .comm(pid)
+        .unwrap_or_else(|e| panic!("comm of this process: {e}"));
+    ports
+        .iter()
+        .map(|port| {
+            let s = sockets
+                .iter()
+                .find(|s| s.port == *port)
+                .unwrap_or_else(|| panic!("port {port} is not among {sockets:?}"));
+            assert_eq!(s.netns, own_netns(), "{s:?}");
+            c.add_listener(pid, &comm, s.netns, s.port)
+                .unwrap_or_else(|e| panic!("add_listener {s:?}: {e}"))
+        })
+        .collect()
+}
+
+/// Servers listening before the collector started (IPv4 and IPv6): found in /proc and seeded
+/// with `add_listener`, their accepted connections count exactly like those of a listener seen
+/// at `listen()`, bytes and edges included. One left unseeded shows the gap this fills: its
+/// connection is nobody's. Seeding twice adds nothing; a listener learnt from a real
+/// `listen()` is never replaced; `forget` drops seeded listeners.
+#[test]
+fn listeners_open_before_the_start_are_seeded_from_proc() {
+    let _serial = serial();
+    for mode in [AttachMode::TpBtf, AttachMode::RawTp] {
+        seeded_in_mode(mode);
+    }
+}
+
+fn seeded_in_mode(mode: AttachMode) {
+    let pid = std::process::id();
+    let v4 = listen("127.0.0.1:0");
+    let v6 = listen("[::1]:0");
+    let unseeded = listen("127.0.0.1:0");
+    let kept = listen("127.0.0.1:0");
+    let (addr4, addr6) = (local_addr(&v4), local_addr(&v6));
+    let (addr_unseeded, addr_kept) = (local_addr(&unseeded), local_addr(&kept));
+
+    let mut storage = MaybeUninit::uninit();
+    let collector = start(&mut storage, mode);
+    // Opened after the start: learnt from its listen().
+    let late = listen("127.0.0.1:0");
+    let late_port = local_addr(&late).port();
+    assert_eq!(
+        seed_own_listeners(&collector, &[addr4.port(), addr6.port(), addr_kept.port()]),
+        [true, true, true],
+        "{mode}: seeded"
+    );
+    assert_eq!(
+        seed_own_listeners(&collector, &[addr4.port(), late_port]),
+        [false, false],
+        "{mode}: seeding again, or over a listen() the collector saw, adds nothing"
+    );
+    assert!(
+        !collector
+            .add_listener(pid + 1, "intruder", own_netns(), late_port)
+            .unwrap_or_else(|e| panic!("add_listener: {e}")),
+        "{mode}: a listener learnt from listen() is never replaced"
+    );
+    drop(late);
+
+    let servers = [serve(v4, N), serve(v6, N), serve(unseeded, 1)];
+    exchange(addr4, N);
+    exchange(addr6, N);
+    exchange(addr_unseeded, 1);
+    for server in servers {
+        server
+            .join()
+            .unwrap_or_else(|_| panic!("a server thread panicked"));
+    }
+    let all = 2 * N;
+    let rows = settle(&collector, "all connections closed", |rows| {
+        row_or_empty(rows, TcpDirection::Inbound).closed >= all
+            && row_or_empty(rows, TcpDirection::Outbound).closed > all
+    });
+    let inb = row_or_empty(&rows, TcpDirection::Inbound);
+    let (req, resp) = (REQUEST as u64, RESPONSE as u64);
+    assert_eq!(
+        (inb.opened, inb.closed, inb.bytes_sent, inb.bytes_received),
+        (all, all, all * resp, all * req),
+        "{mode}: inbound of the seeded listeners (the unseeded one's is nobody's): {inb:#?}"
+    );
+    assert_eq!(
+        row_or_empty(&rows, TcpDirection::Outbound).opened,
+        all + 1,
+        "{mode}: outbound, the unseeded listener's client included"
+    );
+    let out = row_or_empty(&rows, TcpDirection::Outbound);
+    assert_eq!(inb.comm, out.comm, "{mode}: the seeded comm is /proc's");
+    let mut inbound_edges: Vec<(u16, u64, u64, u64)> = edges(&collector)
+        .iter()
+        .filter(|e| e.direction == TcpDirection::Inbound)
+        .map(|e| {
+            assert_eq!(e.pid, pid, "{mode}: {e:?}");
+            (e.port, e.connections, e.bytes_sent, e.bytes_received)
+        })
+        .collect();
+    inbound_edges.sort();
+    let mut expected = vec![
+        (addr4.port(), N, N * resp, N * req),
+        (addr6.port(), N, N * resp, N * req),
+    ];
+    expected.sort();
+    assert_eq!(inbound_edges, expected, "{mode}: inbound edges");
+    assert_no_losses(&collector);
+
+    // forget() drops the seeded listener still open: its next connection is nobody's.
+    collector
+        .forget(&[pid])
+        .unwrap_or_else(|e| panic!("forget: {e}"));
+    let server = serve(kept, 1);
+    exchange(addr_kept, 1);
+    server
+        .join()
+        .unwrap_or_else(|_| panic!("the server thread panicked"));
+    let rows = settle(&collector, "the last outbound connection closed", |rows| {
+        row_or_empty(rows, TcpDirection::Outbound).closed >= 1
+    });
+    assert!(
+        find(&rows, pid, TcpDirection::Inbound).is_none(),
+        "{mode}: a forgotten process's seeded listener still counts: {rows:#?}"
+    );
+}
+
+/// Not a test on its own: the body of the child process that
+/// `a_new_server_on_a_seeded_port_is_not_its_owner` starts. Listens on the given port and
+/// serves one connection.
+#[test]
+fn listening_child_helper() {
+    let Some(port) = std::env::var_os(LISTEN_CHILD_ENV) else {
+        return;
+    };
+    let port = port
+        .to_str()
+        .unwrap_or_else(|| panic!("{LISTEN_CHILD_ENV} is not text"));
+    let listener = listen(&format!("127.0.0.1:{port}"));
+    serve(listener, 1)
+        .join()
+        .unwrap_or_else(|_| panic!("child server panicked"));
+}
+
+/// A seeded listener's close is not seen (its socket is unknown), so when another, untraced
+/// process listens on the port afterwards, its connections must not count as the seeded
+/// process's: that listen() removes the seeded entry.
+#[test]
+fn a_new_server_on_a_seeded_port_is_not_its_owner() {
+    let _serial = serial();
+    let pid = std::process::id();
+    let old = listen("127.0.0.1:0");
+    let port = local_addr(&old).port();
+    let mut storage = MaybeUninit::uninit();
+    let collector = start(&mut storage, mode());
+    assert_eq!(seed_own_listeners(&collector, &[port]), [true]);
+    drop(old);
+
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let mut child = Command::new(&exe)
+        .args([
+            "--exact",
+            "listening_child_helper",
+            "--test-threads=1",
+            "--quiet",
+        ])
+        .env(LISTEN_CHILD_ENV, port.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
+    // Refused until the child listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut conn = loop {
+        match TcpStream::connect(addr) {
+            Ok(conn) => break conn,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("connecting to the child on {addr}: {e}"),
+        }
+    };
+    conn.write_all(&[b'q'; REQUEST])
+        .unwrap_or_else(|e| panic!("client write: {e}"));
+    let mut response = vec![0u8; RESPONSE];
+    conn.read_exact(&mut response)
+        .unwrap_or_else(|e| panic!("client read: {e}"));
+    drop(conn);
+    let status = child
+        .wait()
+        .unwrap_or_else(|e| panic!("waiting for the child: {e}"));
+    assert!(status.success(), "the listening child failed: {status}");
+
+    let rows = settle(&collector, "the connection to the child closed", |rows| {
+        row_or_empty(rows, TcpDirection::Outbound).closed >= 1
+    });
+    assert!(
+        find(&rows, pid, TcpDirection::Inbound).is_none(),
+        "the child's accepted connection was counted as this process's: {rows:#?}"
+    );
+    assert!(
+        rows.iter().all(|r| r.pid == pid),
+        "rows of other processes: {rows:#?}"
+    );
+}

@@ -1,5 +1,5 @@
 //! Readers of host state from `/proc` and `/sys`: processes with their cgroup and container
-//! ([`procfs`], cached by [`process_cache`]), cgroup v2 ids to paths ([`cgroups`]), network interface counters ([`net`]), goroscope's own
+//! ([`procfs`], cached by [`process_cache`]), cgroup v2 ids to paths ([`cgroups`]), network interface counters ([`net`]), the TCP ports a process listens on ([`listeners`]), goroscope's own
 //! resource usage ([`mod@own_usage`]) and the Go processes running on the host ([`go_discovery`]).
 //!
 //! Every reader takes the mount point as a parameter ([`ProcFs::new`], [`SysFs::new`]) so tests
@@ -10,6 +10,7 @@ pub mod cgroups;
 pub mod error;
 mod fsread;
 pub mod go_discovery;
+pub mod listeners;
 pub mod net;
 pub mod own_usage;
 pub mod process_cache;
@@ -20,6 +21,7 @@ mod testfs;
 pub use cgroups::{cgroup2_mount, CgroupPaths};
 pub use error::HostError;
 pub use go_discovery::{GoDiscovery, GoProcessFound};
+pub use listeners::{listening_sockets, ListenerScan, ListeningSocket};
 pub use net::{InterfaceStats, SysFs};
 pub use own_usage::{open_fds, own_usage, process_usage, OwnUsage};
 pub use process_cache::ProcessCache;

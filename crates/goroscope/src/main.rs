@@ -11,6 +11,7 @@ mod output_file;
 mod run_control;
 mod settings;
 mod sink;
+mod tcp_seed;
 
 use std::process::ExitCode;
 

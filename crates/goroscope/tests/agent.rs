@@ -30,6 +30,9 @@ const GO_OFF: &str = "collectors:\n  go: { enabled: false }\n";
 
 #[test]
 fn prometheus_sees_exactly_what_a_workload_did() {
+    // A server listening before the agent starts (as every real service is): its listen() is
+    // never seen, the agent finds it in /proc, and its accepted connections count.
+    let early_server = echo_server();
     // Every call timed, so the latency histogram's count is exact too (sampling is tested in
     // goroscope-bpf's syscall_sampling tests).
     let agent = Agent::start(&config(
@@ -46,6 +49,11 @@ fn prometheus_sees_exactly_what_a_workload_did() {
     let program = named_testload(&comm);
     let server = echo_server();
     run_ok(&program, &["connect", &server.to_string(), "20"]);
+    let early_client = unique_comm("gsa-early");
+    run_ok(
+        &named_testload(&early_client),
+        &["connect", &early_server.to_string(), "7"],
+    );
     run_ok(&program, &["getppid", "1000"]);
     run_ok(
         &program,
@@ -99,6 +107,21 @@ fn prometheus_sees_exactly_what_a_workload_did() {
             server.port()
         ),
         20.0,
+    );
+    // The port is this test's alone (other tests' agents see other servers of this process).
+    q(
+        format!(
+            r#"sum(goroscope_tcp_edge_connections_total{{direction="inbound",remote="127.0.0.1",port="{}"}})"#,
+            early_server.port()
+        ),
+        7.0,
+    );
+    q(
+        format!(
+            r#"sum(goroscope_tcp_edge_connections_total{{comm="{early_client}",direction="outbound",port="{}"}})"#,
+            early_server.port()
+        ),
+        7.0,
     );
     q(
         format!(r#"sum(goroscope_syscalls_total{{comm="{c}",syscall="getppid"}})"#),

@@ -144,8 +144,11 @@ impl Collection {
             stopped.add(&self.sched.turn_off(owners));
         }
         if c.tcp.enabled {
-            self.tcp
-                .turn_on("TCP", || kernel::tcp(bpf("tcp")?, &filter), TcpSource::new);
+            self.tcp.turn_on(
+                "TCP",
+                || kernel::tcp(bpf("tcp")?, &filter, owners.procfs()),
+                TcpSource::new,
+            );
             if let Some(tcp) = self.tcp.get_mut() {
                 tcp.set_edge_idle(c.tcp.edge_idle);
             }

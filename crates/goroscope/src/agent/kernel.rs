@@ -12,8 +12,11 @@ use goroscope_bpf::tcp::TcpCollector;
 use goroscope_bpf::{
     AttachMode, EventCollector, EventObjects, EventOptions, ProcessFilter, SyscallCollector,
 };
+use goroscope_host::ProcFs;
 use goroscope_model::EventKind;
 use libbpf_rs::OpenObject;
+
+use crate::tcp_seed::seed_listeners;
 
 /// Storage for one skeleton, alive as long as the agent.
 fn storage() -> &'static mut MaybeUninit<OpenObject> {
@@ -46,9 +49,20 @@ pub fn sched(mode: AttachMode, filter: &ProcessFilter) -> anyhow::Result<SchedCo
     SchedCollector::start(storage(), mode, filter).context("starting the scheduler collector")
 }
 
-/// Starts the TCP collector.
-pub fn tcp(mode: AttachMode, filter: &ProcessFilter) -> anyhow::Result<TcpCollector<'static>> {
-    TcpCollector::start(storage(), mode, filter).context("starting the TCP collector")
+/// Starts the TCP collector and seeds it with the servers already listening (found under
+/// `procfs`), so their accepted connections count. A failed seeding is reported in one line;
+/// the collector runs anyway (it still learns every listen() from now on).
+pub fn tcp(
+    mode: AttachMode,
+    filter: &ProcessFilter,
+    procfs: &ProcFs,
+) -> anyhow::Result<TcpCollector<'static>> {
+    let collector =
+        TcpCollector::start(storage(), mode, filter).context("starting the TCP collector")?;
+    if let Err(error) = seed_listeners(&collector, procfs, filter) {
+        eprintln!("goroscope: agent: servers listening before the start may be missed: {error:#}");
+    }
+    Ok(collector)
 }
 
 /// Starts the process event collector (exec, exit, fork; never file opens, never arguments).
