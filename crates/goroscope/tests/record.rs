@@ -19,6 +19,8 @@ use serde_json::Value;
 const RECORD_SECONDS: u64 = 30;
 /// The report of a 30 s recording of the test program must stay below this.
 const MAX_REPORT_BYTES: usize = 2 * 1024 * 1024;
+/// Connections the test makes to each port leaky listens on.
+const CONNECTIONS_PER_PORT: u64 = 5;
 /// Every section of the report, by id.
 const SECTIONS: &[&str] = &[
     "summary",
@@ -111,18 +113,33 @@ fn report_of_leaky_opens_offline_with_its_leaks_flame_graphs_and_every_section()
     let json = dir.join("leaky.json");
     let started = Instant::now();
     let duration = format!("{RECORD_SECONDS}s");
-    let run = run_goroscope(
-        &[
-            "record",
-            "--pid",
-            &pid,
-            "--duration",
-            &duration,
-            "--output",
-            arg(&json),
-        ],
-        Duration::from_secs(RECORD_SECONDS + 60),
-    );
+    let recorder = Goroscope::spawn(&[
+        "record",
+        "--pid",
+        &pid,
+        "--duration",
+        &duration,
+        "--output",
+        arg(&json),
+    ]);
+    wait_recording(&recorder);
+    // Connections to the ports leaky listened on before the recording began: inbound, and
+    // counted only because record finds those listeners in /proc.
+    let procfs = goroscope_host::ProcFs::new("/proc");
+    let ports: Vec<u16> = goroscope_host::listening_sockets(&procfs, leaky.pid())
+        .unwrap_or_else(|e| panic!("reading leaky's listening sockets: {e}"))
+        .iter()
+        .map(|l| l.port)
+        .collect();
+    assert!(!ports.is_empty(), "leaky listens on no TCP port");
+    for &port in &ports {
+        for _ in 0..CONNECTIONS_PER_PORT {
+            let conn = std::net::TcpStream::connect(("127.0.0.1", port))
+                .unwrap_or_else(|e| panic!("connecting to leaky's port {port}: {e}"));
+            drop(conn);
+        }
+    }
+    let run = recorder.wait_exit(Duration::from_secs(RECORD_SECONDS + 60));
     run.assert_code(0);
     let took = started.elapsed();
     assert!(
@@ -145,6 +162,19 @@ fn report_of_leaky_opens_offline_with_its_leaks_flame_graphs_and_every_section()
     assert_eq!(
         recording.target.main_module.as_deref(),
         Some("example.com/leaky")
+    );
+    let inbound: u64 = recording
+        .tcp
+        .directions
+        .iter()
+        .filter(|d| d.direction == "inbound")
+        .map(|d| d.opened)
+        .sum();
+    assert_eq!(
+        inbound,
+        CONNECTIONS_PER_PORT * ports.len() as u64,
+        "inbound connections to leaky's ports {ports:?}: {:?}",
+        recording.tcp
     );
     let points = recording.timeline.len() as u64;
     assert!(

@@ -108,7 +108,18 @@ impl<'s> KernelSources<'s> {
             }
         };
         let tcp = match TcpCollector::start(&mut storage.tcp, mode, &filter) {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                // A server listens long before it is recorded: its listening ports are found
+                // in /proc, or none of its accepted connections would be counted.
+                let procfs = goroscope_host::ProcFs::new(proc_root);
+                if let Err(e) = crate::tcp_seed::seed_listeners(&c, &procfs, &filter) {
+                    note(
+                        "inbound connections on ports opened before the recording",
+                        &e,
+                    );
+                }
+                Some(c)
+            }
             Err(e) => {
                 note("TCP connections", &e);
                 None
