@@ -1,6 +1,8 @@
 //! Metric families: a name, help text, type and the samples of one exposition.
 
-use crate::histogram::HistogramValue;
+use goroscope_model::LatencyHistogram;
+
+use crate::histogram::{BucketLayout, HistogramValue};
 use crate::labels::Labels;
 use crate::names::is_valid_metric_name;
 
@@ -35,6 +37,17 @@ pub(crate) enum SampleValue {
     Histogram(HistogramValue),
 }
 
+/// The kernel's quarter-octave buckets a latency histogram sample was built
+/// from, kept for outputs that can carry them exactly (OTLP's exponential
+/// histogram of scale 2).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct KernelLatency {
+    /// The per-bucket counts, in nanoseconds.
+    pub(crate) buckets: LatencyHistogram,
+    /// The sum of all observations, in nanoseconds.
+    pub(crate) sum_ns: u64,
+}
+
 /// One label set of a family and its value.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Sample {
@@ -42,6 +55,9 @@ pub(crate) struct Sample {
     pub(crate) labels: Labels,
     /// Its value.
     pub(crate) value: SampleValue,
+    /// For a latency histogram added with [`Family::add_latency_histogram`],
+    /// the kernel buckets `value` was built from (boxed: 1.3 KB).
+    pub(crate) kernel: Option<Box<KernelLatency>>,
 }
 
 impl Sample {
@@ -153,6 +169,30 @@ impl Family {
         self.add(MetricType::Histogram, labels, value);
     }
 
+    /// Adds a latency histogram from the kernel's quarter-octave buckets:
+    /// the Prometheus outputs show exactly what
+    /// `add_histogram(labels, &layout.histogram_from_ns(buckets, sum_ns))`
+    /// shows, and the kernel buckets are kept so that OTLP can export them
+    /// unchanged as an exponential histogram. Refused like
+    /// [`Family::add_histogram`].
+    pub fn add_latency_histogram(
+        &mut self,
+        labels: Labels,
+        layout: &BucketLayout,
+        buckets: &LatencyHistogram,
+        sum_ns: u64,
+    ) {
+        let classic = layout.histogram_from_ns(buckets, sum_ns);
+        let before = self.samples.len();
+        self.add_histogram(labels, &classic);
+        if let Some(sample) = self.samples.get_mut(before) {
+            sample.kernel = Some(Box::new(KernelLatency {
+                buckets: buckets.clone(),
+                sum_ns,
+            }));
+        }
+    }
+
     fn add(&mut self, metric_type: MetricType, labels: Labels, value: SampleValue) {
         debug_assert_eq!(
             self.metric_type, metric_type,
@@ -160,7 +200,11 @@ impl Family {
             self.name
         );
         if self.metric_type == metric_type {
-            self.samples.push(Sample { labels, value });
+            self.samples.push(Sample {
+                labels,
+                value,
+                kernel: None,
+            });
         } else {
             self.rejected += 1;
         }
@@ -254,6 +298,25 @@ mod tests {
         family.add_histogram(Labels::new().push("a", "2"), &value);
         assert_eq!(family.len(), 2);
         assert_eq!(family.samples[0].series_count(), 5);
+    }
+
+    #[test]
+    fn latency_histograms_keep_the_kernel_buckets() {
+        let layout = BucketLayout::new(1, 1, 1 << 20).expect("valid layout");
+        let mut kernel = LatencyHistogram::new();
+        kernel.record(1_000);
+        kernel.record(3_000);
+        let mut plain = Family::histogram("h_seconds", "h");
+        plain.add_histogram(Labels::new(), &layout.histogram_from_ns(&kernel, 4_000));
+        let mut latency = Family::histogram("h_seconds", "h");
+        latency.add_latency_histogram(Labels::new(), &layout, &kernel, 4_000);
+        assert_eq!(latency.samples[0].value, plain.samples[0].value);
+        assert_eq!(plain.samples[0].kernel, None);
+        let kept = latency.samples[0]
+            .kernel
+            .as_deref()
+            .expect("kernel buckets");
+        assert_eq!((&kept.buckets, kept.sum_ns), (&kernel, 4_000));
     }
 
     #[test]
