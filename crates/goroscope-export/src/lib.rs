@@ -2,7 +2,8 @@
 //! Prometheus text format 0.0.4 or OpenMetrics 1.0.0 text out) and the profile
 //! outputs (a [`goroscope_model::profile::Profile`] in, pprof protobuf, folded
 //! stacks, an SVG flame graph or a top table out; see [`ProfileFormat`]) and the
-//! self-contained HTML report of a recording ([`report::render_html`]).
+//! self-contained HTML report of a recording ([`report::render_html`]), and
+//! OTLP metrics from the same families ([`otlp::metrics_request`]).
 //!
 //! Pure and allocation-conscious: a scrape fills [`Family`]s, pushes them
 //! into an [`Exposition`] (which sorts, merges and deduplicates), optionally
@@ -37,6 +38,7 @@ mod labels;
 mod names;
 mod negotiate;
 mod number;
+pub mod otlp;
 mod profile;
 mod render;
 pub mod report;
