@@ -3,7 +3,8 @@
 //! back exactly the gauge, the cumulative monotonic sum and the `service.name`
 //! resource attribute that were sent, and after `stop` its port refuses
 //! connections until `start_again` brings it back on the same port, where a
-//! second batch arrives too.
+//! second batch arrives too; with the debug exporter on, the batch is in the
+//! collector's log as well.
 
 mod otelcol;
 
@@ -11,7 +12,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use otelcol::Collector;
+use otelcol::{Collector, Options};
 use serde_json::{json, Value};
 
 /// How long a posted batch may take to reach the file exporter's output.
@@ -227,6 +228,31 @@ fn a_posted_batch_comes_back_and_a_restarted_collector_keeps_its_port() {
         first.found_in(&received),
         "the first batch is gone from received() after the restart"
     );
+}
+
+#[test]
+fn the_debug_exporter_prints_a_posted_batch_into_the_log() {
+    let collector = Collector::start_with(Options { debug: true });
+    let batch = Batch {
+        service: format!("harness-debug-{}-{}", std::process::id(), nanos()),
+        gauge: 3.875,
+        sum: 24_680,
+    };
+    post_batch(&collector, &batch);
+    collector.wait_received(ARRIVAL, "the batch", |b| batch.found_in(b));
+    let give_up = std::time::Instant::now() + ARRIVAL;
+    loop {
+        let log = collector.log();
+        if log.contains(&batch.service) && log.contains("harness.gauge") && log.contains("24680") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the debug exporter did not print {} with harness.gauge and 24680; the log:\n{log}",
+            batch.service
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Nanoseconds since the epoch.
