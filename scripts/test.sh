@@ -8,6 +8,9 @@ cd "$root"
 source scripts/install-deps.sh
 # The Go toolchains (1.19 to 1.27) the goroutine tests build their Go programs with.
 bash scripts/go-toolchains.sh >/dev/null
+# The OpenTelemetry Collector the OTLP tests run (built once, a few minutes cold,
+# before the timed tests; cached in target/otelcol/).
+bash scripts/otelcol.sh >/dev/null
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 # Doc tests are left out: the crates have none, and their empty run would be
