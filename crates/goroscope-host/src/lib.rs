@@ -15,6 +15,7 @@ pub mod net;
 pub mod own_usage;
 pub mod process_cache;
 pub mod procfs;
+pub mod resource;
 #[cfg(test)]
 mod testfs;
 

@@ -245,3 +245,50 @@ fn discovers_a_real_go_process_and_not_others() {
         "{after_delete:?}"
     );
 }
+
+#[test]
+fn a_real_process_is_named_by_its_own_otel_environment() {
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .env("OTEL_SERVICE_NAME", "live-check")
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "team=core,service.name=overridden",
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start sleep: {e}"));
+    // Until it has exec'd, the child's environment is still the test's own.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ProcFs::host().comm(child.id()).ok().as_deref() != Some("sleep") {
+        assert!(Instant::now() < deadline, "sleep did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let attributes = goroscope_host::resource::process_resource(
+        &ProcFs::host(),
+        child.id(),
+        goroscope_host::resource::GoIdentity::default(),
+        "this-host",
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let attributes = attributes.unwrap_or_else(|e| panic!("reading sleep's resource: {e}"));
+    let get = |key: &str| {
+        attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        get("service.name").as_deref(),
+        Some("live-check"),
+        "{attributes:?}"
+    );
+    assert_eq!(get("team").as_deref(), Some("core"), "{attributes:?}");
+    assert_eq!(
+        get("process.executable.name").as_deref(),
+        Some("sleep"),
+        "{attributes:?}"
+    );
+    assert_eq!(get("process.pid"), Some(child.id().to_string()));
+}
