@@ -12,7 +12,7 @@ use std::path::Path;
 use goroscope_bpf::profile::{CpuSampler, GoLayout, StackSample};
 use goroscope_bpf::{BpfError, ProcessFilter};
 use goroscope_goprocess::{AttachError, GoProcess, MemoryError, SnapshotOptions};
-use goroscope_model::goroutines::{GoroutineSnapshot, GoroutineState};
+use goroscope_model::goroutines::{Activity, GoroutineSnapshot, GoroutineState};
 use goroscope_model::profile::{Label, Profile, ProfileKind};
 use libbpf_rs::OpenObject;
 
@@ -186,23 +186,13 @@ impl<'obj> WallProfile<'obj> {
         // are read then, while their goroutines hold them.
         let mut sets_here: HashMap<u64, u32> = HashMap::from([(0, 0)]);
         let mut stacks_here: HashMap<u32, u32> = HashMap::new();
-        let mut roots_here: HashMap<(GoroutineState, u8), u32> = HashMap::new();
+        let mut roots_here: HashMap<Activity, u32> = HashMap::new();
         for record in &snapshot.goroutines {
             if !record.state.is_live() {
                 continue;
             }
-            let reason = match record.state {
-                GoroutineState::Waiting | GoroutineState::Leaked => record.wait_reason,
-                _ => 0,
-            };
-            let root = *roots_here.entry((record.state, reason)).or_insert_with(|| {
-                let name = match record.state {
-                    GoroutineState::Running => RUNNING.to_string(),
-                    GoroutineState::Waiting | GoroutineState::Leaked => {
-                        format!("[{}]", snapshot.wait_reason_name(reason))
-                    }
-                    state => format!("[{}]", state.name()),
-                };
+            let root = *roots_here.entry(record.activity()).or_insert_with(|| {
+                let name = format!("[{}]", snapshot.activity_name(record.activity()));
                 self.roots.id(&name)
             });
             let stack = match (record.state, record.stack) {

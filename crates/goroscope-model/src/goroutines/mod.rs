@@ -25,6 +25,6 @@ pub use health_report::{
 };
 pub use names::GoroutineNames;
 pub use snapshot::{
-    CodeLocation, GcState, GoroutineRecord, GoroutineSnapshot, GoroutineState, SchedulerState,
-    Symbolizer, STATUS_SCAN_BIT,
+    Activity, CodeLocation, GcState, GoroutineRecord, GoroutineSnapshot, GoroutineState,
+    SchedulerState, Symbolizer, STATUS_SCAN_BIT,
 };

@@ -161,7 +161,46 @@ pub struct GoroutineSnapshot {
     pub dropped_records: u64,
 }
 
+/// What a goroutine is doing: its state and, when it waits, its wait reason (0 otherwise), so
+/// goroutines doing the same thing share one key.
+pub type Activity = (GoroutineState, u8);
+
+impl GoroutineRecord {
+    /// Its [`Activity`].
+    pub fn activity(&self) -> Activity {
+        let reason = if self.state.is_blocked() {
+            self.wait_reason
+        } else {
+            0
+        };
+        (self.state, reason)
+    }
+}
+
+impl GcState {
+    /// The pauses of the cycles completed since a snapshot that had seen `before` cycles: the
+    /// newest entries of the runtime's ring, and how many of those cycles the ring (256 long)
+    /// no longer holds. `None` when this snapshot could not read memstats (it says fewer
+    /// cycles than before).
+    pub fn pauses_since(&self, before: u32) -> Option<(&[u64], u64)> {
+        let new = self.cycles.checked_sub(before)? as usize;
+        let kept = new.min(self.recent_pauses_ns.len());
+        let pauses = &self.recent_pauses_ns[self.recent_pauses_ns.len() - kept..];
+        Some((pauses, (new - kept) as u64))
+    }
+}
+
 impl GoroutineSnapshot {
+    /// The name of an [`Activity`]: the wait reason of a waiting goroutine, else its state's
+    /// name (`running`, `runnable`, `syscall`).
+    pub fn activity_name(&self, (state, reason): Activity) -> String {
+        if state.is_blocked() {
+            self.wait_reason_name(reason)
+        } else {
+            state.name().to_string()
+        }
+    }
+
     /// The name of wait reason `index`, or `wait reason N` if the target's table has no such entry.
     pub fn wait_reason_name(&self, index: u8) -> String {
         match self.wait_reasons.get(usize::from(index)) {
@@ -198,5 +237,49 @@ pub trait Symbolizer {
     /// function the wrapper calls. Defaults to [`function_at`](Self::function_at).
     fn start_function(&self, pc: u64) -> Option<String> {
         self.function_at(pc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_pauses_are_the_newest_of_the_ring_and_the_rest_are_missed() {
+        let gc = GcState {
+            cycles: 10,
+            recent_pauses_ns: vec![1, 2, 3, 4],
+            ..GcState::default()
+        };
+        assert_eq!(gc.pauses_since(8), Some((&[3u64, 4][..], 0)));
+        assert_eq!(gc.pauses_since(10), Some((&[][..], 0)));
+        assert_eq!(gc.pauses_since(4), Some((&[1u64, 2, 3, 4][..], 2)));
+        assert_eq!(gc.pauses_since(11), None);
+    }
+
+    #[test]
+    fn activities_name_the_wait_reason_of_waiting_goroutines_only() {
+        let snapshot = GoroutineSnapshot {
+            wait_reasons: vec![String::new(), "chan receive".into()],
+            ..GoroutineSnapshot::default()
+        };
+        let record = |state, wait_reason| GoroutineRecord {
+            goid: 1,
+            state,
+            wait_reason,
+            wait_since_ns: 0,
+            creation_pc: 0,
+            start_pc: 0,
+            stack: None,
+            tracking_seq: None,
+            labels: 0,
+        };
+        let waiting = record(GoroutineState::Waiting, 1).activity();
+        assert_eq!(snapshot.activity_name(waiting), "chan receive");
+        let running = record(GoroutineState::Running, 1).activity();
+        assert_eq!(running, (GoroutineState::Running, 0));
+        assert_eq!(snapshot.activity_name(running), "running");
+        let leaked = record(GoroutineState::Leaked, 1).activity();
+        assert_eq!(snapshot.activity_name(leaked), "chan receive");
     }
 }

@@ -152,15 +152,13 @@ impl GoSource {
                 Ok(snapshot) => {
                     w.tracker.observe(&snapshot, &w.symbolizer);
                     let gc = &snapshot.gc;
-                    // A snapshot that could not read memstats says 0 cycles: skip it.
-                    if w.gc_cycles.is_some_and(|before| gc.cycles < before) {
-                        continue;
-                    }
                     if let Some(before) = w.gc_cycles {
-                        let new = (gc.cycles - before) as usize;
-                        let kept = new.min(gc.recent_pauses_ns.len());
-                        self.pauses_missed += (new - kept) as u64;
-                        for &pause in &gc.recent_pauses_ns[gc.recent_pauses_ns.len() - kept..] {
+                        // A snapshot that could not read memstats says 0 cycles: skip it.
+                        let Some((pauses, missed)) = gc.pauses_since(before) else {
+                            continue;
+                        };
+                        self.pauses_missed += missed;
+                        for &pause in pauses {
                             w.pauses.record(pause);
                             w.pause_sum_ns = w.pause_sum_ns.saturating_add(pause);
                         }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use goroscope_goprocess::{AttachError, MemoryError, ProcessSymbolizer};
 use goroscope_model::goroutines::health::{HealthSettings, HealthTracker};
-use goroscope_model::goroutines::{GoroutineSnapshot, GoroutineState};
+use goroscope_model::goroutines::{Activity, GoroutineSnapshot};
 use goroscope_model::profile::Profile;
 use goroscope_model::recording::{GcPause, GoPoint, GoSection, WaitTime};
 use goroscope_profiler::{WallError, WallProfile};
@@ -119,20 +119,17 @@ impl<'s> GoRecorder<'s> {
     /// New GC pauses since the previous snapshot: the newest entries of the runtime's ring.
     fn count_pauses(&mut self, snapshot: &GoroutineSnapshot, at_ns: u64) {
         let gc = &snapshot.gc;
-        // A snapshot that could not read memstats says 0 cycles: skip it.
-        if self.gc_cycles.is_some_and(|before| gc.cycles < before) {
-            return;
-        }
         if let Some(before) = self.gc_cycles {
-            let new = (gc.cycles - before) as usize;
-            let kept = new.min(gc.recent_pauses_ns.len());
-            self.pauses_missed += (new - kept) as u64;
-            for &pause_ns in &gc.recent_pauses_ns[gc.recent_pauses_ns.len() - kept..] {
-                self.gc_pauses.push(GcPause {
+            // A snapshot that could not read memstats says fewer cycles: skip it.
+            let Some((pauses, missed)) = gc.pauses_since(before) else {
+                return;
+            };
+            self.pauses_missed += missed;
+            self.gc_pauses
+                .extend(pauses.iter().map(|&pause_ns| GcPause {
                     seen_at_ns: at_ns,
                     pause_ns,
-                });
-            }
+                }));
         }
         self.gc_cycles = Some(gc.cycles);
     }
@@ -140,23 +137,16 @@ impl<'s> GoRecorder<'s> {
     /// The snapshot's timeline point, and every live goroutine's time by what it was doing.
     fn weigh(&mut self, snapshot: &GoroutineSnapshot, weight: u64) -> GoPoint {
         let mut by_state: HashMap<&'static str, u64> = HashMap::new();
-        let mut by_reason: HashMap<(GoroutineState, u8), u64> = HashMap::new();
+        let mut by_activity: HashMap<Activity, u64> = HashMap::new();
         for record in snapshot.goroutines.iter().filter(|r| r.state.is_live()) {
             *by_state.entry(record.state.name()).or_default() += 1;
-            let reason = match record.state {
-                GoroutineState::Waiting | GoroutineState::Leaked => record.wait_reason,
-                _ => 0,
-            };
-            *by_reason.entry((record.state, reason)).or_default() += 1;
+            *by_activity.entry(record.activity()).or_default() += 1;
         }
-        for ((state, reason), goroutines) in by_reason {
-            let name = match state {
-                GoroutineState::Waiting | GoroutineState::Leaked => {
-                    snapshot.wait_reason_name(reason)
-                }
-                state => state.name().to_string(),
-            };
-            *self.wait_ns.entry(name).or_default() += goroutines * weight;
+        for (activity, goroutines) in by_activity {
+            *self
+                .wait_ns
+                .entry(snapshot.activity_name(activity))
+                .or_default() += goroutines * weight;
         }
         let mut by_state: Vec<(String, u64)> = by_state
             .into_iter()
