@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -138,23 +139,8 @@ pub(crate) fn time_chart(
             point.1 /= axis.divisor;
         }
     }
-    let y_max = axis.max;
     let svg = draw(id, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .x_label_area_size(34)
-            .y_label_area_size(72)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(RGBColor(230, 232, 236))
-            .axis_style(RGBColor(160, 165, 175))
-            .label_style((FONT, 15))
-            .x_desc("seconds since the start")
-            .x_label_formatter(&|v| three_digits(*v))
-            .y_label_formatter(&|v| axis.tick(*v))
-            .draw()?;
+        let mut chart = time_frame(root, x_max, &axis)?;
         // Stacked areas are drawn top layer first, so each lower layer paints over it.
         let order: Vec<&Series> = if stacked {
             series.iter().rev().collect()
@@ -208,23 +194,8 @@ pub(crate) fn dot_chart(
 ) -> Result<String, ReportError> {
     let x_max = x_max.max(1e-3);
     let axis = Axis::new(unit, points.iter().map(|p| p.1).fold(0.0f64, f64::max));
-    let y_max = axis.max;
     let svg = draw(id, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .x_label_area_size(34)
-            .y_label_area_size(72)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(RGBColor(230, 232, 236))
-            .axis_style(RGBColor(160, 165, 175))
-            .label_style((FONT, 15))
-            .x_desc("seconds since the start")
-            .x_label_formatter(&|v| three_digits(*v))
-            .y_label_formatter(&|v| axis.tick(*v))
-            .draw()?;
+        let mut chart = time_frame(root, x_max, &axis)?;
         chart.draw_series(
             points
                 .iter()
@@ -302,6 +273,34 @@ pub(crate) fn bar_chart(
 }
 
 /// Runs `paint` on an SVG drawing area and returns the SVG without its `xmlns`.
+/// The frame of a chart over the recording's time: seconds since the start across, `axis`
+/// up, with the report's grid and labels.
+fn time_frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    x_max: f64,
+    axis: &Axis,
+) -> Result<
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    DrawingAreaErrorKind<std::io::Error>,
+> {
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(34)
+        .y_label_area_size(72)
+        .build_cartesian_2d(0.0..x_max, 0.0..axis.max)?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(230, 232, 236))
+        .axis_style(RGBColor(160, 165, 175))
+        .label_style((FONT, 15))
+        .x_desc("seconds since the start")
+        .x_label_formatter(&|v| three_digits(*v))
+        .y_label_formatter(&|v| axis.tick(*v))
+        .draw()?;
+    Ok(chart)
+}
+
 fn draw<F>(id: &str, paint: F) -> Result<String, ReportError>
 where
     F: FnOnce(
