@@ -1,8 +1,11 @@
-//! OTLP metrics: goroscope's [`Family`]s as an `ExportMetricsServiceRequest`
-//! of OTLP protocol v1.8.0 (the messages of the `opentelemetry-proto` crate,
-//! re-exported here as [`proto`]). Pure: no I/O, no clock; the caller sends
-//! the request (protobuf over HTTP or gRPC) and reads the response.
+//! OTLP encoding of goroscope's outputs, in the messages of OTLP protocol
+//! v1.10.0 (the `opentelemetry-proto` crate's, re-exported here as
+//! [`proto`]): metrics here ([`metrics_request`]), goroutine leak events as
+//! logs ([`logs_request`], in `logs.rs`) and profiles (`profiles_request`,
+//! in `profiles.rs`). Pure: no I/O, no clock; the caller sends the request
+//! (protobuf over HTTP or gRPC) and reads the response.
 //!
+//! Metrics: goroscope's [`Family`]s as an `ExportMetricsServiceRequest`.
 //! Each [`ResourceFamilies`] becomes one `ResourceMetrics` with one scope,
 //! `goroscope` at this crate's version. Counters are cumulative monotonic
 //! Sums, gauges Gauges, every point starting at the caller's start time
@@ -13,6 +16,7 @@
 //! OpenTelemetry semantic conventions name are renamed by [`SEMCONV`], the
 //! rest get a dotted goroscope name ([`dotted_name`]).
 
+mod logs;
 mod names;
 mod points;
 
@@ -27,19 +31,31 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use crate::family::{Family, MetricType, SampleValue};
 use crate::labels::Labels;
 
+pub use logs::{logs_request, LeakChange, LeakEvent, ResourceLeakEvents, LEAK_EVENT_NAME};
 pub use names::{dotted_name, Instrument, SemconvMetric, SEMCONV};
 
-/// The OTLP protobuf messages (protocol v1.8.0), from `opentelemetry-proto`.
+/// The OTLP protobuf messages (protocol v1.10.0), from `opentelemetry-proto`.
 pub mod proto {
+    pub use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    };
     pub use opentelemetry_proto::tonic::collector::metrics::v1::{
         ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
     };
+    pub use opentelemetry_proto::tonic::collector::profiles::v1development::{
+        ExportProfilesPartialSuccess, ExportProfilesServiceRequest, ExportProfilesServiceResponse,
+    };
     pub use opentelemetry_proto::tonic::common::v1 as common;
+    pub use opentelemetry_proto::tonic::logs::v1 as logs;
     pub use opentelemetry_proto::tonic::metrics::v1 as metrics;
+    /// Profiles, still in development: the messages of OTLP profiles
+    /// version 1 (see `profiles_request`).
+    pub use opentelemetry_proto::tonic::profiles::v1development as profiles;
     pub use opentelemetry_proto::tonic::resource::v1 as resource;
 }
 
-/// The instrumentation scope every metric is exported under.
+/// The instrumentation scope every metric, log record and profile is
+/// exported under.
 pub const SCOPE_NAME: &str = "goroscope";
 
 /// What one resource (a Go service's process, the host, the agent itself)
@@ -76,6 +92,47 @@ pub fn int_attribute(key: &str, value: i64) -> KeyValue {
     }
 }
 
+/// A boolean attribute.
+pub fn bool_attribute(key: &str, value: bool) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::BoolValue(value)),
+        }),
+        ..KeyValue::default()
+    }
+}
+
+/// A floating-point attribute.
+pub fn double_attribute(key: &str, value: f64) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::DoubleValue(value)),
+        }),
+        ..KeyValue::default()
+    }
+}
+
+/// The scope everything is exported under: [`SCOPE_NAME`] at this crate's
+/// version, with `attributes`.
+fn scope(attributes: Vec<KeyValue>) -> InstrumentationScope {
+    InstrumentationScope {
+        name: SCOPE_NAME.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        attributes,
+        ..InstrumentationScope::default()
+    }
+}
+
+/// A resource of `attributes`.
+fn resource(attributes: &[KeyValue]) -> Resource {
+    Resource {
+        attributes: attributes.to_vec(),
+        ..Resource::default()
+    }
+}
+
 /// The export request of `resources` at `now_unix_ns`, cumulative since
 /// `start_unix_ns`. Families without samples and resources without metrics
 /// are left out.
@@ -84,20 +141,13 @@ pub fn metrics_request(
     start_unix_ns: u64,
     now_unix_ns: u64,
 ) -> ExportMetricsServiceRequest {
-    let scope = InstrumentationScope {
-        name: SCOPE_NAME.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        ..InstrumentationScope::default()
-    };
+    let scope = scope(Vec::new());
     let resource_metrics = resources
         .iter()
         .filter_map(|resource| {
             let metrics = metrics(resource.families, start_unix_ns, now_unix_ns);
             (!metrics.is_empty()).then(|| ResourceMetrics {
-                resource: Some(Resource {
-                    attributes: resource.attributes.clone(),
-                    ..Resource::default()
-                }),
+                resource: Some(self::resource(&resource.attributes)),
                 scope_metrics: vec![ScopeMetrics {
                     scope: Some(scope.clone()),
                     metrics,
