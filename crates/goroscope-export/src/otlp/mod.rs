@@ -1,7 +1,7 @@
 //! OTLP encoding of goroscope's outputs, in the messages of OTLP protocol
 //! v1.10.0 (the `opentelemetry-proto` crate's, re-exported here as
 //! [`proto`]): metrics here ([`metrics_request`]), goroutine leak events as
-//! logs ([`logs_request`], in `logs.rs`) and profiles (`profiles_request`,
+//! logs ([`logs_request`], in `logs.rs`) and profiles ([`profiles_request`],
 //! in `profiles.rs`). Pure: no I/O, no clock; the caller sends the request
 //! (protobuf over HTTP or gRPC) and reads the response.
 //!
@@ -19,6 +19,7 @@
 mod logs;
 mod names;
 mod points;
+mod profiles;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -33,6 +34,7 @@ use crate::labels::Labels;
 
 pub use logs::{logs_request, LeakChange, LeakEvent, ResourceLeakEvents, LEAK_EVENT_NAME};
 pub use names::{dotted_name, Instrument, SemconvMetric, SEMCONV};
+pub use profiles::{profiles_request, ResourceProfiles};
 
 /// The OTLP protobuf messages (protocol v1.10.0), from `opentelemetry-proto`.
 pub mod proto {
@@ -49,7 +51,7 @@ pub mod proto {
     pub use opentelemetry_proto::tonic::logs::v1 as logs;
     pub use opentelemetry_proto::tonic::metrics::v1 as metrics;
     /// Profiles, still in development: the messages of OTLP profiles
-    /// version 1 (see `profiles_request`).
+    /// development version 1 (see [`profiles_request`](super::profiles_request)).
     pub use opentelemetry_proto::tonic::profiles::v1development as profiles;
     pub use opentelemetry_proto::tonic::resource::v1 as resource;
 }
