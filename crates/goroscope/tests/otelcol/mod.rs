@@ -3,7 +3,14 @@
 //! Collector's own Go modules (`testdata/otelcol`: the OTLP receiver on gRPC and
 //! HTTP, the file and debug exporters, nothing else) on loopback, on free ports,
 //! and [`Collector::received`] reads back what its file exporter wrote: one OTLP
-//! JSON object (`resourceMetrics`, `resourceLogs`, `resourceSpans`) per batch.
+//! JSON object (`resourceMetrics`, `resourceLogs`, `resourceSpans`, or
+//! `resourceProfiles` with its `dictionary`) per batch; [`Collector::received_of`]
+//! only those of one [`Signal`].
+//!
+//! Every signal has a pipeline, profiles included: the collector runs with the
+//! `service.profilesSupport` feature gate ([`PROFILES_GATE`]), without which
+//! Collector v0.165.0 refuses a `profiles` pipeline. Its OTLP/HTTP receiver then
+//! takes profiles at `/v1development/profiles` (development version 1).
 //!
 //! [`Collector::stop`] and [`Collector::start_again`] take it down and bring it
 //! back on the same ports, to test an exporter across an outage. The collector
@@ -27,12 +34,43 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod http;
+
 /// How long the collector may take to listen on both ports after it is started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long [`Collector::stop`] waits after SIGTERM before it kills the collector.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The file exporter's flush interval: how stale [`Collector::received`] can be.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The feature gate that lets the collector run a `profiles` pipeline (alpha,
+/// off by default, at v0.165.0).
+pub const PROFILES_GATE: &str = "service.profilesSupport";
+
+/// An OTLP signal, as the file exporter's JSON names its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// `resourceMetrics`.
+    Metrics,
+    /// `resourceLogs`.
+    Logs,
+    /// `resourceSpans`.
+    Traces,
+    /// `resourceProfiles` (with the batch's `dictionary`).
+    Profiles,
+}
+
+impl Signal {
+    /// The top-level key of a batch of this signal.
+    pub fn key(self) -> &'static str {
+        match self {
+            Signal::Metrics => "resourceMetrics",
+            Signal::Logs => "resourceLogs",
+            Signal::Traces => "resourceSpans",
+            Signal::Profiles => "resourceProfiles",
+        }
+    }
+}
 
 /// The repository root.
 fn repo_root() -> PathBuf {
@@ -183,6 +221,15 @@ impl Collector {
         batches
     }
 
+    /// The batches of [`Collector::received`] that are of `signal`.
+    #[track_caller]
+    pub fn received_of(&self, signal: Signal) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|batch| batch.get(signal.key()).is_some())
+            .collect()
+    }
+
     /// Waits up to `timeout` until `done` holds for [`Collector::received`], and
     /// returns what was received then; panics with what was received and the
     /// collector's log if it never does.
@@ -315,6 +362,9 @@ service:
     traces:
       receivers: [otlp]
       exporters: {exporters}
+    profiles:
+      receivers: [otlp]
+      exporters: {exporters}
 "#,
             grpc = self.grpc_port,
             http = self.http_port,
@@ -336,6 +386,7 @@ service:
         let child = Command::new(binary)
             .arg("--config")
             .arg(&config)
+            .arg(format!("--feature-gates={PROFILES_GATE}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup of the collector's log file"))
             .stderr(log)
