@@ -193,6 +193,46 @@ impl Family {
         }
     }
 
+    /// Adds a latency histogram from the kernel's buckets (in ns): as
+    /// [`Family::add_latency_histogram`] when `layout` keeps kernel buckets,
+    /// else as the classic histogram alone.
+    pub fn add_latency(
+        &mut self,
+        labels: Labels,
+        layout: &BucketLayout,
+        buckets: &LatencyHistogram,
+        sum_ns: u64,
+    ) {
+        if layout.keeps_kernel_buckets() {
+            self.add_latency_histogram(labels, layout, buckets, sum_ns);
+        } else {
+            self.add_histogram(labels, &layout.histogram_from_ns(buckets, sum_ns));
+        }
+    }
+
+    /// The family's samples grouped by what `group` says of their labels
+    /// (e.g. which process, for OTLP resources): each group a family of the
+    /// same name whose samples lack the labels `group` names to strip
+    /// (those that became the group). Samples keep their order.
+    pub fn partition<K: Ord>(
+        &self,
+        mut group: impl FnMut(&Labels) -> (K, &'static [&'static str]),
+    ) -> std::collections::BTreeMap<K, Family> {
+        let mut out = std::collections::BTreeMap::new();
+        for sample in &self.samples {
+            let (key, strip) = group(&sample.labels);
+            let part = out
+                .entry(key)
+                .or_insert_with(|| Family::new(self.name, self.help, self.metric_type));
+            part.samples.push(Sample {
+                labels: sample.labels.without(strip),
+                value: sample.value.clone(),
+                kernel: sample.kernel.clone(),
+            });
+        }
+        out
+    }
+
     fn add(&mut self, metric_type: MetricType, labels: Labels, value: SampleValue) {
         debug_assert_eq!(
             self.metric_type, metric_type,

@@ -114,6 +114,9 @@ pub struct BucketLayout {
     kernel_buckets: Vec<usize>,
     /// Their upper bounds in seconds, the `le` values.
     bounds_seconds: Vec<f64>,
+    /// Whether latency histograms keep the kernel's own buckets too (for OTLP's exponential
+    /// histograms; see [`crate::Family::add_latency`]).
+    keep_kernel_buckets: bool,
 }
 
 impl BucketLayout {
@@ -147,7 +150,20 @@ impl BucketLayout {
         Ok(BucketLayout {
             kernel_buckets,
             bounds_seconds,
+            keep_kernel_buckets: false,
         })
+    }
+
+    /// The same layout, with latency histograms also keeping the kernel's buckets (what an
+    /// OTLP export needs; a Prometheus-only exposition does without the copy).
+    pub fn keeping_kernel_buckets(mut self) -> BucketLayout {
+        self.keep_kernel_buckets = true;
+        self
+    }
+
+    /// Whether latency histograms keep the kernel's buckets.
+    pub fn keeps_kernel_buckets(&self) -> bool {
+        self.keep_kernel_buckets
     }
 
     /// The `le` values in seconds, ascending.

@@ -42,6 +42,18 @@ impl Labels {
             .map(|(_, value)| value)
     }
 
+    /// The same set without the labels named in `names`.
+    #[must_use]
+    pub fn without(&self, names: &[&str]) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|(name, _)| !names.contains(name))
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// Returns the number of labels.
     pub fn len(&self) -> usize {
         self.0.len()

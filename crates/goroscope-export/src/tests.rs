@@ -170,3 +170,49 @@ fn kernel_histogram_end_to_end() {
         "goroscope_syscall_latency_seconds_sum 903.0000035"
     );
 }
+
+#[test]
+fn a_family_partitioned_by_process_keeps_values_and_drops_the_process_labels() {
+    let mut family = Family::counter("goroscope_syscalls_total", "Syscalls.");
+    let series = |pid: &str, syscall: &str| {
+        Labels::new()
+            .push("comm", "api")
+            .push("pid", pid)
+            .push("syscall", syscall)
+    };
+    family.add_counter(series("7", "read"), 3.0);
+    family.add_counter(series("9", "read"), 5.0);
+    family.add_counter(series("7", "write"), 2.0);
+    let parts = family.partition(|labels| (labels.get("pid").map(str::to_owned), &["comm", "pid"]));
+    let rendered: Vec<(Option<String>, Vec<String>)> = parts
+        .iter()
+        .map(|(pid, part)| {
+            let mut exposition = Exposition::new();
+            exposition.push(part.clone());
+            let mut text = Vec::new();
+            exposition.render(Format::PrometheusText, &mut text);
+            let lines = String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|line| !line.starts_with('#'))
+                .map(str::to_owned)
+                .collect();
+            (pid.clone(), lines)
+        })
+        .collect();
+    assert_eq!(
+        rendered,
+        vec![
+            (
+                Some("7".to_owned()),
+                vec![
+                    r#"goroscope_syscalls_total{syscall="read"} 3"#.to_owned(),
+                    r#"goroscope_syscalls_total{syscall="write"} 2"#.to_owned(),
+                ]
+            ),
+            (
+                Some("9".to_owned()),
+                vec![r#"goroscope_syscalls_total{syscall="read"} 5"#.to_owned()]
+            ),
+        ]
+    );
+}

@@ -1,0 +1,48 @@
+//! The collection as an OTLP export sees it: one series per process (the process becomes the
+//! series' resource), latency histograms with the kernel's buckets, and the last values of
+//! processes that ended since the previous export.
+
+use goroscope_export::Exposition;
+
+use super::Collection;
+use crate::agent::series::LabelPlan;
+
+impl Collection {
+    /// The latest collection as an OTLP export sends it: every source's series per process
+    /// (with `pid`, `cgroup` and `container_id` labels, which become the process's resource),
+    /// latency histograms keeping the kernel's buckets, and the agent's own families. Returns
+    /// (sources, agent, series left out by `limits.max_series_per_family`).
+    pub fn otlp_exposition(&self) -> (Exposition, Exposition, u64) {
+        let plan = LabelPlan::every_label();
+        let layout = self.layout.clone().keeping_kernel_buckets();
+        let (mut sources, _) = self.sources_exposition(&plan, &layout);
+        let capped = sources
+            .cap_series(self.config.limits.max_series_per_family)
+            .iter()
+            .map(|(_, dropped)| *dropped as u64)
+            .sum();
+        let mut agent = Exposition::new();
+        self.self_families(&mut agent);
+        (sources, agent, capped)
+    }
+
+    /// Whether the last values of processes that end wait for [`Collection::clear_departed`]
+    /// (an OTLP export sends them under the process) instead of being forgotten each cycle.
+    pub fn keep_departed(&mut self, keep: bool) {
+        self.keep_departed = keep;
+    }
+
+    /// Forgets the last values of processes that ended (they were exported).
+    pub fn clear_departed(&mut self) {
+        if let Some(s) = self.syscalls.get_mut() {
+            s.clear_departed();
+        }
+        if let Some(s) = self.sched.get_mut() {
+            s.clear_departed();
+        }
+        if let Some(s) = self.tcp.get_mut() {
+            s.clear_departed();
+        }
+    }
+
+}
