@@ -13,7 +13,9 @@
 //!   saying what is wrong with text that is not YAML (an unclosed bracket or quote is
 //!   reported where it was opened);
 //! - `read`: that tree checked section by section into an [`AgentConfig`], with `values`
-//!   reading the single values (booleans, durations, numbers, addresses, patterns);
+//!   reading the single values (booleans, durations, numbers, sizes, addresses, patterns);
+//! - `otlp`: `exporters.otlp`, merged with the standard `OTEL_EXPORTER_OTLP_*` variables
+//!   (read through an [`Environment`], so tests set their own) into one exporter config;
 //! - `locate`: where in the tree a field sits, so validation errors can point at it;
 //! - `glob`: the patterns of `targets` and `collectors.network`;
 //! - `error`: [`ConfigError`] and the field paths it reports.
@@ -23,6 +25,9 @@ mod file;
 pub mod glob;
 mod locate;
 mod node;
+mod otlp;
+mod otlp_env;
+mod otlp_yaml;
 mod read;
 mod scalar;
 mod syntax;
@@ -33,9 +38,14 @@ mod tests_hostile;
 #[cfg(test)]
 mod tests_malformed;
 #[cfg(test)]
+mod tests_otlp;
+#[cfg(test)]
+mod tests_otlp_env;
+#[cfg(test)]
 mod tests_syntax;
 mod values;
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,6 +74,8 @@ pub struct AgentConfig {
     pub limits: Limits,
     /// What goroscope measures about itself.
     pub self_monitoring: SelfMonitoring,
+    /// Where telemetry is pushed, besides the Prometheus endpoint.
+    pub exporters: Exporters,
     /// Where this configuration came from.
     pub source: ConfigSource,
 }
@@ -264,6 +276,70 @@ pub struct SelfMonitoring {
     pub bpf_stats: bool,
 }
 
+/// Where telemetry is pushed, besides the Prometheus endpoint. Applied live on SIGHUP.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exporters {
+    /// OTLP export; `None`: no OTLP export.
+    pub otlp: Option<OtlpExport>,
+}
+
+/// OTLP export: the exporter's settings, and what the agent sends through it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtlpExport {
+    /// Where each signal goes, how, and within which bounds.
+    pub exporter: goroscope_otlp::ExporterConfig,
+    /// Continuous profiles sent as OTLP profiles (only when the profiles signal is on): every
+    /// `every`, a CPU profile of `duration` of each Go target.
+    pub profiles: Option<ProfileExport>,
+}
+
+impl OtlpExport {
+    /// Where each signal goes, for the operator: `OTLP (grpc): metrics and logs to
+    /// http://collector:4317`, or one `SIGNAL to URL` per signal when they differ.
+    pub fn describe(&self) -> String {
+        let sent: Vec<(goroscope_otlp::Signal, String)> = goroscope_otlp::Signal::ALL
+            .into_iter()
+            .filter_map(|s| Some((s, self.exporter.endpoint(s)?.to_string())))
+            .collect();
+        let protocol = self.exporter.protocol.name();
+        let same = sent.windows(2).all(|pair| pair[0].1 == pair[1].1);
+        let names: Vec<&str> = sent.iter().map(|(s, _)| s.name()).collect();
+        let names = match names.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        match sent.first() {
+            Some((_, url)) if same => format!("OTLP ({protocol}): {names} to {url}"),
+            _ => {
+                let each: Vec<String> = sent
+                    .iter()
+                    .map(|(s, url)| format!("{} to {url}", s.name()))
+                    .collect();
+                format!("OTLP ({protocol}): {}", each.join(", "))
+            }
+        }
+    }
+}
+
+/// How continuous profiles are taken for OTLP export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProfileExport {
+    /// Time between the starts of two profiles of one target (above `duration`, at most 24 h).
+    pub every: Duration,
+    /// How long each CPU profile samples (1 s to 5 min).
+    pub duration: Duration,
+}
+
+/// Reads a variable of the agent's own environment: the [`Environment`] of a running agent.
+pub fn process_environment(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+/// Where the standard `OTEL_*` variables are read from: [`process_environment`] in the
+/// agent, a fixed table in tests.
+pub type Environment<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
 impl AgentConfig {
     /// The configuration used without a file; also what every absent field means.
     pub fn defaults() -> AgentConfig {
@@ -313,27 +389,40 @@ impl AgentConfig {
                 max_tcp_edges: 2_000,
             },
             self_monitoring: SelfMonitoring { bpf_stats: true },
+            exporters: Exporters::default(),
             source: ConfigSource::Defaults,
         }
     }
 
-    /// Reads, parses and validates the file at `path`.
-    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let text = file::read_text(path)?;
-        AgentConfig::parse(&text, path)
+    /// The configuration without a file: the defaults, with OTLP export when the standard
+    /// `OTEL_EXPORTER_OTLP_*` variables of `env` ask for it.
+    pub fn from_environment(env: Environment) -> Result<AgentConfig, ConfigError> {
+        let mut config = AgentConfig::defaults();
+        config.exporters.otlp = otlp::settle(otlp::Section::Absent, env, config.interval)
+            .map_err(|e| e.in_environment())?;
+        Ok(config)
     }
 
-    /// Parses and validates `text`; `origin` is the file it came from, named in errors.
-    pub fn parse(text: &str, origin: &Path) -> Result<AgentConfig, ConfigError> {
+    /// Reads, parses and validates the file at `path`; `env` fills what the file leaves out
+    /// of `exporters.otlp`.
+    pub fn load(path: &Path, env: Environment) -> Result<AgentConfig, ConfigError> {
+        let text = file::read_text(path)?;
+        AgentConfig::parse(&text, path, env)
+    }
+
+    /// Parses and validates `text`; `origin` is the file it came from, named in errors; `env`
+    /// fills what the file leaves out of `exporters.otlp`.
+    pub fn parse(text: &str, origin: &Path, env: Environment) -> Result<AgentConfig, ConfigError> {
         let root = node::parse_document(text).map_err(|e| e.in_file(origin, None))?;
-        let mut config = read::read(&root).map_err(|e| e.in_file(origin, Some(&root)))?;
+        let mut config = read::read(&root, env).map_err(|e| e.in_file(origin, Some(&root)))?;
         config.source = ConfigSource::File(origin.to_path_buf());
         Ok(config)
     }
 
     /// What changed between `self` (running) and `new` that cannot be applied without a
     /// restart, as operator-facing sentences. Everything else (collectors, targets, labels,
-    /// histograms, limits, intervals, self-monitoring) is applied by the running agent.
+    /// histograms, limits, intervals, self-monitoring, exporters) is applied by the running
+    /// agent.
     pub fn restart_required(&self, new: &AgentConfig) -> Vec<String> {
         let mut sentences = Vec::new();
         if self.listen != new.listen {

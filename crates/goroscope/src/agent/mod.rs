@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::agent::collection::Collection;
-use crate::agent::config::AgentConfig;
+use crate::agent::config::{process_environment, AgentConfig};
 use crate::agent::connections::raise_open_files_limit;
 use crate::agent::server::{HttpLimits, Server};
 use crate::agent::shared::Shared;
@@ -36,8 +36,12 @@ use crate::settings::{require_privileges, UsageError};
 pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
     let config = load(args)?;
     if args.check {
+        let export = match &config.exporters.otlp {
+            Some(otlp) => format!("; would export {}", otlp.describe()),
+            None => String::new(),
+        };
         println!(
-            "goroscope: {}: valid; would serve on {} and collect every {}",
+            "goroscope: {}: valid; would serve on {} and collect every {}{export}",
             config_name(args),
             config.listen,
             humantime::format_duration(config.interval)
@@ -195,10 +199,13 @@ fn stale_after(interval: std::time::Duration) -> std::time::Duration {
 
 /// Reads and validates the config (defaults without --config), with --listen applied.
 fn load(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
+    // The standard OTEL_EXPORTER_OTLP_* variables fill what the file leaves out of
+    // exporters.otlp (they are the agent's own, the same at every reload).
     let mut config = match &args.config {
-        Some(path) => AgentConfig::load(path).map_err(|error| UsageError(error.to_string()))?,
-        None => AgentConfig::defaults(),
-    };
+        Some(path) => AgentConfig::load(path, &process_environment),
+        None => AgentConfig::from_environment(&process_environment),
+    }
+    .map_err(|error| UsageError(error.to_string()))?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

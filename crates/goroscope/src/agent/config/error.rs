@@ -1,5 +1,7 @@
 //! What can be wrong with a config file, said as `FILE:LINE:COLUMN: FIELD: what is wrong; what
-//! to do`, and the field paths (`collectors.tcp.enabled`, `targets.pids[2]`) errors name.
+//! to do`, and the field paths (`collectors.tcp.enabled`, `targets.pids[2]`) errors name. A
+//! standard `OTEL_*` variable the config reads is named instead of the file:
+//! `environment variable OTEL_EXPORTER_OTLP_TIMEOUT: what is wrong; what to do`.
 
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -110,6 +112,12 @@ pub(super) enum Problem {
         spot: Spot,
         message: String,
     },
+    /// An environment variable the config reads (`OTEL_EXPORTER_OTLP_ENDPOINT`) is wrong.
+    Environment {
+        /// The variable's name.
+        variable: String,
+        message: String,
+    },
 }
 
 impl Problem {
@@ -131,18 +139,52 @@ impl Problem {
         }
     }
 
+    /// A problem with the environment variable `variable`.
+    pub(super) fn environment(variable: &str, message: impl Into<String>) -> Problem {
+        Problem::Environment {
+            variable: variable.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The error to report when no file was read: only the environment can be wrong then.
+    pub(super) fn in_environment(self) -> ConfigError {
+        match self {
+            Problem::Environment { variable, message } => {
+                ConfigError::environment(variable, message)
+            }
+            Problem::Syntax { field, message, .. } => ConfigError {
+                origin: Whence::Unknown,
+                at: None,
+                field: field.map(|f| f.to_string()),
+                message,
+                source: None,
+            },
+            Problem::Invalid { at, message, .. } => ConfigError {
+                origin: Whence::Unknown,
+                at: None,
+                field: Some(at.to_string()),
+                message,
+                source: None,
+            },
+        }
+    }
+
     /// The error to report for `file`, parsed into `root` when it could be: validation
     /// problems are located in the tree (at the nearest enclosing field present, when the
     /// field itself is absent).
     pub(super) fn in_file(self, file: &Path, root: Option<&Node>) -> ConfigError {
         match self {
             Problem::Syntax { at, field, message } => ConfigError {
-                file: file.to_path_buf(),
+                origin: Whence::File(file.to_path_buf()),
                 at,
                 field: field.map(|f| f.to_string()),
                 message,
                 source: None,
             },
+            Problem::Environment { variable, message } => {
+                ConfigError::environment(variable, message)
+            }
             Problem::Invalid { at, spot, message } => {
                 let segments = at.segments();
                 let position = root.and_then(|root| {
@@ -156,7 +198,7 @@ impl Problem {
                     })
                 });
                 ConfigError {
-                    file: file.to_path_buf(),
+                    origin: Whence::File(file.to_path_buf()),
                     at: position,
                     field: (!segments.is_empty()).then(|| at.to_string()),
                     message,
@@ -167,11 +209,23 @@ impl Problem {
     }
 }
 
+/// What a [`ConfigError`] is about.
+#[derive(Debug)]
+enum Whence {
+    /// The config file at this path.
+    File(PathBuf),
+    /// This environment variable.
+    Variable(String),
+    /// Neither is known.
+    Unknown,
+}
+
 /// Why a config file was refused: which file, where in it, which field, what is wrong and
-/// what to do. Displays as `FILE:LINE:COLUMN: FIELD: message`, leaving out what is unknown.
+/// what to do. Displays as `FILE:LINE:COLUMN: FIELD: message`, leaving out what is unknown, or
+/// as `environment variable NAME: message` when a variable the config reads is wrong.
 #[derive(Debug)]
 pub struct ConfigError {
-    file: PathBuf,
+    origin: Whence,
     at: Option<Position>,
     field: Option<String>,
     message: String,
@@ -185,7 +239,7 @@ impl ConfigError {
     /// `file` could not be read.
     pub(super) fn unreadable(file: &Path, error: std::io::Error) -> ConfigError {
         ConfigError {
-            file: file.to_path_buf(),
+            origin: Whence::File(file.to_path_buf()),
             at: None,
             field: None,
             message: format!("cannot read: {error}"),
@@ -196,7 +250,7 @@ impl ConfigError {
     /// `file` as a whole is refused (not a regular file, too large).
     pub(super) fn whole_file(file: &Path, message: String) -> ConfigError {
         ConfigError {
-            file: file.to_path_buf(),
+            origin: Whence::File(file.to_path_buf()),
             at: None,
             field: None,
             message,
@@ -210,7 +264,7 @@ impl ConfigError {
         let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
         let column = 1 + valid.iter().rev().take_while(|&&b| b != b'\n').count();
         ConfigError {
-            file: file.to_path_buf(),
+            origin: Whence::File(file.to_path_buf()),
             at: Some((line, column)),
             field: None,
             message: "not UTF-8 text; save the file as UTF-8".to_owned(),
@@ -218,9 +272,31 @@ impl ConfigError {
         }
     }
 
-    /// The file the error is about.
-    pub fn path(&self) -> &Path {
-        &self.file
+    /// The environment variable `variable` is wrong.
+    fn environment(variable: String, message: String) -> ConfigError {
+        ConfigError {
+            origin: Whence::Variable(variable),
+            at: None,
+            field: None,
+            message,
+            source: None,
+        }
+    }
+
+    /// The file the error is about; `None` when an environment variable is wrong.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.origin {
+            Whence::File(file) => Some(file),
+            _ => None,
+        }
+    }
+
+    /// The environment variable that is wrong, like `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn variable(&self) -> Option<&str> {
+        match &self.origin {
+            Whence::Variable(variable) => Some(variable),
+            _ => None,
+        }
     }
 
     /// The 1-based line of the offending text, when known.
@@ -247,8 +323,15 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The path is the operator's, but may hold any byte: print it escaped.
-        write!(f, "{}", escaped(self.file.as_os_str().as_bytes()))?;
+        match &self.origin {
+            Whence::Variable(variable) => {
+                let variable = clip(variable);
+                return write!(f, "environment variable {variable}: {}", self.message);
+            }
+            // The path is the operator's, but may hold any byte: print it escaped.
+            Whence::File(file) => write!(f, "{}", escaped(file.as_os_str().as_bytes()))?,
+            Whence::Unknown => f.write_str("config")?,
+        }
         if let Some((line, column)) = self.at {
             write!(f, ":{line}:{column}")?;
         }

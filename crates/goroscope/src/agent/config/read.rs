@@ -1,6 +1,7 @@
 //! The config tree checked section by section into an [`AgentConfig`]: the schema (which
 //! fields exist, their ranges) and the checks that span fields (`histograms.min` below
 //! `histograms.max`, `comm` among the labels). Absent fields keep their defaults.
+//! `exporters` is read by `otlp`.
 
 use std::time::Duration;
 
@@ -9,11 +10,12 @@ use goroscope_export::BucketLayout;
 
 use super::error::{echo, FieldPath, Problem};
 use super::node::{Node, Value};
+use super::otlp::{exporters, settle, Section};
 use super::values::{duration, fields, flag, globs, items, listen, show, text, whole};
 use super::values::{Bounds, Patterns};
 use super::{
-    AgentConfig, Collectors, GoCollector, Histograms, Label, LabelSet, Limits, NetworkCollector,
-    SelfMonitoring, SyscallsCollector, Targets, TcpCollector, Toggle,
+    AgentConfig, Collectors, Environment, GoCollector, Histograms, Label, LabelSet, Limits,
+    NetworkCollector, SelfMonitoring, SyscallsCollector, Targets, TcpCollector, Toggle,
 };
 
 const fn seconds(s: u64) -> Duration {
@@ -48,7 +50,8 @@ const MAX_PID: u64 = 4_194_304;
 
 /// Checks `root` (a mapping, or null for "all defaults") into a configuration whose `source`
 /// is [`super::ConfigSource::Defaults`]; the caller sets it.
-pub(super) fn read(root: &Node) -> Result<AgentConfig, Problem> {
+/// `env` fills what `exporters.otlp` leaves out.
+pub(super) fn read(root: &Node, env: Environment) -> Result<AgentConfig, Problem> {
     let top = FieldPath::root();
     if !matches!(root.value, Value::Map(_) | Value::Null) {
         return Err(Problem::value(
@@ -69,8 +72,10 @@ pub(super) fn read(root: &Node) -> Result<AgentConfig, Problem> {
         "histograms",
         "limits",
         "self_monitoring",
+        "exporters",
     ];
     let mut config = AgentConfig::defaults();
+    let mut otlp = Section::Absent;
     for (name, value, at) in fields(root, &top, &names, "")? {
         match name {
             "listen" => listen(value, &at, &mut config.listen)?,
@@ -81,9 +86,12 @@ pub(super) fn read(root: &Node) -> Result<AgentConfig, Problem> {
             "histograms" => histograms(value, &at, &mut config.histograms)?,
             "limits" => limits(value, &at, &mut config.limits)?,
             "self_monitoring" => self_monitoring(value, &at, &mut config.self_monitoring)?,
+            "exporters" => otlp = exporters(value, &at)?,
             _ => {} // `fields` admits only the names above
         }
     }
+    // After the loop: the export interval is checked against the collection interval.
+    config.exporters.otlp = settle(otlp, env, config.interval)?;
     Ok(config)
 }
 

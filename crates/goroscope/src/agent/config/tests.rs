@@ -5,19 +5,27 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use goroscope_otlp::{Compression, Endpoint, ExporterConfig, Protocol, Tls};
+
 use super::*;
 
 const EXAMPLE: &str = include_str!("../../../../../config/agent.example.yaml");
 const FULL: &str = include_str!("testdata/full.yaml");
 
+/// An environment with no variables set.
+pub(super) fn no_env(_: &str) -> Option<std::ffi::OsString> {
+    None
+}
+
 #[track_caller]
-fn parsed(text: &str) -> AgentConfig {
-    AgentConfig::parse(text, Path::new("agent.yaml")).unwrap_or_else(|e| panic!("refused: {e}"))
+pub(super) fn parsed(text: &str) -> AgentConfig {
+    AgentConfig::parse(text, Path::new("agent.yaml"), &no_env)
+        .unwrap_or_else(|e| panic!("refused: {e}"))
 }
 
 #[track_caller]
 pub(super) fn refused(text: &str) -> ConfigError {
-    match AgentConfig::parse(text, Path::new("agent.yaml")) {
+    match AgentConfig::parse(text, Path::new("agent.yaml"), &no_env) {
         Ok(config) => panic!("accepted {text:?} as {config:?}"),
         Err(error) => error,
     }
@@ -30,7 +38,12 @@ pub(super) fn check(text: &str, line: usize, field: Option<&str>, display: &str)
     assert_eq!(error.to_string(), display);
     assert_eq!(error.line(), Some(line), "{error}");
     assert_eq!(error.field(), field, "{error}");
-    assert_eq!(error.path(), Path::new("agent.yaml"));
+    assert_eq!(error.path(), Some(Path::new("agent.yaml")));
+}
+
+#[track_caller]
+pub(super) fn endpoint(url: &str) -> Endpoint {
+    Endpoint::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"))
 }
 
 #[track_caller]
@@ -79,6 +92,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(d.limits.max_series_per_family, 10_000);
     assert_eq!(d.limits.max_tcp_edges, 2_000);
     assert!(d.self_monitoring.bpf_stats);
+    assert_eq!(d.exporters.otlp, None);
     assert_eq!(d.source, ConfigSource::Defaults);
 }
 
@@ -162,9 +176,41 @@ fn a_full_file_sets_every_field() {
             max_tcp_edges: 500,
         },
         self_monitoring: SelfMonitoring { bpf_stats: false },
+        exporters: Exporters {
+            otlp: Some(OtlpExport {
+                exporter: ExporterConfig {
+                    protocol: Protocol::Grpc,
+                    endpoints: [
+                        Some(endpoint("http://collector.example:4317/")),
+                        None,
+                        Some(endpoint("https://profiles.example:4317")),
+                    ],
+                    headers: vec![
+                        ("x-api-key".to_owned(), "secret".to_owned()),
+                        ("x-tenant".to_owned(), "42".to_owned()),
+                    ],
+                    compression: Compression::Gzip,
+                    timeout: Duration::from_secs(5),
+                    interval: Duration::from_secs(120),
+                    tls: Tls {
+                        ca_file: Some("src/agent/config/testdata/tls/ca.pem".into()),
+                        cert_file: Some("src/agent/config/testdata/tls/client.pem".into()),
+                        key_file: Some("src/agent/config/testdata/tls/client-key.pem".into()),
+                        insecure: true,
+                    },
+                    queue_bytes: 16 << 20,
+                    batch_bytes: 1 << 20,
+                    max_elapsed: Duration::from_secs(600),
+                },
+                profiles: Some(ProfileExport {
+                    every: Duration::from_secs(120),
+                    duration: Duration::from_secs(30),
+                }),
+            }),
+        },
         source: ConfigSource::File("full.yaml".into()),
     };
-    let full = AgentConfig::parse(FULL, Path::new("full.yaml")).unwrap();
+    let full = AgentConfig::parse(FULL, Path::new("full.yaml"), &no_env).unwrap();
     assert_eq!(full, expected);
 }
 
@@ -174,17 +220,17 @@ fn load_reads_the_file_or_says_why_not() {
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("agent.yaml");
     std::fs::write(&good, "interval: 1s\n").unwrap();
-    let config = AgentConfig::load(&good).unwrap();
+    let config = AgentConfig::load(&good, &no_env).unwrap();
     assert_eq!(config.interval, Duration::from_secs(1));
     assert_eq!(config.source, ConfigSource::File(good.clone()));
 
     let latin1 = dir.join("latin1.yaml");
     std::fs::write(&latin1, b"listen: \"127.0.0.1:9949\"\n# caf\xe9\n").unwrap();
-    let error = AgentConfig::load(&latin1).unwrap_err();
+    let error = AgentConfig::load(&latin1, &no_env).unwrap_err();
     assert_eq!((error.line(), error.column()), (Some(2), Some(6)));
     assert_eq!(error.message(), "not UTF-8 text; save the file as UTF-8");
 
-    let missing = AgentConfig::load(Path::new("no/such/agent.yaml")).unwrap_err();
+    let missing = AgentConfig::load(Path::new("no/such/agent.yaml"), &no_env).unwrap_err();
     assert_eq!(
         missing.to_string(),
         "no/such/agent.yaml: cannot read: No such file or directory (os error 2)"
@@ -215,8 +261,10 @@ fn targets_match_pids_or_names_or_cgroups() {
 fn only_listen_needs_a_restart() {
     let running = AgentConfig::defaults();
     let mut new = parsed(FULL);
+    assert!(new.exporters.otlp.is_some() && running.exporters.otlp.is_none());
     new.listen = running.listen;
     assert!(running.restart_required(&new).is_empty());
+    assert!(new.restart_required(&running).is_empty());
     new.listen = "0.0.0.0:9949".parse().unwrap();
     assert_eq!(
         running.restart_required(&new),

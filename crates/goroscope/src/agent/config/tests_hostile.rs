@@ -70,8 +70,12 @@ fn control_characters_in_values_keys_and_file_names_are_escaped() {
         message.contains(r#""\e]0;t\x07\n" can never match"#),
         "{message}"
     );
-    let error = AgentConfig::parse("interval: x\n", Path::new("/tmp/a\u{1b}[2J\nb.yaml"))
-        .expect_err("a bad interval");
+    let error = AgentConfig::parse(
+        "interval: x\n",
+        Path::new("/tmp/a\u{1b}[2J\nb.yaml"),
+        &|_| None,
+    )
+    .expect_err("a bad interval");
     let message = error.to_string();
     assert_printable(&message);
     assert!(

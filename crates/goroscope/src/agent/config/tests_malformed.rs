@@ -64,7 +64,7 @@ fn unknown_fields_are_refused_with_the_known_ones() {
         "listen: \"127.0.0.1:9949\"\nlisten_addr: x\n",
         2,
         Some("listen_addr"),
-        "agent.yaml:2:1: listen_addr: unknown field; expected one of listen, interval, collectors, targets, labels, histograms, limits, self_monitoring",
+        "agent.yaml:2:1: listen_addr: unknown field; expected one of listen, interval, collectors, targets, labels, histograms, limits, self_monitoring, exporters",
     );
     check(
         "listen: \"127.0.0.1:9949\"\ncollectors:\n  tpc: { enabled: false }\n",

@@ -201,6 +201,7 @@ fn anchors_and_aliases_still_read_and_point_at_what_they_repeat() {
     let config = super::AgentConfig::parse(
         "interval: &every 30s\ncollectors:\n  go: { interval: *every }\n",
         std::path::Path::new("agent.yaml"),
+        &|_| None,
     )
     .unwrap_or_else(|e| panic!("refused: {e}"));
     assert_eq!(

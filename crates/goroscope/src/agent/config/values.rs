@@ -1,5 +1,5 @@
 //! Reading single values out of the config tree: mappings of known fields, booleans,
-//! durations, whole numbers, addresses, lists and patterns. Each reader leaves its slot alone
+//! durations, whole numbers, sizes in bytes, text, addresses, lists and patterns. Each reader leaves its slot alone
 //! when the value is null (`interval:` with nothing after it keeps the default) and otherwise
 //! says what it expected, what it found, and what to write instead.
 
@@ -212,6 +212,90 @@ pub(super) fn whole(
     }
 }
 
+/// The units a size may be written in, and their bytes.
+const SIZE_UNITS: [(&str, u64); 8] = [
+    ("B", 1),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+    ("kB", 1_000),
+    ("MB", 1_000_000),
+    ("GB", 1_000_000_000),
+    ("", 1),
+];
+
+/// A size in bytes: a whole number of bytes (`1048576`, `1_048_576`) or a number and a unit,
+/// like `8MiB`, `512 KiB` or `2MB`; `None` when null. Within `min..=max` bytes.
+pub(super) fn byte_size(
+    node: &Node,
+    at: &FieldPath,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, Problem> {
+    let expected = || {
+        format!(
+            "expected a size like 8MiB, 512KiB, 2MB or a number of bytes, found {}",
+            node.describe()
+        )
+    };
+    let text = match &node.value {
+        Value::Null => return Ok(None),
+        Value::Int(n) => n.to_string(),
+        Value::Str(text) => text.trim().replace('_', ""),
+        _ => return Err(Problem::value(at, expected())),
+    };
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let unit = unit.trim_start();
+    let scale = SIZE_UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|&(_, scale)| scale);
+    let (Ok(number), Some(scale)) = (number.parse::<u64>(), scale) else {
+        return Err(Problem::value(at, expected()));
+    };
+    match number.checked_mul(scale) {
+        Some(bytes) if (min..=max).contains(&bytes) => Ok(Some(bytes)),
+        _ => Err(Problem::value(
+            at,
+            format!(
+                "{} is out of range; use a size from {} to {}",
+                node.describe(),
+                show_bytes(min),
+                show_bytes(max)
+            ),
+        )),
+    }
+}
+
+/// A size as the config would write it: `8MiB`, `1500B`.
+pub(super) fn show_bytes(bytes: u64) -> String {
+    for (unit, scale) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= scale && bytes.is_multiple_of(scale) {
+            return format!("{}{unit}", bytes / scale);
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// Text, like a URL or a path; `None` when null. `example` shows what belongs here.
+pub(super) fn some_text<'a>(
+    node: &'a Node,
+    at: &FieldPath,
+    example: &str,
+) -> Result<Option<&'a str>, Problem> {
+    match &node.value {
+        Value::Null => Ok(None),
+        Value::Str(text) => Ok(Some(text)),
+        other => Err(Problem::value(
+            at,
+            format!("expected text like {example}, found {}", other.describe()),
+        )),
+    }
+}
+
 /// Parses an address to listen on, like `127.0.0.1:9949` or `[::]:9949` (host names are not
 /// looked up); the error says how to write it.
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -393,6 +477,14 @@ mod tests {
         assert!(parse_listen("localhost:9949")
             .unwrap_err()
             .contains("not looked up"));
+    }
+
+    #[test]
+    fn sizes_show_in_the_largest_exact_unit() {
+        assert_eq!(show_bytes(8 << 20), "8MiB");
+        assert_eq!(show_bytes(1536), "1536B");
+        assert_eq!(show_bytes(3 << 10), "3KiB");
+        assert_eq!(show_bytes(0), "0B");
     }
 
     #[test]
