@@ -165,7 +165,14 @@ async fn deliver(
                 .min(deadline.saturating_duration_since(at)),
             None => now.config.timeout,
         };
-        let failure = match client.export(&taken.body, timeout).await {
+        let outcome = tokio::select! {
+            outcome = client.export(&taken.body, timeout) => outcome,
+            () = shutdown_passed(shared, signal) => {
+                shared.finish(signal, taken, Some(DropReason::Shutdown));
+                return;
+            }
+        };
+        let failure = match outcome {
             Outcome::Delivered(partial) => {
                 if shared.finish(signal, taken, None) {
                     shared.stats.sent(signal, taken.items);
@@ -228,6 +235,21 @@ async fn wait(shared: &Shared, signal: Signal, retry_at: Instant, generation: u6
         tokio::select! {
             () = tokio::time::sleep_until(until.into()) => {}
             () = shared.wake[signal as usize].notified() => {}
+        }
+    }
+}
+
+/// Returns once the exporter is shutting down and its deadline has passed (to cut an
+/// attempt short).
+async fn shutdown_passed(shared: &Shared, signal: Signal) {
+    loop {
+        let shutdown = lock(&shared.state).shutdown;
+        match shutdown {
+            Some(deadline) => {
+                tokio::time::sleep_until(deadline.into()).await;
+                return;
+            }
+            None => shared.wake[signal as usize].notified().await,
         }
     }
 }
