@@ -147,14 +147,15 @@ fn tls_failure(error: &(dyn StdError + 'static)) -> Option<String> {
         if let Some(tls) = error.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
-        if let Some(tls) = error
+        // An io::Error's source() skips the error it wraps (its source is the wrapped
+        // error's source), and TLS errors come wrapped in io::Errors, sometimes twice.
+        next = match error
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return Some(tls.to_string());
-        }
-        next = error.source();
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => error.source(),
+        };
     }
     None
 }
