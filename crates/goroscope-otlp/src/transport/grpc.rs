@@ -118,17 +118,14 @@ impl GrpcTransport {
             .get_details_retry_info()
             .and_then(|info| info.retry_delay);
         let code = status.code();
-        let detail = match (code, status.source()) {
-            (Code::Unavailable | Code::Unknown, Some(source)) => format!(": {}", chain(source)),
-            _ => String::new(),
+        // A connection failure's own chain says more than the status message made of it.
+        let said = match (code, status.source()) {
+            (Code::Unavailable | Code::Unknown, Some(source)) => chain(source),
+            _ => status.message().to_owned(),
         };
         Failure {
             kind: format!("gRPC {code:?}"),
-            message: format!(
-                "{} answered {code:?}: {}{detail}",
-                self.endpoint,
-                status.message()
-            ),
+            message: format!("{} answered {code:?}: {said}", self.endpoint),
             retry: retry::grpc_status(code, delay),
         }
     }
