@@ -70,9 +70,9 @@ impl GrpcTransport {
     }
 
     /// One `Export` call.
-    pub async fn export(&self, body: &[u8], timeout: Duration) -> Outcome {
+    pub async fn export(&self, body: &Bytes, timeout: Duration) -> Outcome {
         let mut client = self.client.clone();
-        let mut request = tonic::Request::new(Bytes::copy_from_slice(body));
+        let mut request = tonic::Request::new(body.clone());
         request.set_timeout(timeout);
         for (name, value) in &self.settings.headers {
             let key = MetadataKey::from_bytes(name.as_str().as_bytes());
