@@ -187,4 +187,46 @@ mod tests {
             PartialSuccess::default()
         );
     }
+
+    #[test]
+    fn logs_count_records_and_profiles_count_samples() {
+        use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+        use opentelemetry_proto::tonic::profiles::v1development::{
+            Profile, ResourceProfiles, Sample, ScopeProfiles,
+        };
+        let logs = Batch::Logs(ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![
+                    ScopeLogs {
+                        log_records: vec![Default::default(); 2],
+                        ..Default::default()
+                    },
+                    ScopeLogs {
+                        log_records: vec![Default::default(); 3],
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+        });
+        assert_eq!((logs.signal(), logs.items()), (Signal::Logs, 5));
+        let profile = |samples| Profile {
+            samples: vec![Sample::default(); samples],
+            ..Default::default()
+        };
+        let profiles = Batch::Profiles(ExportProfilesServiceRequest {
+            resource_profiles: vec![ResourceProfiles {
+                scope_profiles: vec![ScopeProfiles {
+                    profiles: vec![profile(4), profile(6)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            dictionary: None,
+        });
+        assert_eq!(
+            (profiles.signal(), profiles.items()),
+            (Signal::Profiles, 10)
+        );
+    }
 }

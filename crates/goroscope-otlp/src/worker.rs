@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::config::{ExporterConfig, Signal};
@@ -43,6 +44,11 @@ struct Now {
     settings: Settings,
     generation: u64,
     shutdown: Option<Instant>,
+}
+
+/// What is left to count of a request once its body is on its way.
+struct Done {
+    items: u64,
 }
 
 /// Locks `mutex`, also after a panic elsewhere (the data stays consistent: every update
@@ -82,7 +88,7 @@ impl Shared {
 
     /// The sender of `signal` is done with its request; counts it dropped for `reason`
     /// unless the queue already dropped it.
-    fn finish(&self, signal: Signal, taken: &Taken, reason: Option<DropReason>) -> bool {
+    fn finish(&self, signal: Signal, taken: &Done, reason: Option<DropReason>) -> bool {
         let mut queue = lock(&self.queue);
         let ours = queue.finish(signal);
         if let (true, Some(reason)) = (ours, reason) {
@@ -120,7 +126,7 @@ async fn send_signal(shared: Arc<Shared>, signal: Signal) {
             taken
         };
         match taken {
-            Some(taken) => deliver(&shared, signal, &taken, &mut transport).await,
+            Some(taken) => deliver(&shared, signal, taken, &mut transport).await,
             None if now.shutdown.is_some() => return,
             None => shared.wake[signal as usize].notified().await,
         }
@@ -131,9 +137,11 @@ async fn send_signal(shared: Arc<Shared>, signal: Signal) {
 async fn deliver(
     shared: &Shared,
     signal: Signal,
-    taken: &Taken,
+    taken: Taken,
     transport: &mut Option<(u64, Transport)>,
 ) {
+    let body = Bytes::from(taken.body);
+    let taken = &Done { items: taken.items };
     let started = Instant::now();
     let mut backoff = Backoff::new();
     loop {
@@ -166,7 +174,7 @@ async fn deliver(
             None => now.config.timeout,
         };
         let outcome = tokio::select! {
-            outcome = client.export(&taken.body, timeout) => outcome,
+            outcome = client.export(&body, timeout) => outcome,
             () = shutdown_passed(shared, signal) => {
                 shared.finish(signal, taken, Some(DropReason::Shutdown));
                 return;

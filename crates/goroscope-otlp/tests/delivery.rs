@@ -271,6 +271,27 @@ fn a_dead_endpoint_drops_the_oldest_within_the_bound_then_the_newest_arrive() {
 }
 
 #[test]
+fn a_request_still_failing_after_max_elapsed_is_dropped_retries_exhausted() {
+    let addr = free_addr();
+    let mut config = config(Protocol::Grpc, &format!("http://{addr}"));
+    config.max_elapsed = Duration::from_millis(1500);
+    let (exporter, stats) = start(config);
+    let started = Instant::now();
+    exporter.send(metrics("doomed", 9));
+    let counts = wait_stats(&stats, Duration::from_secs(5), "retries exhausted", |s| {
+        s.dropped(DropReason::RetriesExhausted) == 9
+    });
+    // Backoff: ≤ 1 s, then a delay of 1–2 s would pass 1.5 s.
+    assert!(
+        started.elapsed() < Duration::from_millis(1600),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(counts.requests_retried >= 1, "{counts:#?}");
+    assert_eq!((counts.requests_sent, counts.queued_requests), (0, 0));
+}
+
+#[test]
 fn shutdown_with_a_hanging_server_returns_within_the_deadline_and_counts_the_rest() {
     let fake = Fake::start(Kind::Http);
     fake.script([Reply::Hang]);

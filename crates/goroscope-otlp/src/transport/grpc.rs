@@ -70,9 +70,9 @@ impl GrpcTransport {
     }
 
     /// One `Export` call.
-    pub async fn export(&self, body: &[u8], timeout: Duration) -> Outcome {
+    pub async fn export(&self, body: &Bytes, timeout: Duration) -> Outcome {
         let mut client = self.client.clone();
-        let mut request = tonic::Request::new(Bytes::copy_from_slice(body));
+        let mut request = tonic::Request::new(body.clone());
         request.set_timeout(timeout);
         for (name, value) in &self.settings.headers {
             let key = MetadataKey::from_bytes(name.as_str().as_bytes());
@@ -118,17 +118,14 @@ impl GrpcTransport {
             .get_details_retry_info()
             .and_then(|info| info.retry_delay);
         let code = status.code();
-        let detail = match (code, status.source()) {
-            (Code::Unavailable | Code::Unknown, Some(source)) => format!(": {}", chain(source)),
-            _ => String::new(),
+        // A connection failure's own chain says more than the status message made of it.
+        let said = match (code, status.source()) {
+            (Code::Unavailable | Code::Unknown, Some(source)) => chain(source),
+            _ => status.message().to_owned(),
         };
         Failure {
             kind: format!("gRPC {code:?}"),
-            message: format!(
-                "{} answered {code:?}: {}{detail}",
-                self.endpoint,
-                status.message()
-            ),
+            message: format!("{} answered {code:?}: {said}", self.endpoint),
             retry: retry::grpc_status(code, delay),
         }
     }

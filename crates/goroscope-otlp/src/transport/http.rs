@@ -58,11 +58,11 @@ impl HttpTransport {
     }
 
     /// One `POST`.
-    pub async fn export(&self, body: &[u8], timeout: Duration) -> Outcome {
+    pub async fn export(&self, body: &Bytes, timeout: Duration) -> Outcome {
         let payload = if self.settings.gzip {
-            gzip(body)
+            Bytes::from(gzip(body))
         } else {
-            body.to_vec()
+            body.clone()
         };
         let mut builder = Request::builder()
             .method(Method::POST)
@@ -76,7 +76,7 @@ impl HttpTransport {
             builder = builder.header(name, value);
         }
         let length = payload.len() as u64;
-        let request = match builder.body(Full::new(Bytes::from(payload))) {
+        let request = match builder.body(Full::new(payload)) {
             Ok(request) => request,
             Err(e) => {
                 return Outcome::Failed(Failure {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::http::{HeaderName, HeaderValue};
+use bytes::Bytes;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::ClientConfig;
@@ -101,8 +102,9 @@ impl Transport {
         }
     }
 
-    /// One attempt to deliver `body`, within `timeout`.
-    pub async fn export(&self, body: &[u8], timeout: Duration) -> Outcome {
+    /// One attempt to deliver `body`, within `timeout` (`body` is shared, not copied, by
+    /// every attempt).
+    pub async fn export(&self, body: &Bytes, timeout: Duration) -> Outcome {
         match self {
             Transport::Grpc(t) => t.export(body, timeout).await,
             Transport::Http(t) => t.export(body, timeout).await,
