@@ -11,6 +11,10 @@
 #          syscalls/s per copy, one copy per core) and `wrk` against
 #          testdata/go/httpserver with `Connection: close`, so every request is
 #          a new TCP connection (thousands per second).
+#   With OTLP=both (the default) idle and load run twice, the second time with
+#          `exporters.otlp` on (metrics and leak events over gRPC every 15 s, the
+#          defaults) to a real OpenTelemetry Collector (scripts/otelcol.sh builds
+#          it) that counts what it receives; OTLP=off or OTLP=on runs one of them.
 #   scrape with `labels: [comm, pid]` and enough long-lived processes started
 #          to make at least SERIES samples in /metrics: scrapes back to back for
 #          SCRAPE_S seconds per format from one keep-alive wrk connection, p50/p99
@@ -20,7 +24,8 @@
 #
 # Usage: bench/agent-overhead.sh   (as root)
 # Environment: GOROSCOPE_BIN (default: cargo build --release), IDLE_S (60),
-#   LOAD_S (30), SERIES (10000), SCRAPE_S (20), PARTS ("idle load scrape").
+#   LOAD_S (30), SERIES (10000), SCRAPE_S (20), PARTS ("idle load scrape"),
+#   OTLP (both | off | on).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,9 +34,11 @@ LOAD_S=${LOAD_S:-30}
 SERIES=${SERIES:-10000}
 SCRAPE_S=${SCRAPE_S:-20}
 PARTS=${PARTS:-idle load scrape}
+OTLP=${OTLP:-both}
 readonly WARMUP_S=5
 readonly PORT=19949
 readonly HTTP_PORT=19950
+readonly OTLP_PORT=19951
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "agent-overhead: run as root (the agent loads BPF programs)" >&2
@@ -50,8 +57,9 @@ fi
 
 work="$(mktemp -d)"
 pids_to_kill=()
+collector=""
 cleanup() {
-    for p in "${pids_to_kill[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids_to_kill[@]}" $collector; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
 }
@@ -89,40 +97,90 @@ measure() { # $1: label, $2: seconds
     b1="$(metric_sum goroscope_bpf_program_cpu_seconds_total)"
     awk -v l="$1" -v t0="$t0" -v t1="$t1" -v b0="$b0" -v b1="$b1" -v hz="$ticks" -v s="$2" \
         -v rss="$(rss_kb "$agent" VmRSS)" -v hwm="$(rss_kb "$agent" VmHWM)" 'BEGIN {
-        printf "%-5s agent CPU %.3f%% of a core; BPF programs %.3f%% of a core; RSS %.1f MB (peak %.1f MB)\n",
+        printf "%-10s agent CPU %.3f%% of a core; BPF programs %.3f%% of a core; RSS %.1f MB (peak %.1f MB)\n",
             l, 100 * (t1 - t0) / hz / s, 100 * (b1 - b0) / s, rss / 1024, hwm / 1024 }'
 }
 
 cat >"$work/all.yaml" <<YAML
 listen: 127.0.0.1:$PORT
 YAML
+cat >"$work/otlp.yaml" <<YAML
+listen: 127.0.0.1:$PORT
+exporters:
+  otlp:
+    endpoint: http://127.0.0.1:$OTLP_PORT
+    protocol: grpc
+YAML
+case "$OTLP" in
+    off) configs=(all) ;;
+    on) configs=(otlp) ;;
+    both) configs=(all otlp) ;;
+    *) echo "agent-overhead: OTLP must be off, on or both" >&2; exit 2 ;;
+esac
+if [ "$OTLP" != off ]; then
+    otelcol="$(bash "$root/scripts/otelcol.sh")"
+    cat >"$work/otelcol.yaml" <<YAML
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$OTLP_PORT
+exporters:
+  debug:
+    verbosity: basic
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    metrics: { receivers: [otlp], exporters: [debug] }
+    logs: { receivers: [otlp], exporters: [debug] }
+YAML
+    "$otelcol" --config "$work/otelcol.yaml" >"$work/otelcol.log" 2>&1 &
+    collector=$!
+fi
+label() { [ "$1" = otlp ] && echo "$2+otlp" || echo "$2"; }
+otlp_report() { # what the agent says it exported, and what the Collector logged receiving
+    [ "$1" = otlp ] || return 0
+    local scrape
+    scrape="$(curl -sf "http://127.0.0.1:$PORT/metrics")"
+    awk '/^goroscope_export_(sent_items|dropped_items|retried_requests)_total\{/ && $NF > 0 {
+            printf "      %s %s\n", $1, $NF }' <<<"$scrape"
+    echo "      collector batches received so far: $(grep -c 'data points' "$work/otelcol.log" || true)"
+}
 
 if [[ " $PARTS " == *" idle "* ]]; then
-    start_agent "$work/all.yaml"
-    measure idle "$IDLE_S"
-    stop_agent
+    for c in "${configs[@]}"; do
+        start_agent "$work/$c.yaml"
+        measure "$(label "$c" idle)" "$IDLE_S"
+        otlp_report "$c"
+        stop_agent
+    done
 fi
 
 if [[ " $PARTS " == *" load "* ]]; then
-    (cd "$root/testdata/go/httpserver" && go build -o "$work/httpserver" .)
-    "$work/httpserver" -addr "127.0.0.1:$HTTP_PORT" >/dev/null 2>&1 &
-    pids_to_kill+=("$!")
-    start_agent "$work/all.yaml"
-    for _ in $(seq "$(nproc)"); do
-        (while :; do dd if=/dev/zero of=/dev/null bs=1 count=1000000 2>/dev/null; done) &
+    for c in "${configs[@]}"; do
+        (cd "$root/testdata/go/httpserver" && go build -o "$work/httpserver" .)
+        "$work/httpserver" -addr "127.0.0.1:$HTTP_PORT" >/dev/null 2>&1 &
         pids_to_kill+=("$!")
+        start_agent "$work/$c.yaml"
+        for _ in $(seq "$(nproc)"); do
+            (while :; do dd if=/dev/zero of=/dev/null bs=1 count=1000000 2>/dev/null; done) &
+            pids_to_kill+=("$!")
+        done
+        wrk -t2 -c32 -d"$((LOAD_S + WARMUP_S + 5))s" -H "Connection: close" \
+            "http://127.0.0.1:$HTTP_PORT/" >"$work/wrk.txt" 2>&1 &
+        pids_to_kill+=("$!")
+        measure "$(label "$c" load)" "$LOAD_S"
+        otlp_report "$c"
+        opened="$(curl -sf "http://127.0.0.1:$PORT/metrics" |
+            awk '/^goroscope_tcp_connections_total\{/ && /direction="outbound"/ && /event="opened"/ { s += $NF } END { print s + 0 }')"
+        echo "load  outbound TCP connections counted by the agent: $opened in $((LOAD_S + WARMUP_S)) s ($(awk -v o="$opened" -v s="$((LOAD_S + WARMUP_S))" 'BEGIN { printf "%.0f", o / s }')/s)"
+        stop_agent
+        for p in "${pids_to_kill[@]}"; do [ "$p" != "$agent" ] && kill "$p" 2>/dev/null || true; done
+        pkill -f "dd if=/dev/zero of=/dev/null bs=1" 2>/dev/null || true
+        pids_to_kill=()
     done
-    wrk -t2 -c32 -d"$((LOAD_S + WARMUP_S + 5))s" -H "Connection: close" \
-        "http://127.0.0.1:$HTTP_PORT/" >"$work/wrk.txt" 2>&1 &
-    pids_to_kill+=("$!")
-    measure load "$LOAD_S"
-    opened="$(curl -sf "http://127.0.0.1:$PORT/metrics" |
-        awk '/^goroscope_tcp_connections_total\{/ && /direction="outbound"/ && /event="opened"/ { s += $NF } END { print s + 0 }')"
-    echo "load  outbound TCP connections counted by the agent: $opened in $((LOAD_S + WARMUP_S)) s ($(awk -v o="$opened" -v s="$((LOAD_S + WARMUP_S))" 'BEGIN { printf "%.0f", o / s }')/s)"
-    stop_agent
-    for p in "${pids_to_kill[@]}"; do [ "$p" != "$agent" ] && kill "$p" 2>/dev/null || true; done
-    pkill -f "dd if=/dev/zero of=/dev/null bs=1" 2>/dev/null || true
-    pids_to_kill=()
 fi
 
 if [[ " $PARTS " == *" scrape "* ]]; then

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use agent_support::{echo_server, named_testload, run_ok, sample, unique_comm, Agent};
+use agent_support::{echo_server, named_testload, sample, unique_comm, Agent};
 use otelcol::Collector;
 use serde_json::Value;
 
@@ -154,11 +154,23 @@ fn wait_number(
             return all;
         }
         if Instant::now() >= deadline {
-            let near: Vec<String> = all
+            let ours = |p: &&Point| {
+                resource
+                    .iter()
+                    .all(|(k, v)| p.resource.get(*k).is_some_and(|have| have == v))
+            };
+            let mut near: Vec<&Point> = all
                 .iter()
+                .filter(ours)
                 .filter(|p| p.metric == metric)
+                .collect();
+            if near.is_empty() {
+                near = all.iter().filter(|p| p.metric == metric).collect();
+            }
+            let near: Vec<String> = near
+                .iter()
                 .rev()
-                .take(8)
+                .take(12)
                 .map(|p| format!("{:?} {:?} {}", p.resource, p.attributes, p.value))
                 .collect();
             panic!(
@@ -176,7 +188,6 @@ fn wait_number(
 /// goroutines are planted; killed on drop.
 struct Leaky {
     child: Child,
-    comm: String,
 }
 
 impl Leaky {
@@ -207,10 +218,7 @@ impl Leaky {
             String::from_utf8_lossy(&ready[..read]).contains("\"ready\":true"),
             "leaky did not get ready"
         );
-        Leaky {
-            child,
-            comm: name[..name.len().min(15)].to_owned(),
-        }
+        Leaky { child }
     }
 
     fn pid(&self) -> String {
@@ -226,14 +234,15 @@ impl Drop for Leaky {
 }
 
 /// The agent config: 1 s collections, every call timed, Go read every 500 ms with a 1 s leak
-/// threshold, OTLP to `endpoint` every second.
+/// threshold, OTLP to `endpoint` every 5 s (longer than a collection, so a process that ends
+/// between exports has its last values exported as departed rows).
 fn config(protocol: &str, endpoint: &str, extra: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\ninterval: 1s\n\
          collectors:\n  syscalls: {{ timed_calls: all }}\n  \
          go: {{ interval: 500ms, discover_every: 1s, leak_after: 1s }}\n\
          exporters:\n  otlp:\n    endpoint: {endpoint}\n    protocol: {protocol}\n    \
-         interval: 1s\n{extra}"
+         interval: 5s\n{extra}"
     )
 }
 
@@ -241,14 +250,20 @@ fn config(protocol: &str, endpoint: &str, extra: &str) -> String {
 #[track_caller]
 fn testload_pid(comm: &str, args: &[&str]) -> String {
     let program = named_testload(comm);
+    // Without cargo's LD_LIBRARY_PATH, whose directories the loader would probe (failed opens).
     let child = Command::new(&program)
+        .env_clear()
         .args(args)
         .stdin(Stdio::null())
         .spawn()
         .expect("starting testload");
     let pid = child.id().to_string();
     let output = child.wait_with_output().expect("waiting for testload");
-    assert!(output.status.success(), "testload {args:?}: {}", output.status);
+    assert!(
+        output.status.success(),
+        "testload {args:?}: {}",
+        output.status
+    );
     pid
 }
 
@@ -265,7 +280,10 @@ fn delivers_exactly(protocol: &str, extra: &str) {
         &unique_comm("gso-svc"),
         &[
             ("OTEL_SERVICE_NAME", "checkout"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=test",
+            ),
         ],
     );
     let agent = Agent::start(&config(protocol, &endpoint, extra));
@@ -280,7 +298,11 @@ fn delivers_exactly(protocol: &str, extra: &str) {
         &["open-missing", "/nonexistent/goroscope-otlp-test", "30"],
     );
 
-    let connect = [("process.pid", connect_pid.as_str())];
+    // A pid's rows from before its exec (the test's forked child) are another resource.
+    let connect = [
+        ("process.pid", connect_pid.as_str()),
+        ("process.executable.name", comm.as_str()),
+    ];
     wait_number(
         &collector,
         "goroscope.tcp.connections",
@@ -308,7 +330,10 @@ fn delivers_exactly(protocol: &str, extra: &str) {
             point.attributes
         );
     }
-    let getppid = [("process.pid", getppid_pid.as_str())];
+    let getppid = [
+        ("process.pid", getppid_pid.as_str()),
+        ("process.executable.name", comm.as_str()),
+    ];
     wait_number(
         &collector,
         "goroscope.syscalls",
@@ -345,9 +370,16 @@ fn delivers_exactly(protocol: &str, extra: &str) {
         .iter()
         .filter_map(as_u64)
         .sum::<u64>()
-        + histogram.value.get("zeroCount").and_then(as_u64).unwrap_or(0);
+        + histogram
+            .value
+            .get("zeroCount")
+            .and_then(as_u64)
+            .unwrap_or(0);
     assert_eq!(in_buckets, 1000, "bucket counts add up to the count");
-    let open = [("process.pid", open_pid.as_str())];
+    let open = [
+        ("process.pid", open_pid.as_str()),
+        ("process.executable.name", comm.as_str()),
+    ];
     wait_number(
         &collector,
         "goroscope.syscall.errors",
@@ -477,7 +509,10 @@ fn a_collector_down_for_20_seconds_loses_nothing_the_queue_holds() {
     wait_number(
         &collector,
         "goroscope.syscalls",
-        &[("process.pid", before.as_str())],
+        &[
+            ("process.pid", before.as_str()),
+            ("process.executable.name", comm.as_str()),
+        ],
         &[("syscall", "getppid")],
         300.0,
     );
@@ -502,7 +537,10 @@ fn a_collector_down_for_20_seconds_loses_nothing_the_queue_holds() {
     wait_number(
         &collector,
         "goroscope.syscalls",
-        &[("process.pid", during.as_str())],
+        &[
+            ("process.pid", during.as_str()),
+            ("process.executable.name", comm.as_str()),
+        ],
         &[("syscall", "getppid")],
         700.0,
     );
@@ -511,7 +549,10 @@ fn a_collector_down_for_20_seconds_loses_nothing_the_queue_holds() {
     wait_number(
         &collector,
         "goroscope.syscalls",
-        &[("process.pid", after.as_str())],
+        &[
+            ("process.pid", after.as_str()),
+            ("process.executable.name", comm.as_str()),
+        ],
         &[("syscall", "getppid")],
         50.0,
     );

@@ -24,6 +24,8 @@ use crate::agent::sources::sched::SchedSource;
 use crate::agent::sources::syscalls::SyscallSource;
 use crate::agent::sources::tcp::TcpSource;
 
+mod otlp_view;
+
 /// How often retired values of cgroups that no longer exist are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 /// Where cgroup v2 is mounted when /proc/self/mountinfo does not say.
@@ -49,6 +51,9 @@ pub struct Collection {
     started: Instant,
     last_prune: Instant,
     layout: BucketLayout,
+    /// Whether ended processes' last values wait for an OTLP export (else they are forgotten
+    /// every cycle).
+    keep_departed: bool,
 }
 
 /// The histogram bounds a config asks for (its validation already built them once).
@@ -82,6 +87,7 @@ impl Collection {
             started: Instant::now(),
             last_prune: Instant::now(),
             layout,
+            keep_departed: false,
             config,
         };
         collection.start_missing();
@@ -257,6 +263,9 @@ impl Collection {
     /// One collection cycle: reads every source and returns the exposition to publish.
     pub fn cycle(&mut self) -> Exposition {
         let began = Instant::now();
+        if !self.keep_departed {
+            self.clear_departed();
+        }
         self.counters.collections += 1;
         self.counters.last_collection = Some(std::time::SystemTime::now());
         if let Some(processes) = self.processes.get_mut() {
@@ -312,39 +321,13 @@ impl Collection {
 
     fn exposition(&mut self) -> Exposition {
         let plan = LabelPlan::from_config(&self.config.labels);
-        let layout = &self.layout;
-        let c = &self.config.collectors;
-        let mut out = Exposition::new();
-        if let Some(s) = self.syscalls.get() {
-            s.families(&plan, layout, c.syscalls.enabled, c.files.enabled, &mut out);
-        }
-        if let Some(s) = self.processes.get() {
-            s.families(&plan, &mut out);
-        }
-        if let Some(s) = self.sched.get() {
-            s.families(&plan, layout, &mut out);
-        }
-        if let Some(s) = self.tcp.get() {
-            let cut = s.families(
-                &plan,
-                layout,
-                c.tcp.edges,
-                self.config.limits.max_tcp_edges,
-                &mut out,
-            );
-            if cut > 0 {
-                *self
-                    .counters
-                    .series_dropped
-                    .entry("goroscope_tcp_edge_connections_total")
-                    .or_default() += cut as u64;
-            }
-        }
-        if let Some(s) = self.network.get() {
-            s.families(&mut out);
-        }
-        if let Some(s) = self.go.get() {
-            s.families(&plan, layout, &mut out);
+        let (mut out, cut) = self.sources_exposition(&plan, &self.layout);
+        if cut > 0 {
+            *self
+                .counters
+                .series_dropped
+                .entry("goroscope_tcp_edge_connections_total")
+                .or_default() += cut as u64;
         }
         for (family, dropped) in out.cap_series(self.config.limits.max_series_per_family) {
             *self.counters.series_dropped.entry(family).or_default() += dropped as u64;
@@ -353,6 +336,45 @@ impl Collection {
         if self.bpf_stats.is_some() {
             self.counters.read_programs();
         }
+        self.self_families(&mut out);
+        out
+    }
+
+    /// Every source's families under `plan` and `layout`, and how many TCP edges were cut by
+    /// `limits.max_tcp_edges`.
+    fn sources_exposition(&self, plan: &LabelPlan, layout: &BucketLayout) -> (Exposition, usize) {
+        let c = &self.config.collectors;
+        let mut out = Exposition::new();
+        let mut cut = 0;
+        if let Some(s) = self.syscalls.get() {
+            s.families(plan, layout, c.syscalls.enabled, c.files.enabled, &mut out);
+        }
+        if let Some(s) = self.processes.get() {
+            s.families(plan, &mut out);
+        }
+        if let Some(s) = self.sched.get() {
+            s.families(plan, layout, &mut out);
+        }
+        if let Some(s) = self.tcp.get() {
+            cut = s.families(
+                plan,
+                layout,
+                c.tcp.edges,
+                self.config.limits.max_tcp_edges,
+                &mut out,
+            );
+        }
+        if let Some(s) = self.network.get() {
+            s.families(&mut out);
+        }
+        if let Some(s) = self.go.get() {
+            s.families(plan, layout, &mut out);
+        }
+        (out, cut)
+    }
+
+    /// The agent's own families (losses, probes, usage, collections).
+    fn self_families(&self, out: &mut Exposition) {
         let losses = self.kernel_losses();
         let view = self_metrics::View {
             probes: self.probe_states(),
@@ -368,8 +390,17 @@ impl Collection {
             uptime: self.started.elapsed(),
             procfs: self.owners.procfs(),
         };
-        self_metrics::families(&view, &mut out);
-        out
+        self_metrics::families(&view, out);
+    }
+
+    /// The Go collector, when up.
+    pub fn go(&self) -> Option<&GoSource> {
+        self.go.get()
+    }
+
+    /// The process table the agent reads.
+    pub fn procfs(&self) -> &ProcFs {
+        self.owners.procfs()
     }
 
     /// Kernel-side losses of every collector, running or stopped, summed per reason.

@@ -10,6 +10,10 @@
 //! counted then is *carried*: kept per (pid, key) and shown as part of that process's series
 //! (with or without a `pid` label) until the process is retired, when it joins the ledger like
 //! any retired row. So turning a collector off and on again resets nothing.
+//!
+//! A retired row is also kept as *departed*, with its pid, until the next OTLP export has sent
+//! it (or, with OTLP off, until the next cycle): OTLP series are per process, so without it the
+//! last counts of a process that exits between two exports would never leave the agent.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -47,6 +51,8 @@ pub struct Ledger<K, V> {
     retired: HashMap<(Owner, K), V>,
     /// Keyed by owner too: a process's rows from before an exec carry the old name.
     carried: HashMap<(u32, Owner, K), V>,
+    /// Rows retired since departed rows were last cleared, per process.
+    departed: HashMap<(u32, Owner, K), V>,
 }
 
 impl<K, V> Default for Ledger<K, V> {
@@ -54,6 +60,7 @@ impl<K, V> Default for Ledger<K, V> {
         Self {
             retired: HashMap::new(),
             carried: HashMap::new(),
+            departed: HashMap::new(),
         }
     }
 }
@@ -68,6 +75,29 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
                     .insert((owner.clone(), key.clone()), value.clone());
             }
         }
+    }
+
+    /// Adds the last values of process `pid`, which has ended; they stay departed (see the
+    /// module doc) until [`Ledger::clear_departed`].
+    pub fn retire_process(&mut self, pid: u32, owner: &Owner, key: &K, value: &V) {
+        self.retire(owner, key, value);
+        self.departed
+            .entry((pid, owner.clone(), key.clone()))
+            .or_default()
+            .add(value);
+    }
+
+    /// Every departed (pid, owner, key, value): rows of processes that ended since
+    /// [`Ledger::clear_departed`].
+    pub fn departed(&self) -> impl Iterator<Item = (u32, &Owner, &K, &V)> {
+        self.departed
+            .iter()
+            .map(|((pid, owner, key), value)| (*pid, owner, key, value))
+    }
+
+    /// Forgets departed rows (they were exported).
+    pub fn clear_departed(&mut self) {
+        self.departed.clear();
     }
 
     /// Every retired (owner, key, value).
@@ -89,6 +119,7 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
     pub fn retain_owners(&mut self, mut keep: impl FnMut(&Owner) -> bool) {
         self.retired.retain(|(owner, _), _| keep(owner));
         self.carried.retain(|(_, owner, _), _| keep(owner));
+        self.departed.retain(|(_, owner, _), _| keep(owner));
     }
 
     /// Keeps only the retired values `keep` accepts (e.g. edges idle too long are dropped).
@@ -128,13 +159,13 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
             // The owner was fixed when the value was carried: no need to wait for a place.
             let gone = seen.fate == Fate::Pending && owners.gone_before(*pid);
             if seen.fate == Fate::Retire || gone {
-                retiring.push((owner.clone(), key.clone(), std::mem::take(value)));
+                retiring.push((*pid, owner.clone(), key.clone(), std::mem::take(value)));
                 return false;
             }
             true
         });
-        for (owner, key, value) in retiring {
-            self.retire(&owner, &key, &value);
+        for (pid, owner, key, value) in retiring {
+            self.retire_process(pid, &owner, &key, &value);
         }
     }
 }
@@ -179,6 +210,7 @@ mod tests {
             pid: true,
             cgroup: true,
             container_id: false,
+            departed: false,
         };
         let by_name = LabelPlan {
             pid: false,

@@ -8,6 +8,7 @@ pub mod config;
 mod connections;
 mod kernel;
 pub mod ledger;
+pub mod otlp;
 pub mod owners;
 pub mod pprof;
 pub mod probe;
@@ -72,7 +73,10 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
     };
     let limits = HttpLimits::for_open_files(open_files);
     let server = Server::start(config.listen, Arc::clone(&shared), limits)?;
+    let otlp_config = config.exporters.otlp.clone();
     let mut collection = Collection::start(config)?;
+    let mut otlp = otlp::OtlpSink::default();
+    otlp.configure(otlp_config.as_ref())?;
     // Tests and scripts wait for "goroscope: attached"; the address is what a scraper needs.
     eprintln!(
         "goroscope: attached (agent): serving http://{}/metrics (also /healthz, /readyz); {}; \
@@ -88,6 +92,9 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         humantime::format_duration(limits.header_timeout),
         humantime::format_duration(limits.idle_timeout)
     );
+    if let Some(otlp) = otlp.describe() {
+        eprintln!("goroscope: agent: {otlp}");
+    }
     for (name, why) in collection.down_reasons() {
         eprintln!("goroscope: agent: {name} is down: {why}");
     }
@@ -96,6 +103,8 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         let now = Instant::now();
         if now >= schedule.next {
             let mut exposition = collection.cycle();
+            otlp.after_cycle(&mut collection);
+            otlp.families(&mut exposition);
             server.stats().families(&limits, &mut exposition);
             shared.publish(exposition);
             release_freed_memory();
@@ -106,7 +115,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         // is coalesced into one reload now and one after the next cycle, and the cycles keep
         // their cadence (a reload never triggers or postpones one).
         if schedule.may_reload(now) && reload.swap(false, Ordering::Relaxed) {
-            reload_config(args, &mut collection);
+            reload_config(args, &mut collection, &mut otlp);
             shared.set_stale_after(stale_after(collection.config().interval));
             schedule.reloaded(collection.config().interval, now, Instant::now());
             continue;
@@ -117,6 +126,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
     }
     eprintln!("goroscope: agent stopping: detaching probes");
     drop(collection);
+    otlp.shutdown();
     server.stop()
 }
 
@@ -220,13 +230,23 @@ fn config_name(args: &AgentArgs) -> String {
 }
 
 /// SIGHUP: a valid file takes effect; an invalid one leaves the running config in place.
-fn reload_config(args: &AgentArgs, collection: &mut Collection) {
+fn reload_config(args: &AgentArgs, collection: &mut Collection, otlp: &mut otlp::OtlpSink) {
     let Some(path) = &args.config else {
         eprintln!("goroscope: agent: SIGHUP ignored: no --config file to reload");
         return;
     };
     let began = Instant::now();
-    match load(args).and_then(|config| collection.reload(config)) {
+    let applied = load(args).and_then(|config| {
+        // The exporter first: its settings (TLS files) can still be refused, and then nothing
+        // of the new file is applied.
+        otlp.configure(config.exporters.otlp.as_ref())?;
+        collection.reload(config).inspect_err(|_| {
+            if let Err(e) = otlp.configure(collection.config().exporters.otlp.as_ref()) {
+                eprintln!("goroscope: agent: restoring the OTLP exporter failed: {e:#}");
+            }
+        })
+    });
+    match applied {
         Ok(not_applied) => {
             collection.count_reload(true);
             eprintln!(
@@ -236,6 +256,9 @@ fn reload_config(args: &AgentArgs, collection: &mut Collection) {
             );
             for sentence in not_applied {
                 eprintln!("goroscope: agent: not applied until restart: {sentence}");
+            }
+            if let Some(otlp) = otlp.describe() {
+                eprintln!("goroscope: agent: {otlp}");
             }
         }
         Err(error) => {

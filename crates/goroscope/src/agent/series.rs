@@ -18,6 +18,9 @@ pub struct LabelPlan {
     pub cgroup: bool,
     /// A `container_id` label.
     pub container_id: bool,
+    /// With `pid`: series of processes that ended since the last export are kept (their last
+    /// values; see the ledger's departed rows).
+    pub departed: bool,
 }
 
 impl LabelPlan {
@@ -27,6 +30,18 @@ impl LabelPlan {
             pid: labels.pid,
             cgroup: labels.cgroup,
             container_id: labels.container_id,
+            departed: false,
+        }
+    }
+
+    /// Every process label: one series per process, for an export that turns them into the
+    /// process's resource (OTLP).
+    pub fn every_label() -> Self {
+        Self {
+            pid: true,
+            cgroup: true,
+            container_id: true,
+            departed: true,
         }
     }
 
@@ -78,6 +93,13 @@ pub fn sum_by_labels<K: Clone + Eq + Hash, V: Tally>(
         out.entry((plan.labels(&row.owner, Some(row.pid)), row.key.clone()))
             .or_default()
             .add(&row.value);
+    }
+    if plan.pid && plan.departed {
+        for (pid, owner, key, value) in ledger.departed() {
+            out.entry((plan.labels(owner, Some(pid)), key.clone()))
+                .or_default()
+                .add(value);
+        }
     }
     for (pid, owner, key, value) in ledger.carried() {
         out.entry((plan.labels(owner, Some(pid)), key.clone()))
@@ -157,6 +179,7 @@ mod tests {
             pid: false,
             cgroup: true,
             container_id: false,
+            departed: false,
         };
         let live = vec![
             LiveRow {
@@ -188,6 +211,7 @@ mod tests {
             pid: true,
             cgroup: false,
             container_id: false,
+            departed: false,
         };
         let live = vec![LiveRow {
             pid: 10,

@@ -44,5 +44,4 @@ impl Collection {
             s.clear_departed();
         }
     }
-
 }

@@ -118,7 +118,10 @@ mod tests {
         }
     }
 
-    fn changes(watch: &mut LeakWatch, reports: &[(u32, HealthReport)]) -> Vec<(u32, u32, LeakChange)> {
+    fn changes(
+        watch: &mut LeakWatch,
+        reports: &[(u32, HealthReport)],
+    ) -> Vec<(u32, u32, LeakChange)> {
         watch
             .news(reports.iter().map(|(pid, r)| (*pid, r)))
             .into_iter()

@@ -21,8 +21,8 @@ use goroscope_export::otlp::{
     ResourceProfiles,
 };
 use goroscope_export::Exposition;
-use goroscope_otlp::stats::ExportStats;
-use goroscope_otlp::{Batch, Exporter, ExporterConfig, Signal};
+use goroscope_otlp::ExportStats;
+use goroscope_otlp::{Batch, Exporter, Signal};
 
 use crate::agent::collection::Collection;
 use crate::agent::config::OtlpExport;
@@ -107,11 +107,6 @@ impl OtlpSink {
         Ok(())
     }
 
-    /// Whether OTLP export is on.
-    pub fn is_on(&self) -> bool {
-        self.exporter.is_some()
-    }
-
     /// Where metrics go, for the start-up line.
     pub fn describe(&self) -> Option<String> {
         let exporter = self.exporter.as_ref()?;
@@ -150,6 +145,7 @@ impl OtlpSink {
         let procfs = collection.procfs();
         let resources = self.resources.get_or_insert_with(|| Resources::new(procfs));
         let now_unix_ns = unix_ns(SystemTime::now());
+        let mut metrics_sent = false;
         if exporter.config().endpoint(Signal::Metrics).is_some() {
             let (sources, mut agent, capped) = collection.otlp_exposition();
             self.series_capped += capped;
@@ -162,7 +158,7 @@ impl OtlpSink {
                 now_unix_ns,
             );
             exporter.send(Batch::Metrics(request));
-            collection.clear_departed();
+            metrics_sent = true;
         }
         if exporter.config().endpoint(Signal::Logs).is_some() {
             if let Some(go) = collection.go() {
@@ -183,7 +179,12 @@ impl OtlpSink {
                     let per_resource: Vec<_> = grouped
                         .iter()
                         .map(|(pid, events)| ResourceLeakEvents {
-                            attributes: resources.process(procfs, Some(go), *pid, comm(procfs, *pid)),
+                            attributes: resources.process(
+                                procfs,
+                                Some(go),
+                                *pid,
+                                comm(procfs, *pid),
+                            ),
                             events,
                         })
                         .collect();
@@ -192,18 +193,32 @@ impl OtlpSink {
             }
         }
         if let Some(profiles) = &self.profiles {
-            profiles.set_targets(collection.go().map(GoSource::watched_pids).unwrap_or_default());
+            profiles.set_targets(
+                collection
+                    .go()
+                    .map(GoSource::watched_pids)
+                    .unwrap_or_default(),
+            );
             let finished = group_by_pid(profiles.finished());
             if !finished.is_empty() {
                 let per_resource: Vec<_> = finished
                     .iter()
                     .map(|(pid, profiles)| ResourceProfiles {
-                        attributes: resources.process(procfs, collection.go(), *pid, comm(procfs, *pid)),
+                        attributes: resources.process(
+                            procfs,
+                            collection.go(),
+                            *pid,
+                            comm(procfs, *pid),
+                        ),
                         profiles,
                     })
                     .collect();
                 exporter.send(Batch::Profiles(profiles_request(&per_resource)));
             }
+        }
+        if metrics_sent {
+            // The last values of processes that ended are in this export: they can go.
+            collection.clear_departed();
         }
     }
 
@@ -226,7 +241,10 @@ impl OtlpSink {
 
 /// The current name of process `pid` ("" once it is gone).
 fn comm(procfs: &goroscope_host::ProcFs, pid: u32) -> String {
-    procfs.process(pid).map(|info| info.comm).unwrap_or_default()
+    procfs
+        .process(pid)
+        .map(|info| info.comm)
+        .unwrap_or_default()
 }
 
 /// Items grouped by process, in the order processes first appear.

@@ -52,10 +52,13 @@ impl ContinuousProfiles {
         let lost = Arc::new(AtomicU64::new(0));
         let (sender, finished) = sync_channel(WAITING);
         let thread = {
-            let (targets, stop, lost) = (Arc::clone(&targets), Arc::clone(&stop), Arc::clone(&lost));
+            let (targets, stop, lost) =
+                (Arc::clone(&targets), Arc::clone(&stop), Arc::clone(&lost));
             std::thread::Builder::new()
                 .name("goroscope-otlp-profiles".to_owned())
-                .spawn(move || profile_forever(schedule, proc_root, &targets, &stop, &lost, &sender))?
+                .spawn(move || {
+                    profile_forever(schedule, proc_root, &targets, &stop, &lost, &sender)
+                })?
         };
         Ok(ContinuousProfiles {
             schedule,
@@ -79,7 +82,10 @@ impl ContinuousProfiles {
 
     /// Profiles finished since the last call, one per process.
     pub fn finished(&self) -> Vec<(u32, Profile)> {
-        self.finished.try_iter().flat_map(split_by_process).collect()
+        self.finished
+            .try_iter()
+            .flat_map(split_by_process)
+            .collect()
     }
 
     /// Profiles lost so far (failed, or not picked up in time).

@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use goroscope_export::otlp::{int_attribute, string_attribute, ResourceFamilies};
 use goroscope_export::otlp::proto::common::KeyValue;
+use goroscope_export::otlp::{int_attribute, string_attribute, ResourceFamilies};
 use goroscope_export::{Exposition, Family, Labels};
 use goroscope_host::resource::{host_arch, process_resource, GoIdentity};
 use goroscope_host::ProcFs;
@@ -19,22 +19,23 @@ use goroscope_host::ProcFs;
 use crate::agent::sources::go::GoSource;
 
 /// Labels that say which process a series is, and become its resource.
-const PROCESS_LABELS: &[&str] = &["pid", "comm", "cgroup", "container_id", "service", "executable"];
+const PROCESS_LABELS: &[&str] = &[
+    "pid",
+    "comm",
+    "cgroup",
+    "container_id",
+    "service",
+    "executable",
+];
 
 /// Who a series belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Owner {
-    /// A process, by pid.
-    Process(u32),
+    /// A process, by pid and name: the rows a process counted before an exec carry its old
+    /// name, and are the old program's, a resource of their own.
+    Process(u32, String),
     /// The host (series of no one process).
     Host,
-}
-
-/// A process's resource, as read.
-struct Known {
-    /// The `comm` it was read under (a new one means an exec).
-    comm: String,
-    attributes: Vec<KeyValue>,
 }
 
 /// The resources of the host, of goroscope and of every process exported, kept between
@@ -43,7 +44,8 @@ pub struct Resources {
     host_name: String,
     host: Vec<KeyValue>,
     agent: Vec<KeyValue>,
-    processes: HashMap<u32, Known>,
+    /// Per (pid, comm).
+    processes: HashMap<(u32, String), Vec<KeyValue>>,
 }
 
 /// One export's resources and the families under each.
@@ -62,11 +64,6 @@ impl Grouped {
             })
             .collect()
     }
-
-    /// How many resources (processes, the host, goroscope).
-    pub fn len(&self) -> usize {
-        self.resources.len()
-    }
 }
 
 impl Resources {
@@ -83,7 +80,10 @@ impl Resources {
         if !agent.iter().any(|kv| kv.key == "service.name") {
             agent.insert(0, string_attribute("service.name", "goroscope"));
         }
-        agent.push(string_attribute("service.version", env!("CARGO_PKG_VERSION")));
+        agent.push(string_attribute(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ));
         Resources {
             host_name,
             host,
@@ -102,45 +102,35 @@ impl Resources {
         sources: &Exposition,
         agent: &Exposition,
     ) -> Grouped {
-        let mut by_owner: BTreeMap<Owner, (Option<String>, Vec<Family>)> = BTreeMap::new();
+        let mut by_owner: BTreeMap<Owner, Vec<Family>> = BTreeMap::new();
         for family in sources.families() {
-            let mut comm_of = HashMap::new();
             let parts = family.partition(|labels| match owner_of(labels) {
-                Owner::Process(pid) => {
-                    comm_of
-                        .entry(pid)
-                        .or_insert_with(|| labels.get("comm").map(str::to_owned));
-                    (Owner::Process(pid), PROCESS_LABELS)
-                }
+                owner @ Owner::Process(..) => (owner, PROCESS_LABELS),
                 // A series of no one process keeps the labels that name what it can.
                 Owner::Host => (Owner::Host, &[]),
             });
             for (owner, part) in parts {
-                let entry = by_owner.entry(owner.clone()).or_default();
-                if let Owner::Process(pid) = owner {
-                    if entry.0.is_none() {
-                        entry.0 = comm_of.get(&pid).cloned().flatten();
-                    }
-                }
-                entry.1.push(part);
+                by_owner.entry(owner).or_default().push(part);
             }
         }
-        self.processes.retain(|pid, _| by_owner.contains_key(&Owner::Process(*pid)));
+        self.processes
+            .retain(|(pid, comm), _| by_owner.contains_key(&Owner::Process(*pid, comm.clone())));
         let mut resources = Vec::with_capacity(by_owner.len() + 1);
         if !agent.families().is_empty() {
             resources.push((self.agent.clone(), agent.families().to_vec()));
         }
-        for (owner, (comm, families)) in by_owner {
+        for (owner, families) in by_owner {
             let attributes = match owner {
                 Owner::Host => self.host.clone(),
-                Owner::Process(pid) => self.process(procfs, go, pid, comm.unwrap_or_default()),
+                Owner::Process(pid, comm) => self.process(procfs, go, pid, comm),
             };
             resources.push((attributes, families));
         }
         Grouped { resources }
     }
 
-    /// The resource of process `pid`, read again after an exec.
+    /// The resource of process `pid` while it runs as `comm`: read from `/proc` when that is
+    /// what it runs now, else (it ended, or exec'd since) what the series said of it.
     pub fn process(
         &mut self,
         procfs: &ProcFs,
@@ -148,49 +138,40 @@ impl Resources {
         pid: u32,
         comm: String,
     ) -> Vec<KeyValue> {
-        if let Some(known) = self.processes.get(&pid) {
-            if known.comm == comm {
-                return known.attributes.clone();
-            }
+        let key = (pid, comm);
+        if let Some(known) = self.processes.get(&key) {
+            return known.clone();
         }
         let identity = go.and_then(|go| go.identity(pid));
         let go_identity = GoIdentity {
             main_module: identity.map(|(program, _)| program.service.as_str()),
             go_version: identity.map(|(_, version)| version),
         };
-        let attributes = match process_resource(procfs, pid, go_identity, &self.host_name) {
-            Ok(read) => attributes(read),
-            // Gone before it was read: what the series said of it.
-            Err(_) => {
+        let (pid, comm) = &key;
+        let now = procfs.process(*pid).ok().filter(|info| info.comm == *comm);
+        let read =
+            now.and_then(|_| process_resource(procfs, *pid, go_identity, &self.host_name).ok());
+        let attributes = match read {
+            Some(read) => attributes(read),
+            None => {
                 let mut gone = vec![
-                    string_attribute("service.name", go_identity.main_module.unwrap_or(&comm)),
-                    int_attribute("process.pid", i64::from(pid)),
-                    string_attribute("process.executable.name", &comm),
+                    string_attribute("service.name", comm),
+                    int_attribute("process.pid", i64::from(*pid)),
+                    string_attribute("process.executable.name", comm),
                 ];
                 gone.extend(host_attributes(&self.host_name));
                 gone
             }
         };
-        self.processes.insert(
-            pid,
-            Known {
-                comm,
-                attributes: attributes.clone(),
-            },
-        );
+        self.processes.insert(key, attributes.clone());
         attributes
-    }
-
-    /// The host's resource.
-    pub fn host(&self) -> &[KeyValue] {
-        &self.host
     }
 }
 
 /// Who a series with `labels` belongs to: the process its `pid` label names, else the host.
 fn owner_of(labels: &Labels) -> Owner {
     match labels.get("pid").and_then(|pid| pid.parse().ok()) {
-        Some(pid) => Owner::Process(pid),
+        Some(pid) => Owner::Process(pid, labels.get("comm").unwrap_or_default().to_owned()),
         None => Owner::Host,
     }
 }

@@ -3,8 +3,8 @@
 //! reason), and what waits in the queue. Exported over OTLP too, under goroscope's resource.
 
 use goroscope_export::{Exposition, Family, Labels};
-use goroscope_otlp::stats::{DropReason, StatsSnapshot};
 use goroscope_otlp::Signal;
+use goroscope_otlp::{DropReason, StatsSnapshot};
 
 /// Adds the families of `stats`; `series_capped` is the series OTLP exports left out by
 /// `limits.max_series_per_family`, `profiles_lost` the continuous profiles that failed or were

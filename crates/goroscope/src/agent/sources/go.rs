@@ -328,6 +328,25 @@ impl GoSource {
 }
 
 impl GoSource {
+    /// What watched process `pid` runs: its program (main module) and Go version.
+    pub fn identity(&self, pid: u32) -> Option<(&Program, &str)> {
+        self.watched
+            .get(&pid)
+            .map(|w| (&w.program, w.go_version.as_str()))
+    }
+
+    /// The Go processes watched.
+    pub fn watched_pids(&self) -> Vec<u32> {
+        self.watched.keys().copied().collect()
+    }
+
+    /// The latest health report of every watched process that has one.
+    pub fn reports(&self) -> impl Iterator<Item = (u32, &HealthReport)> + '_ {
+        self.watched
+            .iter()
+            .filter_map(|(pid, w)| w.report.as_ref().map(|report| (*pid, report)))
+    }
+
     /// The collector's own families: exec'd processes, and Go processes found but not read, by
     /// why (so an agent watching no Go process says so, e.g. for want of CAP_SYS_PTRACE).
     pub fn self_families(&self, out: &mut Exposition) {

@@ -104,7 +104,7 @@ impl SchedSource {
                 forget.push(row.pid);
             } else if seen.fate == Fate::Retire {
                 forget.push(row.pid);
-                retiring.push((seen.owner, SchedTally::from(row)));
+                retiring.push((row.pid, seen.owner, SchedTally::from(row)));
             } else {
                 keep.insert(row.pid);
                 self.live.push(LiveRow {
@@ -123,10 +123,15 @@ impl SchedSource {
         if !forget.is_empty() {
             self.collector.forget(&forget)?;
         }
-        for (owner, tally) in retiring {
-            self.ledger.retire(&owner, &(), &tally);
+        for (pid, owner, tally) in retiring {
+            self.ledger.retire_process(pid, &owner, &(), &tally);
         }
         Ok(())
+    }
+
+    /// Forgets the last values of ended processes once exported (see the ledger).
+    pub fn clear_departed(&mut self) {
+        self.ledger.clear_departed();
     }
 
     /// Adds the scheduler families.
@@ -146,10 +151,7 @@ impl SchedSource {
              woken) or runqueue (runnable, waiting for a CPU).",
         );
         for ((labels, ()), t) in sum_by_labels(plan, &self.live, &self.ledger) {
-            latency.add_histogram(
-                labels.clone(),
-                &layout.histogram_from_ns(&t.runqueue, t.runqueue_ns),
-            );
+            latency.add_latency(labels.clone(), layout, &t.runqueue, t.runqueue_ns);
             switches.add_counter(labels.clone().push("kind", "voluntary"), t.voluntary as f64);
             switches.add_counter(
                 labels.clone().push("kind", "involuntary"),

@@ -182,7 +182,7 @@ impl SyscallSource {
                 forget.push(row.pid);
                 let errors: Vec<(u32, u64)> = row.errors.iter().map(|(&e, &n)| (e, n)).collect();
                 let nr = row.syscall_nr;
-                retiring.push((seen.owner, nr, errors, call_tally(row)));
+                retiring.push((row.pid, seen.owner, nr, errors, call_tally(row)));
                 return;
             }
             keep.insert(row.pid);
@@ -210,13 +210,20 @@ impl SyscallSource {
             // Retired only once deleted: a failed delete leaves the rows for the next cycle.
             self.collector.forget(&forget)?;
         }
-        for (owner, nr, errors, tally) in retiring {
+        for (pid, owner, nr, errors, tally) in retiring {
             for (errno, count) in errors {
-                self.errors.retire(&owner, &(nr, errno), &count);
+                self.errors
+                    .retire_process(pid, &owner, &(nr, errno), &count);
             }
-            self.calls.retire(&owner, &nr, &tally);
+            self.calls.retire_process(pid, &owner, &nr, &tally);
         }
         Ok(())
+    }
+
+    /// Forgets the last values of ended processes once exported (see the ledger).
+    pub fn clear_departed(&mut self) {
+        self.calls.clear_departed();
+        self.errors.clear_departed();
     }
 
     /// Adds the syscall families (when `syscalls`) and the file-open family (when `files`).
@@ -250,9 +257,11 @@ impl SyscallSource {
                     labels.clone().push("syscall", name.to_string()),
                     tally.calls as f64,
                 );
-                duration.add_histogram(
+                duration.add_latency(
                     labels.clone().push("syscall", name.to_string()),
-                    &layout.histogram_from_ns(&tally.latency.to_histogram(), tally.total_ns),
+                    layout,
+                    &tally.latency.to_histogram(),
+                    tally.total_ns,
                 );
             }
             for ((labels, (nr, errno)), count) in &errors {

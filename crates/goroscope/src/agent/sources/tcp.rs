@@ -237,7 +237,7 @@ impl TcpSource {
                 forget.push(row.pid);
             } else if seen.fate == Fate::Retire {
                 forget.push(row.pid);
-                retiring_rows.push((seen.owner, key, TcpTally::from(row)));
+                retiring_rows.push((row.pid, seen.owner, key, TcpTally::from(row)));
             } else {
                 keep.insert(row.pid);
                 self.live_rows.push(LiveRow {
@@ -257,7 +257,7 @@ impl TcpSource {
                 forget.push(edge.pid);
             } else if seen.fate == Fate::Retire {
                 forget.push(edge.pid);
-                retiring_edges.push((seen.owner, key, EdgeTally::from(edge)));
+                retiring_edges.push((edge.pid, seen.owner, key, EdgeTally::from(edge)));
             } else {
                 keep.insert(edge.pid);
                 self.live_edges.push(LiveRow {
@@ -276,11 +276,11 @@ impl TcpSource {
         if !forget.is_empty() {
             self.collector.forget(&forget)?;
         }
-        for (owner, key, tally) in retiring_rows {
-            self.rows.retire(&owner, &key, &tally);
+        for (pid, owner, key, tally) in retiring_rows {
+            self.rows.retire_process(pid, &owner, &key, &tally);
         }
-        for (owner, key, tally) in retiring_edges {
-            self.edges.retire(&owner, &key, &tally);
+        for (pid, owner, key, tally) in retiring_edges {
+            self.edges.retire_process(pid, &owner, &key, &tally);
         }
         // A retired edge's series ends once no process of its owner has used it for the idle
         // time (then nothing adds to it: it cannot go back).
@@ -290,6 +290,12 @@ impl TcpSource {
             tally.last_active_ns >= idle_since || live.contains(&(owner, key))
         });
         Ok(())
+    }
+
+    /// Forgets the last values of ended processes once exported (see the ledger).
+    pub fn clear_departed(&mut self) {
+        self.rows.clear_departed();
+        self.edges.clear_departed();
     }
 
     /// Adds the TCP families; the edge families only when `edges`, keeping the `max_edges`
@@ -346,16 +352,15 @@ impl TcpSource {
             bytes.add_counter(with("traffic", "sent"), t.bytes_sent as f64);
             bytes.add_counter(with("traffic", "received"), t.bytes_received as f64);
             retransmits.add_counter(l.clone(), t.retransmits as f64);
-            duration.add_histogram(
-                l.clone(),
-                &layout.histogram_from_ns(&t.duration, t.duration_ns),
-            );
-            rtt.add_histogram(l.clone(), &layout.histogram_from_ns(&t.rtt, t.rtt_ns));
+            duration.add_latency(l.clone(), layout, &t.duration, t.duration_ns);
+            rtt.add_latency(l.clone(), layout, &t.rtt, t.rtt_ns);
             if dir.0 {
                 failures.add_counter(labels_without_direction(&l), t.connect_failures as f64);
-                connect.add_histogram(
+                connect.add_latency(
                     labels_without_direction(&l),
-                    &layout.histogram_from_ns(&t.connect_latency, t.connect_latency_ns),
+                    layout,
+                    &t.connect_latency,
+                    t.connect_latency_ns,
                 );
             }
         }

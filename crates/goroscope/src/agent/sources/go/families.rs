@@ -241,7 +241,7 @@ pub fn add<'a>(
          the label set, those that ended included.",
     );
     for (labels, (hist, sum)) in pauses {
-        pause_family.add_histogram(labels, &layout.histogram_from_ns(&hist, sum));
+        pause_family.add_latency(labels, layout, &hist, sum);
     }
     out.push(pause_family);
     for family in [
@@ -351,6 +351,7 @@ mod tests {
         pid: false,
         cgroup: true,
         container_id: false,
+        departed: false,
     };
 
     #[test]
