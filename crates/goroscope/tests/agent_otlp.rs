@@ -233,6 +233,16 @@ impl Drop for Leaky {
     }
 }
 
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The agent config: 1 s collections, every call timed, Go read every 500 ms with a 1 s leak
 /// threshold, OTLP to `endpoint` every 5 s (longer than a collection, so a process that ends
 /// between exports has its last values exported as departed rows).
@@ -568,5 +578,146 @@ fn a_collector_down_for_20_seconds_loses_nothing_the_queue_holds() {
             "metrics dropped for {reason} (20 s of exports fit the default queue)"
         );
     }
+    agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
+}
+
+/// Profiles received for process `pid`: (samples, function names in the batches' dictionaries).
+/// The Collector writes a profiles batch's resource attributes as references into the batch's
+/// string table (`keyStrindex`, `stringValueStrindex`).
+fn profiles_of(batches: &[Value], pid: u32) -> (usize, Vec<String>) {
+    let mut samples = 0;
+    let mut functions = Vec::new();
+    for batch in batches {
+        let strings: Vec<&str> = batch["dictionary"]["stringTable"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s.as_str().unwrap_or_default())
+            .collect();
+        let text = |v: &Value| {
+            v.as_str().map(str::to_owned).or_else(|| {
+                as_u64(v).and_then(|i| strings.get(i as usize).map(|s| (*s).to_owned()))
+            })
+        };
+        for rp in batch["resourceProfiles"].as_array().into_iter().flatten() {
+            let ours = rp["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|kv| {
+                    let key = kv
+                        .get("key")
+                        .and_then(text)
+                        .or_else(|| kv.get("keyStrindex").and_then(text));
+                    key.as_deref() == Some("process.pid")
+                        && kv["value"].get("intValue").and_then(as_u64) == Some(u64::from(pid))
+                });
+            if !ours {
+                continue;
+            }
+            for sp in rp["scopeProfiles"].as_array().into_iter().flatten() {
+                for profile in sp["profiles"].as_array().into_iter().flatten() {
+                    samples += profile["samples"].as_array().map_or(0, Vec::len);
+                }
+            }
+            for function in batch["dictionary"]["functionTable"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(name) = function.get("nameStrindex").and_then(text) {
+                    functions.push(name);
+                }
+            }
+        }
+    }
+    (samples, functions)
+}
+
+#[test]
+fn continuous_profiles_arrive_per_process_and_a_reload_moves_the_export() {
+    let toolchain = gotest::TOOLCHAINS[gotest::TOOLCHAINS.len() - 1];
+    let cpuburn = gotest::build("cpuburn", toolchain, gotest::BuildMode::Stripped);
+    let mut burner = KillOnDrop(
+        Command::new(&cpuburn)
+            .arg("split")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting cpuburn"),
+    );
+    let mut ready = [0u8; 64];
+    let read = burner
+        .0
+        .stdout
+        .as_mut()
+        .map_or(0, |s| s.read(&mut ready).unwrap_or(0));
+    assert!(
+        String::from_utf8_lossy(&ready[..read]).contains("ready"),
+        "cpuburn did not get ready"
+    );
+    let first = Collector::start();
+    let profiled = "    signals: { metrics: true, logs: true, profiles: true }\n    \
+                    profiles: { every: 3s, duration: 2s }\n";
+    let agent = Agent::start(&config("http/protobuf", &first.http_endpoint(), profiled));
+    let deadline = Instant::now() + SEEN_WITHIN;
+    loop {
+        let (samples, functions) =
+            profiles_of(&first.received_of(otelcol::Signal::Profiles), burner.0.id());
+        if samples > 0 && functions.iter().any(|f| f == "main.hot") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no CPU profile of cpuburn with main.hot arrived ({samples} samples; functions \
+             {functions:?})\nagent:\n{}",
+            agent.goroscope.stderr_so_far()
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+
+    // A reload that names a CA file that does not exist is refused; export goes on as before.
+    let second = Collector::start();
+    let bad = format!(
+        "{}    tls: {{ ca_file: /nonexistent/goroscope-ca.pem }}\n",
+        config("grpc", &second.grpc_endpoint(), "")
+    );
+    agent.reload(&bad);
+    let deadline = Instant::now() + SEEN_WITHIN;
+    while !agent.goroscope.stderr_so_far().contains("reload refused") {
+        assert!(Instant::now() < deadline, "the bad reload was not refused");
+        thread::sleep(Duration::from_millis(100));
+    }
+    // A good one moves every signal to the second collector, over gRPC.
+    agent.reload(&config("grpc", &second.grpc_endpoint(), ""));
+    let comm = unique_comm("gso-rel");
+    let moved = testload_pid(&comm, &["getppid", "123"]);
+    wait_number(
+        &second,
+        "goroscope.syscalls",
+        &[
+            ("process.pid", moved.as_str()),
+            ("process.executable.name", comm.as_str()),
+        ],
+        &[("syscall", "getppid")],
+        123.0,
+    );
+    assert!(
+        points(&first.received())
+            .iter()
+            .all(|p| p.resource.get("process.pid") != Some(&moved)),
+        "the first collector still got metrics after the reload"
+    );
+    let text = agent.scrape();
+    assert_eq!(
+        sample(
+            &text,
+            "goroscope_config_reloads_total",
+            &[("result", "refused")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    drop(burner);
     agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
 }
