@@ -6,15 +6,13 @@
 mod agent_support;
 mod common;
 
-use std::io::Read;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use agent_support::{
-    echo_server, http_get, named_testload, promtool_check, run_ok, sample, unique_comm, Agent,
-    Prometheus,
+    echo_server, http_get, leaky_named, named_testload, promtool_check, run_ok, sample,
+    unique_comm, Agent, LeakyCopy, Prometheus,
 };
 use common::{run_goroscope, Finished};
 
@@ -393,73 +391,6 @@ fn reload_applies_a_valid_file_keeps_counters_and_refuses_an_invalid_one() {
     agent.goroscope.stop_with(libc::SIGTERM).assert_code(0);
 }
 
-/// testdata/go/leaky (newest Go, stripped) copied to a fresh directory as `name`.
-#[track_caller]
-fn leaky_named(name: &str) -> std::path::PathBuf {
-    let toolchain = gotest::TOOLCHAINS[gotest::TOOLCHAINS.len() - 1];
-    let built = gotest::build("leaky", toolchain, gotest::BuildMode::Stripped);
-    let dir = common::unique_temp_path("leaky");
-    std::fs::create_dir_all(&dir).expect("creating a directory");
-    let binary = dir.join(name);
-    std::fs::copy(&built, &binary).expect("copying leaky");
-    binary
-}
-
-/// A running copy of testdata/go/leaky; killed on drop.
-struct LeakyCopy {
-    child: std::process::Child,
-    comm: String,
-}
-
-impl LeakyCopy {
-    /// leaky under a unique name, with GOMAXPROCS=2.
-    #[track_caller]
-    fn start(prefix: &str) -> LeakyCopy {
-        LeakyCopy::run(&leaky_named(&unique_comm(prefix)), 2)
-    }
-
-    /// Runs `binary` (a copy of leaky) with GOMAXPROCS=`gomaxprocs`, once its goroutines are
-    /// planted.
-    #[track_caller]
-    fn run(binary: &std::path::Path, gomaxprocs: u32) -> LeakyCopy {
-        let name = binary
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("a UTF-8 file name");
-        let comm = name[..name.len().min(15)].to_owned();
-        let mut child = Command::new(binary)
-            .env("GOMAXPROCS", gomaxprocs.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting leaky");
-        // It prints one ready line once every planted goroutine is blocked.
-        let mut ready = [0u8; 256];
-        let read = child
-            .stdout
-            .as_mut()
-            .map_or(0, |s| s.read(&mut ready).unwrap_or(0));
-        assert!(
-            String::from_utf8_lossy(&ready[..read]).contains("\"ready\":true"),
-            "leaky did not get ready"
-        );
-        LeakyCopy { child, comm }
-    }
-
-    /// Its pid, as a label value.
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-}
-
-impl Drop for LeakyCopy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn go_processes_are_found_and_their_goroutines_exported() {
     let leaky = LeakyCopy::start("gsa-leaky");
@@ -552,9 +483,9 @@ fn go_processes_are_told_apart_and_only_their_counters_add_up() {
     let stem = format!("gsa-ident-{:05}", std::process::id() % 100_000);
     let (exe_one, exe_two) = (format!("{stem}-one"), format!("{stem}-two"));
     let one = leaky_named(&exe_one);
-    let first = LeakyCopy::run(&one, 1);
-    let second = LeakyCopy::run(&one, 2);
-    let other = LeakyCopy::run(&leaky_named(&exe_two), 2);
+    let first = LeakyCopy::run(&one, 1, &[]);
+    let second = LeakyCopy::run(&one, 2, &[]);
+    let other = LeakyCopy::run(&leaky_named(&exe_two), 2, &[]);
     assert!(
         first.comm == stem && other.comm == stem,
         "comm is cut to 15 bytes"

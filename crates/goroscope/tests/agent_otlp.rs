@@ -17,7 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use agent_support::{echo_server, named_testload, sample, unique_comm, Agent};
+use agent_support::{
+    echo_server, leaky_named, named_testload, sample, unique_comm, Agent, LeakyCopy,
+};
 use otelcol::Collector;
 use serde_json::Value;
 
@@ -184,55 +186,6 @@ fn wait_number(
     }
 }
 
-/// A copy of testdata/go/leaky (newest Go) named `name`, running with `env`, once its
-/// goroutines are planted; killed on drop.
-struct Leaky {
-    child: Child,
-}
-
-impl Leaky {
-    #[track_caller]
-    fn start(name: &str, env: &[(&str, &str)]) -> Leaky {
-        let toolchain = gotest::TOOLCHAINS[gotest::TOOLCHAINS.len() - 1];
-        let built = gotest::build("leaky", toolchain, gotest::BuildMode::Stripped);
-        let dir = common::unique_temp_path("leaky-otlp");
-        std::fs::create_dir_all(&dir).expect("creating a directory");
-        let binary = dir.join(name);
-        std::fs::copy(&built, &binary).expect("copying leaky");
-        let mut command = Command::new(&binary);
-        command
-            .env("GOMAXPROCS", "2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("starting leaky");
-        let mut ready = [0u8; 512];
-        let read = child
-            .stdout
-            .as_mut()
-            .map_or(0, |s| s.read(&mut ready).unwrap_or(0));
-        assert!(
-            String::from_utf8_lossy(&ready[..read]).contains("\"ready\":true"),
-            "leaky did not get ready"
-        );
-        Leaky { child }
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-}
-
-impl Drop for Leaky {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A child process killed when the test ends, passed or not.
 struct KillOnDrop(Child);
 
@@ -285,9 +238,10 @@ fn delivers_exactly(protocol: &str, extra: &str) {
         "grpc" => collector.grpc_endpoint(),
         _ => collector.http_endpoint(),
     };
-    let named = Leaky::start(&unique_comm("gso-named"), &[]);
-    let checkout = Leaky::start(
-        &unique_comm("gso-svc"),
+    let named = LeakyCopy::start("gso-named");
+    let checkout = LeakyCopy::run(
+        &leaky_named(&unique_comm("gso-svc")),
+        2,
         &[
             ("OTEL_SERVICE_NAME", "checkout"),
             (

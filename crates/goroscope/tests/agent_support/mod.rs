@@ -1,6 +1,7 @@
 //! What the agent's tests need beyond the common helpers: a minimal HTTP client, a running
 //! agent with its address, a real Prometheus server on loopback that scrapes it, PromQL
-//! queries through Prometheus's HTTP API, and `promtool check metrics`.
+//! queries through Prometheus's HTTP API, `promtool check metrics`, and running copies of
+//! testdata/go/leaky.
 
 #![allow(dead_code)]
 
@@ -422,4 +423,74 @@ pub fn run_ok(program: &Path, args: &[&str]) {
         "{} {args:?} failed: {status}",
         program.display()
     );
+}
+
+/// testdata/go/leaky (newest Go, stripped) copied to a fresh directory as `name`.
+#[track_caller]
+pub fn leaky_named(name: &str) -> std::path::PathBuf {
+    let toolchain = gotest::TOOLCHAINS[gotest::TOOLCHAINS.len() - 1];
+    let built = gotest::build("leaky", toolchain, gotest::BuildMode::Stripped);
+    let dir = unique_temp_path("leaky");
+    std::fs::create_dir_all(&dir).expect("creating a directory");
+    let binary = dir.join(name);
+    std::fs::copy(&built, &binary).expect("copying leaky");
+    binary
+}
+
+/// A running copy of testdata/go/leaky; killed on drop.
+pub struct LeakyCopy {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its name (the first 15 bytes of the file name).
+    pub comm: String,
+}
+
+impl LeakyCopy {
+    /// leaky under a unique name, with GOMAXPROCS=2.
+    #[track_caller]
+    pub fn start(prefix: &str) -> LeakyCopy {
+        LeakyCopy::run(&leaky_named(&unique_comm(prefix)), 2, &[])
+    }
+
+    /// Runs `binary` (a copy of leaky) with GOMAXPROCS=`gomaxprocs` and `env` added to the
+    /// environment, once its goroutines are planted.
+    #[track_caller]
+    pub fn run(binary: &std::path::Path, gomaxprocs: u32, env: &[(&str, &str)]) -> LeakyCopy {
+        let name = binary
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("a UTF-8 file name");
+        let comm = name[..name.len().min(15)].to_owned();
+        let mut child = Command::new(binary)
+            .envs(env.iter().copied())
+            .env("GOMAXPROCS", gomaxprocs.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting leaky");
+        // It prints one ready line once every planted goroutine is blocked.
+        let mut ready = [0u8; 256];
+        let read = child
+            .stdout
+            .as_mut()
+            .map_or(0, |s| s.read(&mut ready).unwrap_or(0));
+        assert!(
+            String::from_utf8_lossy(&ready[..read]).contains("\"ready\":true"),
+            "leaky did not get ready"
+        );
+        LeakyCopy { child, comm }
+    }
+
+    /// Its pid, as a label value.
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for LeakyCopy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

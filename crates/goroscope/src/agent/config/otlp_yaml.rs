@@ -9,7 +9,7 @@ use goroscope_otlp::{Compression, Endpoint, Protocol, Signal};
 use super::error::{echo, FieldPath, Problem};
 use super::node::{Node, Value};
 use super::otlp::{header, Draft, Origin, Section, Set};
-use super::values::{byte_size, duration, fields, flag, some_text, Bounds};
+use super::values::{byte_size, duration, fields, flag, mapping, some_text, Bounds};
 
 const TIMEOUT: Bounds = Bounds {
     min: Duration::from_millis(100),
@@ -167,19 +167,7 @@ fn size(node: &Node, at: &FieldPath) -> Result<Option<Set<u64>>, Problem> {
 
 /// `headers`: a mapping of header names to text values.
 fn headers(node: &Node, at: &FieldPath) -> Result<Vec<(String, String)>, Problem> {
-    let entries = match &node.value {
-        Value::Null => return Ok(Vec::new()),
-        Value::Map(entries) => entries,
-        other => {
-            return Err(Problem::value(
-                at,
-                format!(
-                    "expected a mapping like {{ x-api-key: \"...\" }}, found {}",
-                    other.describe()
-                ),
-            ))
-        }
-    };
+    let entries = mapping(node, at, "{ x-api-key: \"...\" }")?;
     let mut headers: Vec<(String, String)> = Vec::with_capacity(entries.len());
     for (key, value) in entries {
         let Value::Str(name) = &key.value else {

@@ -10,6 +10,26 @@ use super::error::{clip, echo, FieldPath, Problem};
 use super::glob::{Glob, GlobKind};
 use super::node::{Node, Value};
 
+/// The entries of a mapping (none for an empty value), or a problem saying a mapping like
+/// `example` was expected.
+pub(super) fn mapping<'a>(
+    node: &'a Node,
+    at: &FieldPath,
+    example: &str,
+) -> Result<&'a [(Node, Node)], Problem> {
+    match &node.value {
+        Value::Null => Ok(&[]),
+        Value::Map(entries) => Ok(entries),
+        other => Err(Problem::value(
+            at,
+            format!(
+                "expected a mapping like {example}, found {}",
+                other.describe()
+            ),
+        )),
+    }
+}
+
 /// The fields of the mapping `node` at `at`, in document order, with their paths. Null is an
 /// empty mapping. Unknown and repeated fields are refused; `example` shows what belongs here.
 pub(super) fn fields<'a>(
@@ -18,19 +38,7 @@ pub(super) fn fields<'a>(
     names: &[&str],
     example: &str,
 ) -> Result<Vec<(&'a str, &'a Node, FieldPath)>, Problem> {
-    let entries = match &node.value {
-        Value::Null => return Ok(Vec::new()),
-        Value::Map(entries) => entries,
-        other => {
-            return Err(Problem::value(
-                at,
-                format!(
-                    "expected a mapping like {example}, found {}",
-                    other.describe()
-                ),
-            ))
-        }
-    };
+    let entries = mapping(node, at, example)?;
     let mut fields: Vec<(&str, &Node, FieldPath)> = Vec::with_capacity(entries.len());
     for (key, value) in entries {
         let name = match &key.value {
