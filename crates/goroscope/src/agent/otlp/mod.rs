@@ -131,7 +131,12 @@ impl OtlpSink {
     /// After a collection: when an export is due, queues the collection's metrics and the leak
     /// suspects that are news.
     pub fn after_cycle(&mut self, collection: &mut Collection) {
-        collection.keep_departed(self.exporter.is_some());
+        // Departed rows wait for a metrics export; without one they would only pile up.
+        collection.keep_departed(
+            self.exporter
+                .as_ref()
+                .is_some_and(|e| e.config().endpoint(Signal::Metrics).is_some()),
+        );
         let Some(exporter) = self.exporter.as_ref() else {
             return;
         };
