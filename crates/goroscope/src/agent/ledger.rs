@@ -13,7 +13,9 @@
 //!
 //! A retired row is also kept as *departed*, with its pid, until the next OTLP export has sent
 //! it (or, with OTLP off, until the next cycle): OTLP series are per process, so without it the
-//! last counts of a process that exits between two exports would never leave the agent.
+//! last counts of a process that exits between two exports would never leave the agent. At most
+//! [`MAX_DEPARTED`] rows wait per ledger (process churn over a long export interval); rows
+//! beyond are counted in [`Ledger::departed_lost`] (their values still reach the owner's total).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -53,7 +55,12 @@ pub struct Ledger<K, V> {
     carried: HashMap<(u32, Owner, K), V>,
     /// Rows retired since departed rows were last cleared, per process.
     departed: HashMap<(u32, Owner, K), V>,
+    /// Departed rows not kept for want of room, ever.
+    departed_lost: u64,
 }
+
+/// Most departed rows one ledger keeps between two exports.
+pub const MAX_DEPARTED: usize = 65_536;
 
 impl<K, V> Default for Ledger<K, V> {
     fn default() -> Self {
@@ -61,6 +68,7 @@ impl<K, V> Default for Ledger<K, V> {
             retired: HashMap::new(),
             carried: HashMap::new(),
             departed: HashMap::new(),
+            departed_lost: 0,
         }
     }
 }
@@ -81,10 +89,20 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
     /// module doc) until [`Ledger::clear_departed`].
     pub fn retire_process(&mut self, pid: u32, owner: &Owner, key: &K, value: &V) {
         self.retire(owner, key, value);
-        self.departed
-            .entry((pid, owner.clone(), key.clone()))
-            .or_default()
-            .add(value);
+        let room = self.departed.len() < MAX_DEPARTED;
+        let at = (pid, owner.clone(), key.clone());
+        match self.departed.get_mut(&at) {
+            Some(total) => total.add(value),
+            None if room => {
+                self.departed.insert(at, value.clone());
+            }
+            None => self.departed_lost += 1,
+        }
+    }
+
+    /// Departed rows not kept (more than [`MAX_DEPARTED`] waited), ever.
+    pub fn departed_lost(&self) -> u64 {
+        self.departed_lost
     }
 
     /// Every departed (pid, owner, key, value): rows of processes that ended since
@@ -255,6 +273,33 @@ mod tests {
             "a dead pid's series remain"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn departed_rows_wait_for_an_export_up_to_a_bound_and_the_rest_are_counted() {
+        let mut ledger: Ledger<u32, u64> = Ledger::default();
+        let web = Owner {
+            comm: "web".into(),
+            ..Owner::default()
+        };
+        ledger.retire_process(7, &web, &1, &5);
+        ledger.retire_process(7, &web, &1, &2);
+        let departed: Vec<(u32, u32, u64)> = ledger
+            .departed()
+            .map(|(pid, _, k, v)| (pid, *k, *v))
+            .collect();
+        assert_eq!(departed, vec![(7, 1, 7)]);
+        ledger.clear_departed();
+        assert_eq!(ledger.departed().count(), 0);
+        let over = MAX_DEPARTED as u32 + 3;
+        for pid in 0..over {
+            ledger.retire_process(pid, &web, &1, &1);
+        }
+        assert_eq!(ledger.departed().count(), MAX_DEPARTED);
+        assert_eq!(ledger.departed_lost(), 3);
+        // Every value still reaches the owner's retired total.
+        let total: u64 = ledger.iter().map(|(_, _, v)| *v).sum();
+        assert_eq!(total, 7 + u64::from(over));
     }
 
     #[test]

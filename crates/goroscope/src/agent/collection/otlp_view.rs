@@ -32,6 +32,13 @@ impl Collection {
         self.keep_departed = keep;
     }
 
+    /// Last values of ended processes not kept for an export (more waited than a ledger holds).
+    pub fn departed_lost(&self) -> u64 {
+        self.syscalls.get().map_or(0, |s| s.departed_lost())
+            + self.sched.get().map_or(0, |s| s.departed_lost())
+            + self.tcp.get().map_or(0, |s| s.departed_lost())
+    }
+
     /// Forgets the last values of processes that ended (they were exported).
     pub fn clear_departed(&mut self) {
         if let Some(s) = self.syscalls.get_mut() {

@@ -46,7 +46,10 @@ pub struct OtlpSink {
     /// When counting began (the start of every cumulative point), Unix ns.
     started_unix_ns: u64,
     next_export: Instant,
+    /// Series left out by `limits.max_series_per_family`, summed over exports.
     series_capped: u64,
+    /// Last values of ended processes not kept for an export (the collection's count).
+    departed_lost: u64,
 }
 
 impl Default for OtlpSink {
@@ -61,6 +64,7 @@ impl Default for OtlpSink {
             started_unix_ns: unix_ns(SystemTime::now()),
             next_export: Instant::now(),
             series_capped: 0,
+            departed_lost: 0,
         }
     }
 }
@@ -154,8 +158,10 @@ impl OtlpSink {
         if exporter.config().endpoint(Signal::Metrics).is_some() {
             let (sources, mut agent, capped) = collection.otlp_exposition();
             self.series_capped += capped;
+            self.departed_lost = collection.departed_lost();
             let lost = self.profiles.as_ref().map_or(0, ContinuousProfiles::lost);
-            stats::families(&self.stats.snapshot(), self.series_capped, lost, &mut agent);
+            let dropped = self.series_capped + self.departed_lost;
+            stats::families(&self.stats.snapshot(), dropped, lost, &mut agent);
             let grouped = resources.group(procfs, collection.go(), &sources, &agent);
             let request = metrics_request(
                 &grouped.as_resource_families(),
@@ -231,7 +237,8 @@ impl OtlpSink {
     pub fn families(&self, out: &mut Exposition) {
         if self.ever_on {
             let lost = self.profiles.as_ref().map_or(0, ContinuousProfiles::lost);
-            stats::families(&self.stats.snapshot(), self.series_capped, lost, out);
+            let dropped = self.series_capped + self.departed_lost;
+            stats::families(&self.stats.snapshot(), dropped, lost, out);
         }
     }
 

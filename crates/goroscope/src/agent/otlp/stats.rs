@@ -6,12 +6,12 @@ use goroscope_export::{Exposition, Family, Labels};
 use goroscope_otlp::Signal;
 use goroscope_otlp::{DropReason, StatsSnapshot};
 
-/// Adds the families of `stats`; `series_capped` is the series OTLP exports left out by
-/// `limits.max_series_per_family`, `profiles_lost` the continuous profiles that failed or were
+/// Adds the families of `stats`; `series_dropped` is the series OTLP exports left out (by
+/// `limits.max_series_per_family`, or ended processes beyond what waits), `profiles_lost` the continuous profiles that failed or were
 /// not picked up in time.
 pub fn families(
     stats: &StatsSnapshot,
-    series_capped: u64,
+    series_dropped: u64,
     profiles_lost: u64,
     out: &mut Exposition,
 ) {
@@ -77,10 +77,12 @@ pub fn families(
     }
     let mut capped = Family::counter(
         "goroscope_export_series_dropped_total",
-        "Series left out of OTLP exports by limits.max_series_per_family (exports carry one \
-         series per process), summed over exports.",
+        "Series left out of OTLP exports, summed over exports: over \
+         limits.max_series_per_family (exports carry one series per process), or the last \
+         values of ended processes beyond the 65,536 per source that wait for the next export \
+         (their counts still reach /metrics).",
     );
-    capped.add_counter(Labels::new(), series_capped as f64);
+    capped.add_counter(Labels::new(), series_dropped as f64);
     let mut lost = Family::counter(
         "goroscope_export_profiles_lost_total",
         "Continuous CPU profiles (exporters.otlp.profiles) that failed or finished while two \

@@ -129,6 +129,11 @@ impl SchedSource {
         Ok(())
     }
 
+    /// Last values of ended processes not kept for an export (see the ledger), ever.
+    pub fn departed_lost(&self) -> u64 {
+        self.ledger.departed_lost()
+    }
+
     /// Forgets the last values of ended processes once exported (see the ledger).
     pub fn clear_departed(&mut self) {
         self.ledger.clear_departed();

@@ -220,6 +220,11 @@ impl SyscallSource {
         Ok(())
     }
 
+    /// Last values of ended processes not kept for an export (see the ledger), ever.
+    pub fn departed_lost(&self) -> u64 {
+        self.calls.departed_lost() + self.errors.departed_lost()
+    }
+
     /// Forgets the last values of ended processes once exported (see the ledger).
     pub fn clear_departed(&mut self) {
         self.calls.clear_departed();

@@ -292,6 +292,11 @@ impl TcpSource {
         Ok(())
     }
 
+    /// Last values of ended processes not kept for an export (see the ledger), ever.
+    pub fn departed_lost(&self) -> u64 {
+        self.rows.departed_lost() + self.edges.departed_lost()
+    }
+
     /// Forgets the last values of ended processes once exported (see the ledger).
     pub fn clear_departed(&mut self) {
         self.rows.clear_departed();
