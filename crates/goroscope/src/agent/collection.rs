@@ -51,9 +51,6 @@ pub struct Collection {
     started: Instant,
     last_prune: Instant,
     layout: BucketLayout,
-    /// Whether ended processes' last values wait for an OTLP export (else they are forgotten
-    /// every cycle).
-    keep_departed: bool,
 }
 
 /// The histogram bounds a config asks for (its validation already built them once).
@@ -87,7 +84,6 @@ impl Collection {
             started: Instant::now(),
             last_prune: Instant::now(),
             layout,
-            keep_departed: false,
             config,
         };
         collection.start_missing();
@@ -263,9 +259,6 @@ impl Collection {
     /// One collection cycle: reads every source and returns the exposition to publish.
     pub fn cycle(&mut self) -> Exposition {
         let began = Instant::now();
-        if !self.keep_departed {
-            self.clear_departed();
-        }
         self.counters.collections += 1;
         self.counters.last_collection = Some(std::time::SystemTime::now());
         if let Some(processes) = self.processes.get_mut() {

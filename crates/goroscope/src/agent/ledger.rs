@@ -12,7 +12,7 @@
 //! any retired row. So turning a collector off and on again resets nothing.
 //!
 //! A retired row is also kept as *departed*, with its pid, until the next OTLP export has sent
-//! it (or, with OTLP off, until the next cycle): OTLP series are per process, so without it the
+//! it (only while an OTLP export of metrics is on: `set_keep_departed`): OTLP series are per process, so without it the
 //! last counts of a process that exits between two exports would never leave the agent. At most
 //! [`MAX_DEPARTED`] rows wait per ledger (process churn over a long export interval); rows
 //! beyond are counted in [`Ledger::departed_lost`] (their values still reach the owner's total).
@@ -57,10 +57,12 @@ pub struct Ledger<K, V> {
     departed: HashMap<(u32, Owner, K), V>,
     /// Departed rows not kept for want of room, ever.
     departed_lost: u64,
+    /// Whether departed rows are kept at all (an OTLP export of metrics is on).
+    keep_departed: bool,
 }
 
 /// Most departed rows one ledger keeps between two exports.
-pub const MAX_DEPARTED: usize = 65_536;
+pub const MAX_DEPARTED: usize = 16_384;
 
 impl<K, V> Default for Ledger<K, V> {
     fn default() -> Self {
@@ -69,6 +71,7 @@ impl<K, V> Default for Ledger<K, V> {
             carried: HashMap::new(),
             departed: HashMap::new(),
             departed_lost: 0,
+            keep_departed: false,
         }
     }
 }
@@ -89,6 +92,9 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
     /// module doc) until [`Ledger::clear_departed`].
     pub fn retire_process(&mut self, pid: u32, owner: &Owner, key: &K, value: &V) {
         self.retire(owner, key, value);
+        if !self.keep_departed {
+            return;
+        }
         let room = self.departed.len() < MAX_DEPARTED;
         let at = (pid, owner.clone(), key.clone());
         match self.departed.get_mut(&at) {
@@ -113,9 +119,22 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
             .map(|((pid, owner, key), value)| (*pid, owner, key, value))
     }
 
-    /// Forgets departed rows (they were exported).
+    /// Forgets departed rows (they were exported), and the room a burst of them took.
     pub fn clear_departed(&mut self) {
-        self.departed.clear();
+        if self.departed.capacity() > 1024 {
+            self.departed = HashMap::new();
+        } else {
+            self.departed.clear();
+        }
+    }
+
+    /// Whether rows of ended processes are kept as departed until [`Ledger::clear_departed`]
+    /// (only an OTLP export needs them); turning it off forgets those kept.
+    pub fn set_keep_departed(&mut self, keep: bool) {
+        self.keep_departed = keep;
+        if !keep {
+            self.departed = HashMap::new();
+        }
     }
 
     /// Every retired (owner, key, value).
@@ -282,6 +301,10 @@ mod tests {
             comm: "web".into(),
             ..Owner::default()
         };
+        // Not kept unless asked for (no OTLP export).
+        ledger.retire_process(7, &web, &1, &5);
+        assert_eq!(ledger.departed().count(), 0);
+        ledger.set_keep_departed(true);
         ledger.retire_process(7, &web, &1, &5);
         ledger.retire_process(7, &web, &1, &2);
         let departed: Vec<(u32, u32, u64)> = ledger
@@ -299,7 +322,7 @@ mod tests {
         assert_eq!(ledger.departed_lost(), 3);
         // Every value still reaches the owner's retired total.
         let total: u64 = ledger.iter().map(|(_, _, v)| *v).sum();
-        assert_eq!(total, 7 + u64::from(over));
+        assert_eq!(total, 5 + 7 + u64::from(over));
     }
 
     #[test]

@@ -27,9 +27,17 @@ impl Collection {
     }
 
     /// Whether the last values of processes that end wait for [`Collection::clear_departed`]
-    /// (an OTLP export sends them under the process) instead of being forgotten each cycle.
+    /// (an OTLP export sends them under the process) instead of not being kept at all.
     pub fn keep_departed(&mut self, keep: bool) {
-        self.keep_departed = keep;
+        if let Some(s) = self.syscalls.get_mut() {
+            s.set_keep_departed(keep);
+        }
+        if let Some(s) = self.sched.get_mut() {
+            s.set_keep_departed(keep);
+        }
+        if let Some(s) = self.tcp.get_mut() {
+            s.set_keep_departed(keep);
+        }
     }
 
     /// Last values of ended processes not kept for an export (more waited than a ledger holds).

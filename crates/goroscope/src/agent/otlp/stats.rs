@@ -79,7 +79,7 @@ pub fn families(
         "goroscope_export_series_dropped_total",
         "Series left out of OTLP exports, summed over exports: over \
          limits.max_series_per_family (exports carry one series per process), or the last \
-         values of ended processes beyond the 65,536 per source that wait for the next export \
+         values of ended processes beyond the 16,384 per source that wait for the next export \
          (their counts still reach /metrics).",
     );
     capped.add_counter(Labels::new(), series_dropped as f64);

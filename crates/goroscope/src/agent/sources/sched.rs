@@ -134,6 +134,11 @@ impl SchedSource {
         self.ledger.departed_lost()
     }
 
+    /// Whether the last values of ended processes wait for an export (see the ledger).
+    pub fn set_keep_departed(&mut self, keep: bool) {
+        self.ledger.set_keep_departed(keep);
+    }
+
     /// Forgets the last values of ended processes once exported (see the ledger).
     pub fn clear_departed(&mut self) {
         self.ledger.clear_departed();

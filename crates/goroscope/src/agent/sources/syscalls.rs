@@ -225,6 +225,12 @@ impl SyscallSource {
         self.calls.departed_lost() + self.errors.departed_lost()
     }
 
+    /// Whether the last values of ended processes wait for an export (see the ledger).
+    pub fn set_keep_departed(&mut self, keep: bool) {
+        self.calls.set_keep_departed(keep);
+        self.errors.set_keep_departed(keep);
+    }
+
     /// Forgets the last values of ended processes once exported (see the ledger).
     pub fn clear_departed(&mut self) {
         self.calls.clear_departed();

@@ -297,6 +297,12 @@ impl TcpSource {
         self.rows.departed_lost() + self.edges.departed_lost()
     }
 
+    /// Whether the last values of ended processes wait for an export (see the ledger).
+    pub fn set_keep_departed(&mut self, keep: bool) {
+        self.rows.set_keep_departed(keep);
+        self.edges.set_keep_departed(keep);
+    }
+
     /// Forgets the last values of ended processes once exported (see the ledger).
     pub fn clear_departed(&mut self) {
         self.rows.clear_departed();
