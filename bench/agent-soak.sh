@@ -13,10 +13,12 @@
 #   syscalls_total{comm=CHILD,syscall="execve"} = N  syscalls_total{comm=CHILD,syscall="getppid"} = 10 N
 #   every series of CHILD has the spawner's cgroup   events_dropped_total = 0 (every stage)
 #   both Go services are watched (go_goroutines)     peak RSS (VmHWM) <= MAX_RSS_MB
+#   the agent's anonymous memory (heap, stacks, maps; RssAnon sampled every second) <= MAX_ANON_MB
 # It prints each figure and exits 1 when one does not hold.
 #
 # Usage: bench/agent-soak.sh   (as root; a 10-minute soak by default)
-# Environment: SOAK_S (600), RATE (200), INTERVAL (5s), MAX_RSS_MB (50), GO_SERVICES (1),
+# Environment: SOAK_S (600), RATE (200), INTERVAL (5s), MAX_RSS_MB (50), MAX_ANON_MB (40),
+#   GO_SERVICES (1),
 #   GOROSCOPE_BIN (default: cargo build --release), TESTLOAD_BIN (default: built with it).
 # crates/goroscope/tests/agent_soak.rs runs it for 2 minutes in CI.
 set -euo pipefail
@@ -26,6 +28,7 @@ SOAK_S=${SOAK_S:-600}
 RATE=${RATE:-200}
 INTERVAL=${INTERVAL:-5s}
 MAX_RSS_MB=${MAX_RSS_MB:-50}
+MAX_ANON_MB=${MAX_ANON_MB:-40}
 GO_SERVICES=${GO_SERVICES:-1}
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -123,10 +126,13 @@ sh -c 'echo $$ > "$1/cgroup.procs" && exec "$2" spawn "$3" "$4" "$5" getppid 10'
 spawner=$!
 pids_to_kill+=("$spawner")
 max_rss=0
+max_anon=0
 start=$(date +%s)
 while kill -0 "$spawner" 2>/dev/null; do
     rss="$(rss_kb "$agent" VmRSS)"
     [ "$rss" -gt "$max_rss" ] && max_rss=$rss
+    anon="$(rss_kb "$agent" RssAnon)"
+    [ "$anon" -gt "$max_anon" ] && max_anon=$anon
     kill -0 "$agent" 2>/dev/null || { echo "agent-soak: the agent died:" >&2; cat "$work/agent.log" >&2; exit 1; }
     sleep 1
 done
@@ -177,12 +183,19 @@ if [ "$GO_SERVICES" = 1 ]; then
 fi
 hwm="$(rss_kb "$agent" VmHWM)"
 rss="$(rss_kb "$agent" VmRSS)"
+file="$(rss_kb "$agent" RssFile)"
 awk -v r="$RATE" -v n="$n" -v e="$elapsed" -v hwm="$hwm" -v max="$max_rss" -v rss="$rss" \
+    -v anon="$max_anon" -v file="$file" \
     -v t0="$cpu0" -v t1="$cpu1" -v hz="$ticks" 'BEGIN {
     printf "churn: %d processes at %d/s in %d s; agent CPU %.1f%% of a core\n", n, r, e, 100 * (t1 - t0) / hz / e
-    printf "agent RSS: peak (VmHWM) %.1f MB, highest sampled %.1f MB, at the end %.1f MB\n", hwm / 1024, max / 1024, rss / 1024 }'
+    printf "agent RSS: peak (VmHWM) %.1f MB, highest sampled %.1f MB, at the end %.1f MB\n", hwm / 1024, max / 1024, rss / 1024
+    printf "agent RSS by kind: anonymous (heap, stacks) highest sampled %.1f MB; file-backed (its code) at the end %.1f MB\n", anon / 1024, file / 1024 }'
 if [ "$hwm" -gt $((MAX_RSS_MB * 1024)) ]; then
     echo "FAIL  peak RSS above $MAX_RSS_MB MB"
+    failures=$((failures + 1))
+fi
+if [ "$max_anon" -gt $((MAX_ANON_MB * 1024)) ]; then
+    echo "FAIL  anonymous memory above $MAX_ANON_MB MB"
     failures=$((failures + 1))
 fi
 kill -TERM "$agent"
