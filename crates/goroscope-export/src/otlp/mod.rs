@@ -74,44 +74,29 @@ pub struct ResourceFamilies<'a> {
 
 /// A string attribute.
 pub fn string_attribute(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-        ..KeyValue::default()
-    }
+    attribute(key, any_value::Value::StringValue(value.to_owned()))
 }
 
 /// An integer attribute (`process.pid`).
 pub fn int_attribute(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..KeyValue::default()
-    }
+    attribute(key, any_value::Value::IntValue(value))
 }
 
 /// A boolean attribute.
 pub fn bool_attribute(key: &str, value: bool) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::BoolValue(value)),
-        }),
-        ..KeyValue::default()
-    }
+    attribute(key, any_value::Value::BoolValue(value))
 }
 
 /// A floating-point attribute.
 pub fn double_attribute(key: &str, value: f64) -> KeyValue {
+    attribute(key, any_value::Value::DoubleValue(value))
+}
+
+/// An attribute of any value.
+fn attribute(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::DoubleValue(value)),
-        }),
+        value: Some(AnyValue { value: Some(value) }),
         ..KeyValue::default()
     }
 }

@@ -152,16 +152,18 @@ impl OtlpSink {
         // Keep the cadence, but never queue a burst to catch up.
         self.next_export = (self.next_export + interval).max(now + interval / 2);
         let procfs = collection.procfs();
-        let resources = self.resources.get_or_insert_with(|| Resources::new(procfs));
+        // Held apart from `self` while this export is built (put back at the end).
+        let mut resources = self
+            .resources
+            .take()
+            .unwrap_or_else(|| Resources::new(procfs));
         let now_unix_ns = unix_ns(SystemTime::now());
         let mut metrics_sent = false;
         if exporter.config().endpoint(Signal::Metrics).is_some() {
             let (sources, mut agent, capped) = collection.otlp_exposition();
             self.series_capped += capped;
             self.departed_lost = collection.departed_lost();
-            let lost = self.profiles.as_ref().map_or(0, ContinuousProfiles::lost);
-            let dropped = self.series_capped + self.departed_lost;
-            stats::families(&self.stats.snapshot(), dropped, lost, &mut agent);
+            self.export_families(&mut agent);
             let grouped = resources.group(procfs, collection.go(), &sources, &agent);
             let request = metrics_request(
                 &grouped.as_resource_families(),
@@ -227,6 +229,7 @@ impl OtlpSink {
                 exporter.send(Batch::Profiles(profiles_request(&per_resource)));
             }
         }
+        self.resources = Some(resources);
         if metrics_sent {
             // The last values of processes that ended are in this export: they can go.
             collection.clear_departed();
@@ -236,10 +239,15 @@ impl OtlpSink {
     /// The exporter's counts as `goroscope_export_*` families (once OTLP was on).
     pub fn families(&self, out: &mut Exposition) {
         if self.ever_on {
-            let lost = self.profiles.as_ref().map_or(0, ContinuousProfiles::lost);
-            let dropped = self.series_capped + self.departed_lost;
-            stats::families(&self.stats.snapshot(), dropped, lost, out);
+            self.export_families(out);
         }
+    }
+
+    /// The `goroscope_export_*` families as they stand.
+    fn export_families(&self, out: &mut Exposition) {
+        let lost = self.profiles.as_ref().map_or(0, ContinuousProfiles::lost);
+        let dropped = self.series_capped + self.departed_lost;
+        stats::families(&self.stats.snapshot(), dropped, lost, out);
     }
 
     /// Stops: what is queued gets a few seconds to be delivered.
