@@ -16,8 +16,17 @@
  * tp_btf mode in task storage (freed with the task), in raw_tp mode (whose
  * untyped task pointers task storage refuses) in a hash by thread id whose
  * entry the switch-in deletes. A thread cannot exit off CPU (it runs its own
- * exit) and its last switch (TASK_DEAD) records nothing, so no state outlives
- * a thread.
+ * exit) and its last switch (TASK_DEAD) records nothing and deletes what is
+ * left, so no state outlives a thread.
+ *
+ * The kernel does not always report a switch-in: measured on 6.18, about one
+ * in a thousand times a thread that napped ran again with neither its
+ * sched_wakeup nor its sched_switch seen, by these programs or by bpftrace's.
+ * The thread's next switch-out then finds its interval still open. It ended
+ * when the thread began its latest run, and the scheduler's count of the
+ * thread's run time (se.sum_exec_runtime, kept at every switch-out) says how
+ * long that run was: the interval is closed there and counted in
+ * unseen_switch_ins, so none is lost and none swallows the next.
  *
  * Kernel threads are not followed: their time off CPU is their idle time.
  */
@@ -46,7 +55,11 @@ struct offcpu_thread {
 	struct offcpu_key where;
 	__u64 off_ns;   /* left the CPU at (CLOCK_MONOTONIC); 0: on a CPU, or not followed */
 	__u64 ready_ns; /* runnable since (its wakeup, or off_ns if it left runnable); 0: blocked */
+	__u64 ran_ns;   /* its run time (se.sum_exec_runtime) when it left */
 };
+
+/* Intervals closed at the next switch-out, their switch-in unseen (read by user space). */
+__u64 unseen_switch_ins = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -141,10 +154,61 @@ static __always_inline void add_to_row(const struct offcpu_key *where, __u64 blo
 	__sync_fetch_and_add(&row->count, 1);
 }
 
+/* Ends thread state: in raw_tp mode its entry goes (task storage lives as long as the task). */
+static __always_inline void forget_thread(struct offcpu_thread *th)
+{
+	if (typed_args) {
+		th->off_ns = 0;
+	} else {
+		__u32 tid = th->where.tid;
+
+		bpf_map_delete_elem(&offcpu_threads_by_tid, &tid);
+	}
+}
+
+/*
+ * Adds the interval th holds, which ended at end, to its row and ends the
+ * thread's state. Copies first: in raw_tp mode the entry goes.
+ */
+static __always_inline void close_interval(struct offcpu_thread *th, __u64 end)
+{
+	struct offcpu_key where = th->where;
+	__u64 off = th->off_ns, ready = th->ready_ns;
+
+	forget_thread(th);
+	if (end < off || end - off < min_duration_ns)
+		return;
+	if (ready < off || ready > end)
+		ready = 0;
+	/* No wakeup seen (ready 0): all of it counts as blocked. */
+	if (!ready)
+		add_to_row(&where, end - off, 0);
+	else
+		add_to_row(&where, ready - off, end - ready);
+}
+
+/*
+ * prev leaves the CPU with an interval still open: its switch-in went
+ * unseen (see the top of this file). That interval ended when its latest
+ * run began, ran_now - th->ran_ns before now.
+ */
+static __always_inline void close_unseen(struct offcpu_thread *th, __u64 ran_now, __u64 now)
+{
+	__u64 ran = ran_now > th->ran_ns ? ran_now - th->ran_ns : 0;
+
+	__sync_fetch_and_add(&unseen_switch_ins, 1);
+	close_interval(th, ran < now ? now - ran : 0);
+}
+
 /* prev is the current task: the stack helpers read its stacks. */
 static __always_inline void switched_out(void *ctx, struct task_struct *prev, bool preempt,
 					 unsigned int prev_state, __u64 now)
 {
+	__u64 ran = prev->se.sum_exec_runtime;
+	struct offcpu_thread *open = thread_state(prev);
+
+	if (open && open->off_ns)
+		close_unseen(open, ran, now);
 	/* Its last switch: it never runs again. */
 	if (prev_state & TASK_DEAD)
 		return;
@@ -156,6 +220,7 @@ static __always_inline void switched_out(void *ctx, struct task_struct *prev, bo
 		},
 		.off_ns = now,
 		.ready_ns = preempt || prev_state == TASK_RUNNING ? now : 0,
+		.ran_ns = ran,
 	};
 	st.where.kernel_stack = store_stack(ctx, 0, LOSS_OFFCPU_KERNEL_STACK);
 	/* A thread past exit_mm() has no user side left. */
@@ -176,29 +241,8 @@ static __always_inline void switched_in(struct task_struct *next, __u64 now)
 {
 	struct offcpu_thread *th = thread_state(next);
 
-	if (!th || !th->off_ns)
-		return;
-
-	struct offcpu_key where = th->where;
-	__u64 off = th->off_ns, ready = th->ready_ns;
-
-	/* Running again: its state ends here. */
-	if (typed_args) {
-		th->off_ns = 0;
-	} else {
-		__u32 tid = where.tid;
-
-		bpf_map_delete_elem(&offcpu_threads_by_tid, &tid);
-	}
-	if (now < off || now - off < min_duration_ns)
-		return;
-	if (ready < off || ready > now)
-		ready = 0;
-	/* No wakeup seen (ready 0): all of it counts as blocked. */
-	if (!ready)
-		add_to_row(&where, now - off, 0);
-	else
-		add_to_row(&where, ready - off, now - ready);
+	if (th && th->off_ns)
+		close_interval(th, now);
 }
 
 static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct *prev_arg,

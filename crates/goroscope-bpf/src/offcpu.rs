@@ -241,6 +241,18 @@ impl<'obj> OffCpuSampler<'obj> {
         Ok(out)
     }
 
+    /// Intervals the kernel side closed at the thread's next switch-out because the kernel
+    /// never reported the switch-in that ended them (see bpf/offcpu.bpf.c): measured from the
+    /// thread's run time, so counted, not lost.
+    pub fn unseen_switch_ins(&self) -> u64 {
+        self.skel.maps.bss_data.as_deref().map_or(0, |bss| {
+            // SAFETY: the reference points at the object's mmapped .bss, alive as long as the
+            // skeleton, and the u64 in it is aligned; the kernel adds to it atomically, so a
+            // volatile load reads a whole value, never one cached from an earlier read.
+            unsafe { std::ptr::read_volatile(&bss.unseen_switch_ins) }
+        })
+    }
+
     /// What was lost in the kernel so far.
     pub fn losses(&self) -> Result<OffCpuLosses, BpfError> {
         let losses = Losses::read(&self.skel.maps.losses)?;

@@ -33,6 +33,8 @@ pub struct OffCpuSummary {
     pub off_cpu_ns: u64,
     /// What the kernel side lost.
     pub losses: OffCpuLosses,
+    /// Intervals whose end the kernel did not report, measured from the thread's run time.
+    pub unseen_switch_ins: u64,
 }
 
 /// An off-CPU profile being taken.
@@ -113,6 +115,7 @@ impl<'obj> OffCpuProfile<'obj> {
         let duration = self.started.elapsed();
         let rows = self.sampler.samples()?;
         let losses = self.sampler.losses()?;
+        let unseen_switch_ins = self.sampler.unseen_switch_ins();
         drop(self.sampler);
 
         let mut profile = Profile::new(ProfileKind::OffCpu);
@@ -121,6 +124,7 @@ impl<'obj> OffCpuProfile<'obj> {
         profile.duration_ns = i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
         let mut summary = OffCpuSummary {
             losses,
+            unseen_switch_ins,
             ..OffCpuSummary::default()
         };
         let mut assembler = Assembler::new(&mut self.watched.symbols, profile);
@@ -154,6 +158,13 @@ impl<'obj> OffCpuProfile<'obj> {
         let mut profile = assembler.finish();
         drop_tracing_frames(&mut profile);
         profile.comments.extend(loss_comments(&summary.losses));
+        if summary.unseen_switch_ins > 0 {
+            profile.comments.push(format!(
+                "{} off-CPU intervals ended in a switch the kernel did not report; each was \
+                 ended where the thread's run time says it ran again",
+                summary.unseen_switch_ins
+            ));
+        }
         Ok((profile, summary))
     }
 }
