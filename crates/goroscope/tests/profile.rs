@@ -10,9 +10,11 @@
 //! Profiles that measure shares sample at 997 Hz: at the default 99 Hz a 2 s profile holds about
 //! 200 samples, too few to tell 3:1 within 10 % (measured: anywhere from 2.4 to 4.3), while at
 //! 997 Hz 3 s split profiles came out within 7 % of 3 (2.3 % RMS over 138, on a machine other
-//! work kept busy). 997 is prime so the sampling never runs in step with the program's units of
-//! work. A target starved of CPU by other load is profiled again until its samples suffice (see
-//! `split_profile`).
+//! work kept busy). That held only while cpuburn's rounds were not close to a small multiple of
+//! the sampling period over a small number: with every round 2.8 ms long, sampled every 1.003 ms,
+//! samples fell on 14 points of the round and 3:1 read as 2.5 or 3.7 (CI failed on 2.57), so
+//! cpuburn now draws each round's length (see testdata/go/cpuburn). A target starved of CPU by
+//! other load is profiled again until its samples suffice (see `split_profile`).
 //!
 //! `go` must be on PATH (tests read profiles with `go tool pprof`); a missing `go`, `cc` or
 //! `bpftool` fails the test that needs it.
@@ -607,11 +609,12 @@ fn send(pid: u32, signal: libc::c_int) {
 /// cpuburn is stopped (SIGSTOP) except while sampled: the CPU it would burn while goroscope
 /// attaches and symbolizes is the other tests' (and it would slow both down).
 ///
-/// A target that ran undisturbed is sampled at steady points of its 2.8 ms hot/cold cycle and its
+/// A target that ran undisturbed has a sample every 1.003 ms through rounds of 1.4 to 4.2 ms
+/// whose lengths it draws, so only where each phase begins and ends is left to chance: the
 /// ratio comes out within a few percent. On a machine so busy that it got under 40 % of a CPU,
-/// its runs are cut into slices no longer than the cycle and each sample falls at a chance point
-/// of it: the ratio is then only as good as its sample count. Such a target is profiled again,
-/// the profiles' times summed, until the count suffices (at most 3 profiles).
+/// its runs are cut into slices shorter than a round and every sample falls at a chance point:
+/// the ratio is then only as good as its sample count. Such a target is profiled again, the
+/// profiles' times summed, until the count suffices (at most 3 profiles).
 #[track_caller]
 fn split_profile(what: &str, pid: u32, dir: &TempDir) -> (String, Vec<TopRow>) {
     const STARVED_SHARE: f64 = 0.4;
@@ -814,8 +817,8 @@ fn agrees_with_gos_own_profiler() {
     let our_ratio = our_main["main.hot"] / our_main["main.cold"];
     let their_ratio = their_main["main.hot"] / their_main["main.cold"];
     let (hot, cold) = (our_main["main.hot"], our_main["main.cold"]);
-    // A target that got under 40 % of a CPU ran in slices shorter than its 2.8 ms hot/cold
-    // cycle, and each sample fell at a chance point of it (see split_profile): its split is then
+    // A target that got under 40 % of a CPU ran in slices shorter than its hot/cold rounds,
+    // and each sample fell at a chance point of them (see split_profile): its split is then
     // only as good as its sample count, and is judged against that binomial noise (4 standard
     // deviations) instead of 10 %.
     if (hot + cold) / 3.0 >= 0.4 {

@@ -1,8 +1,9 @@
 // Command cpuburn spends CPU in known proportions for goroscope's profiler tests.
 //
-//	cpuburn split [SECONDS PROFILE]  one goroutine: hot (3 units) then cold (1 unit), forever;
-//	                                 with SECONDS and PROFILE, also its own runtime/pprof CPU
-//	                                 profile of the first SECONDS, written to PROFILE
+//	cpuburn split [SECONDS PROFILE]  one goroutine: hot (3n steps) then cold (n steps), forever,
+//	                                 n drawn anew each round between 2 and 6 units; with SECONDS
+//	                                 and PROFILE, also its own runtime/pprof CPU profile of the
+//	                                 first SECONDS, written to PROFILE
 //	cpuburn work ROUNDS              ROUNDS rounds of hot then cold, then prints the time taken
 //	                                 in nanoseconds and exits (for overhead benchmarks)
 //	cpuburn labels                   two goroutines taking turns under pprof.Do labels:
@@ -28,6 +29,14 @@ import (
 // unit is the number of mixing steps in one unit of work (about 0.7 ms on the test machines).
 const unit = 300000
 
+// A split whose rounds all took the same time would be sampled at the same few points of its
+// round, over and over, whenever the round is close to a small multiple of the sampling period
+// over a small number: a 2.8 ms round sampled every 1.003 ms (997 Hz) lands on only 14 points of
+// it, which makes 3:1 read as 2.5 or 3.7 depending on where the first sample fell (what the
+// tests saw). So split draws each round's length, keeping hot at exactly three times cold.
+// Where a sample falls in the phase it begins or ends is still chance, so the share is off by
+// up to a sample per phase: long rounds (4 units on average, 11 ms) keep that small.
+
 // turn is how many times its units each labels worker burns per turn. Each turn also pays for a
 // handover (a channel send, a wakeup, often a move to another thread), the same for both
 // workers, which pulls their shares towards 1:1: with 1, alpha:beta in 2.5 s profiles on a
@@ -45,16 +54,16 @@ func step(x uint64) uint64 {
 }
 
 //go:noinline
-func hot(x uint64) uint64 {
-	for i := 0; i < 3*unit; i++ {
+func hot(x uint64, n int) uint64 {
+	for i := 0; i < 3*n; i++ {
 		x = step(x)
 	}
 	return x
 }
 
 //go:noinline
-func cold(x uint64) uint64 {
-	for i := 0; i < unit; i++ {
+func cold(x uint64, n int) uint64 {
+	for i := 0; i < n; i++ {
 		x = step(x)
 	}
 	return x
@@ -98,9 +107,13 @@ func split() {
 	}
 	fmt.Println(`{"ready":true}`)
 	x := uint64(88172645463325252)
+	// The round lengths come from a generator of their own, so the work stays the same.
+	r := uint64(0x9e3779b97f4a7c15)
 	for {
-		x = hot(x)
-		x = cold(x)
+		r = step(r)
+		n := 2*unit + int(r%(4*unit))
+		x = hot(x, n)
+		x = cold(x, n)
 		sink = x
 	}
 }
@@ -113,8 +126,8 @@ func work() {
 	started := time.Now()
 	x := uint64(88172645463325252)
 	for i := 0; i < rounds; i++ {
-		x = hot(x)
-		x = cold(x)
+		x = hot(x, unit)
+		x = cold(x, unit)
 	}
 	sink = x
 	fmt.Println(time.Since(started).Nanoseconds())
