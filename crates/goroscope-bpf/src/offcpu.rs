@@ -102,6 +102,38 @@ impl<'obj> OffCpuSampler<'obj> {
         filter: &ProcessFilter,
         min_duration_ns: u64,
     ) -> Result<Self, BpfError> {
+        let mut sampler = Self::load(storage, mode, filter, min_duration_ns)?;
+        let progs = &sampler.skel.progs;
+        let handlers = if mode == AttachMode::TpBtf {
+            [
+                &progs.handle__sched_switch,
+                &progs.handle__sched_wakeup,
+                &progs.handle__sched_wakeup_new,
+            ]
+        } else {
+            [
+                &progs.handle__sched_switch_raw,
+                &progs.handle__sched_wakeup_raw,
+                &progs.handle__sched_wakeup_new_raw,
+            ]
+        };
+        let names = [
+            "handle__sched_switch",
+            "handle__sched_wakeup",
+            "handle__sched_wakeup_new",
+        ];
+        let named: Vec<_> = names.into_iter().zip(handlers).collect();
+        sampler._links = attach_all(mode, &named)?;
+        Ok(sampler)
+    }
+
+    /// Loads the programs for `mode` and fills the filter, attaching nothing.
+    fn load(
+        storage: &'obj mut MaybeUninit<OpenObject>,
+        mode: AttachMode,
+        filter: &ProcessFilter,
+        min_duration_ns: u64,
+    ) -> Result<Self, BpfError> {
         let mut open = OffcpuSkelBuilder::default()
             .open(storage)
             .map_err(|source| BpfError::Open {
@@ -138,30 +170,8 @@ impl<'obj> OffCpuSampler<'obj> {
             verifier_log: libbpf_log::take_trimmed(),
         })?;
         fill_target_pids(&skel.maps.target_pids, &filter.pids)?;
-
-        let progs = &skel.progs;
-        let handlers = if btf {
-            [
-                &progs.handle__sched_switch,
-                &progs.handle__sched_wakeup,
-                &progs.handle__sched_wakeup_new,
-            ]
-        } else {
-            [
-                &progs.handle__sched_switch_raw,
-                &progs.handle__sched_wakeup_raw,
-                &progs.handle__sched_wakeup_new_raw,
-            ]
-        };
-        let names = [
-            "handle__sched_switch",
-            "handle__sched_wakeup",
-            "handle__sched_wakeup_new",
-        ];
-        let named: Vec<_> = names.into_iter().zip(handlers).collect();
-        let links = attach_all(mode, &named)?;
         Ok(Self {
-            _links: links,
+            _links: Vec::new(),
             skel,
             mode,
             min_duration_ns,
@@ -262,5 +272,93 @@ impl<'obj> OffCpuSampler<'obj> {
             rows: losses.counts[LOSS_ROWS_FULL],
             threads: losses.counts[LOSS_THREADS],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The kernel half's answer to a switch-in the kernel never reports (needs root), driven
+    //! by running the raw_tp switch handler by hand on this thread with nothing attached:
+    //! the only switches it sees are the two it is given.
+
+    use std::time::{Duration, Instant};
+
+    use libbpf_rs::ProgramInput;
+
+    use super::*;
+
+    /// `prev_state` of a thread going to sleep.
+    const TASK_INTERRUPTIBLE: u64 = 1;
+    /// The scheduler's run-time count of a running thread lags by at most one tick (4 ms at
+    /// CONFIG_HZ=250), at either end of the interval.
+    const TICK_NS: u64 = 4_000_000;
+
+    /// Runs the sched_switch handler as if this thread went to sleep now.
+    fn switch_out_of_this_thread(sampler: &OffCpuSampler<'_>) {
+        // raw_tp arguments: preempt, prev (unused: current is prev), next (none), prev_state.
+        let mut ctx: Vec<u8> = [0u64, 0, 0, TASK_INTERRUPTIBLE]
+            .iter()
+            .flat_map(|arg| arg.to_ne_bytes())
+            .collect();
+        let input = ProgramInput {
+            context_in: Some(&mut ctx),
+            ..ProgramInput::default()
+        };
+        let run = sampler.skel.progs.handle__sched_switch_raw.test_run(input);
+        assert_eq!(
+            run.map(|out| out.return_value).ok(),
+            Some(0),
+            "the switch handler should run and return 0"
+        );
+    }
+
+    #[test]
+    fn an_interval_whose_switch_in_went_unseen_ends_where_the_thread_ran_again() {
+        let mut storage = MaybeUninit::uninit();
+        let filter = ProcessFilter {
+            pids: vec![std::process::id()],
+            comm: None,
+            include_self: true,
+        };
+        let sampler = match OffCpuSampler::load(&mut storage, AttachMode::RawTp, &filter, 0) {
+            Ok(sampler) => sampler,
+            Err(e) => panic!("cannot load the off-CPU programs (run as root): {e}"),
+        };
+        // SAFETY: gettid takes no arguments and cannot fail.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+
+        switch_out_of_this_thread(&sampler);
+        // Off CPU for 30 ms, then running for 20 ms, neither seen by the handler.
+        std::thread::sleep(Duration::from_millis(30));
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(20) {
+            std::hint::spin_loop();
+        }
+        switch_out_of_this_thread(&sampler);
+
+        assert_eq!(sampler.unseen_switch_ins(), 1);
+        let rows = match sampler.rows() {
+            Ok(rows) => rows,
+            Err(e) => panic!("cannot read the off-CPU rows: {e}"),
+        };
+        let mine: Vec<&offcpu_stats> = rows
+            .iter()
+            .filter(|(key, _)| key.tid == tid)
+            .map(|(_, stats)| stats)
+            .collect();
+        assert_eq!(mine.len(), 1, "one row for this thread: {rows:?}");
+        let stats = mine[0];
+        assert_eq!(stats.count, 1);
+        // No wakeup was seen: all of it is blocked.
+        assert_eq!(stats.runqueue_ns, 0);
+        // The 30 ms off CPU, not the 50 ms between the two switch-outs. Above it by up to a
+        // tick of run-time lag, and on a loaded machine by a wait for a CPU after the sleep
+        // (off CPU too): allowed up to 12 ms, still far from the 50 ms of not correcting.
+        let slept = 30_000_000;
+        assert!(
+            (slept - TICK_NS..=slept + 3 * TICK_NS).contains(&stats.blocked_ns),
+            "blocked {} ns, expected 30 ms, at most a tick under or 12 ms over",
+            stats.blocked_ns
+        );
     }
 }
