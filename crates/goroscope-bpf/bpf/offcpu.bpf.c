@@ -107,13 +107,19 @@ static __always_inline struct offcpu_thread *thread_state(struct task_struct *t)
 	return bpf_map_lookup_elem(&offcpu_threads_by_tid, &tid);
 }
 
-/* Stores thread t's state; false when there is no room. */
-static __always_inline bool save_thread_state(struct task_struct *t, const struct offcpu_thread *st)
+/*
+ * Stores thread t's state; false when there is no room. th: its state as
+ * thread_state() found it, or NULL (tp_btf mode then looks it up, creating
+ * it; raw_tp mode always writes the hash, whose entry a close may have
+ * deleted since).
+ */
+static __always_inline bool save_thread_state(struct task_struct *t, struct offcpu_thread *th,
+					      const struct offcpu_thread *st)
 {
 	if (typed_args) {
-		struct offcpu_thread *th = bpf_task_storage_get(&offcpu_threads, t, 0,
-								BPF_LOCAL_STORAGE_GET_F_CREATE);
-
+		if (!th)
+			th = bpf_task_storage_get(&offcpu_threads, t, 0,
+						  BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (!th)
 			return false;
 		*th = *st;
@@ -233,7 +239,8 @@ static __always_inline void switched_out(void *ctx, struct task_struct *prev, bo
 		st.where.labels = goroutine.labels;
 		st.where.user_stack = store_stack(ctx, BPF_F_USER_STACK, LOSS_OFFCPU_USER_STACK);
 	}
-	if (!save_thread_state(prev, &st))
+	/* In tp_btf mode the storage found above is written again: one lookup per switch-out. */
+	if (!save_thread_state(prev, open, &st))
 		count_loss(LOSS_OFFCPU_THREADS);
 }
 
@@ -300,7 +307,7 @@ static __always_inline int on_wakeup_new(struct task_struct *p_arg)
 		.ready_ns = now,
 	};
 
-	if (!save_thread_state(p, &st))
+	if (!save_thread_state(p, NULL, &st))
 		count_loss(LOSS_OFFCPU_THREADS);
 	return 0;
 }
