@@ -123,13 +123,19 @@ fn post_json(collector: &Collector, path: &str, body: &Value) -> (u16, String) {
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream
-        .write_all(request.as_bytes())
-        .unwrap_or_else(|e| panic!("cannot send the request to {addr}: {e}"));
+    stream.write_all(request.as_bytes()).unwrap_or_else(|e| {
+        panic!(
+            "cannot send the request to {addr}: {e}; the collector's log:\n{}",
+            collector.log()
+        )
+    });
     let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .unwrap_or_else(|e| panic!("cannot read the response from {addr}: {e}"));
+    stream.read_to_end(&mut response).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the response from {addr}: {e}; the collector's log:\n{}",
+            collector.log()
+        )
+    });
     let response = String::from_utf8_lossy(&response).into_owned();
     let status = response
         .split(' ')

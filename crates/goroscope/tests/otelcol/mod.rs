@@ -17,8 +17,10 @@
 //! runs in its own process group, killed whole on drop.
 //!
 //! The binary is built (or found cached under `target/otelcol/`) once per test
-//! process; a failed build, a collector that exits or does not listen in time
-//! panic with the script's or the collector's own output: tests never skip.
+//! process; a failed build, a collector that exits or is not ready in time
+//! panic with the script's or the collector's own output: tests never skip. A
+//! collector whose free port was taken before it could bind it is started again
+//! on new ports.
 #![allow(dead_code)]
 
 use std::fs::{self, File};
@@ -36,8 +38,21 @@ use serde_json::Value;
 
 mod http;
 
-/// How long the collector may take to listen on both ports after it is started.
+/// How long the collector may take to be ready after it is started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many times a collector whose port was taken is started again.
+const PORT_ATTEMPTS: u32 = 5;
+/// What the collector logs once every receiver listens and every pipeline runs.
+const READY_LINE: &str = "Everything is ready. Begin running and processing data.";
+
+/// How one run of the collector started.
+#[derive(Debug, PartialEq, Eq)]
+enum Started {
+    /// It logged [`READY_LINE`] and both its ports accept connections.
+    Ready,
+    /// It exited because one of its ports was taken.
+    PortTaken,
+}
 /// How long [`Collector::stop`] waits after SIGTERM before it kills the collector.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The file exporter's flush interval: how stale [`Collector::received`] can be.
@@ -136,7 +151,10 @@ impl Collector {
     }
 
     /// Starts a collector with `options`, on two free loopback ports, and waits
-    /// until both accept connections.
+    /// until it is ready. A free port can be taken by someone else between the
+    /// moment it is picked and the moment the collector binds it (another test's
+    /// collector, say): the collector then exits with "address already in use"
+    /// and is started again on new ports, up to [`PORT_ATTEMPTS`] times.
     #[track_caller]
     pub fn start_with(options: Options) -> Collector {
         let binary = binary();
@@ -148,20 +166,30 @@ impl Collector {
         ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        // Both ports are held until both are known, so they differ.
-        let grpc = free_port();
-        let http = free_port();
         let mut collector = Collector {
             options,
             dir,
-            grpc_port: grpc.local_addr().expect("local address").port(),
-            http_port: http.local_addr().expect("local address").port(),
+            grpc_port: 0,
+            http_port: 0,
             runs: 0,
             child: None,
         };
-        drop((grpc, http));
-        collector.spawn(binary);
-        collector
+        for _ in 0..PORT_ATTEMPTS {
+            // Both ports are held until both are known, so they differ.
+            let grpc = free_port();
+            let http = free_port();
+            collector.grpc_port = grpc.local_addr().expect("local address").port();
+            collector.http_port = http.local_addr().expect("local address").port();
+            drop((grpc, http));
+            if collector.spawn(binary) == Started::Ready {
+                return collector;
+            }
+        }
+        panic!(
+            "the OpenTelemetry Collector found its ports taken {PORT_ATTEMPTS} times in a row; \
+             its last log:\n{}",
+            tail(&collector.log(), 60)
+        );
     }
 
     /// The OTLP/gRPC endpoint, e.g. `http://127.0.0.1:41234`.
@@ -304,14 +332,28 @@ impl Collector {
     }
 
     /// Starts the stopped collector again, on the same ports and with the same
-    /// configuration; what it receives is added to [`Collector::received`].
+    /// configuration; what it receives is added to [`Collector::received`]. A
+    /// port someone else holds for a moment is waited for, up to
+    /// [`PORT_ATTEMPTS`] tries.
     #[track_caller]
     pub fn start_again(&mut self) {
         assert!(
             self.child.is_none(),
             "Collector::start_again: the collector is still running"
         );
-        self.spawn(binary());
+        for _ in 0..PORT_ATTEMPTS {
+            if self.spawn(binary()) == Started::Ready {
+                return;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "the OpenTelemetry Collector could not take its ports {} and {} back \
+             {PORT_ATTEMPTS} times in a row; its log:\n{}",
+            self.grpc_port,
+            self.http_port,
+            tail(&self.log(), 60)
+        );
     }
 
     fn received_path(&self, run: u32) -> PathBuf {
@@ -373,8 +415,10 @@ service:
         )
     }
 
+    /// Runs the collector once more (run `runs + 1`) and waits until it is
+    /// ready, or until it exits because one of its ports is taken.
     #[track_caller]
-    fn spawn(&mut self, binary: &Path) {
+    fn spawn(&mut self, binary: &Path) -> Started {
         self.runs += 1;
         let run = self.runs;
         let config = self.dir.join(format!("config-{run}.yaml"));
@@ -394,36 +438,47 @@ service:
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         self.child = Some(child);
-        self.wait_listening();
+        self.wait_ready(run)
     }
 
-    /// Waits until both ports accept connections; panics with the collector's
-    /// log if it exits first or [`START_TIMEOUT`] passes.
+    /// Waits until run `run` says it is ready ([`READY_LINE`]) and both ports
+    /// accept connections. Only the log line proves the ports are this
+    /// collector's: a port that accepts may be another process's, which took it
+    /// first. A run that exits because a port is taken is [`Started::PortTaken`];
+    /// any other exit, or [`START_TIMEOUT`] passing, panics with the log.
     #[track_caller]
-    fn wait_listening(&mut self) {
+    fn wait_ready(&mut self, run: u32) -> Started {
         let give_up = Instant::now() + START_TIMEOUT;
         let addrs = [self.grpc_addr(), self.http_addr()];
         loop {
             let child = self.child.as_mut().expect("a started collector");
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
+                let log = fs::read_to_string(self.log_path(run)).unwrap_or_default();
+                if log.contains("address already in use") {
+                    return Started::PortTaken;
+                }
                 panic!(
-                    "the OpenTelemetry Collector exited ({status}) before it listened on {addrs:?}; \
-                     its log:\n{}",
+                    "the OpenTelemetry Collector exited ({status}) before it was ready on \
+                     {addrs:?}; its log:\n{}",
                     tail(&self.log(), 60)
                 );
             }
-            let listening = addrs
-                .iter()
-                .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok());
-            if listening {
-                return;
+            let ready = fs::read_to_string(self.log_path(run))
+                .unwrap_or_default()
+                .contains(READY_LINE);
+            if ready
+                && addrs
+                    .iter()
+                    .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok())
+            {
+                return Started::Ready;
             }
             if Instant::now() >= give_up {
                 let log = self.log();
                 self.kill();
                 panic!(
-                    "the OpenTelemetry Collector did not listen on {addrs:?} within \
+                    "the OpenTelemetry Collector was not ready on {addrs:?} within \
                      {START_TIMEOUT:?}; its log:\n{}",
                     tail(&log, 60)
                 );
