@@ -281,7 +281,14 @@ pub struct SelfMonitoring {
 pub struct Exporters {
     /// OTLP export; `None`: no OTLP export.
     pub otlp: Option<OtlpExport>,
+    /// The file or the environment asked for OTLP export and `OTEL_SDK_DISABLED=true`
+    /// turned it off (so `otlp` is `None`).
+    pub sdk_disabled: bool,
 }
+
+/// Why OTLP export that was asked for is off when [`Exporters::sdk_disabled`].
+pub const SDK_DISABLED_SENTENCE: &str =
+    "OTEL_SDK_DISABLED=true turns it off (exporters.otlp.enabled: true in the file exports anyway)";
 
 /// OTLP export: the exporter's settings, and what the agent sends through it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -398,7 +405,7 @@ impl AgentConfig {
     /// `OTEL_EXPORTER_OTLP_*` variables of `env` ask for it.
     pub fn from_environment(env: Environment) -> Result<AgentConfig, ConfigError> {
         let mut config = AgentConfig::defaults();
-        config.exporters.otlp = otlp::settle(otlp::Section::Absent, env, config.interval)
+        config.exporters = otlp::settle(otlp::Section::Absent, env, config.interval)
             .map_err(|e| e.in_environment())?;
         Ok(config)
     }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::agent::collection::Collection;
-use crate::agent::config::{process_environment, AgentConfig};
+use crate::agent::config::{process_environment, AgentConfig, Exporters, SDK_DISABLED_SENTENCE};
 use crate::agent::connections::raise_open_files_limit;
 use crate::agent::server::{HttpLimits, Server};
 use crate::agent::shared::Shared;
@@ -39,6 +39,9 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
     if args.check {
         let export = match &config.exporters.otlp {
             Some(otlp) => format!("; would export {}", otlp.describe()),
+            None if config.exporters.sdk_disabled => {
+                format!("; would not export OTLP: {SDK_DISABLED_SENTENCE}")
+            }
             None => String::new(),
         };
         println!(
@@ -92,8 +95,8 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
         humantime::format_duration(limits.header_timeout),
         humantime::format_duration(limits.idle_timeout)
     );
-    if let Some(otlp) = otlp.describe() {
-        eprintln!("goroscope: agent: {otlp}");
+    if let Some(line) = export_line(&otlp, &collection.config().exporters) {
+        eprintln!("goroscope: agent: {line}");
     }
     for (name, why) in collection.down_reasons() {
         eprintln!("goroscope: agent: {name} is down: {why}");
@@ -230,6 +233,15 @@ fn config_name(args: &AgentArgs) -> String {
 }
 
 /// SIGHUP: a valid file takes effect; an invalid one leaves the running config in place.
+/// Where OTLP goes, or why it goes nowhere though it was asked for, for the operator.
+fn export_line(otlp: &otlp::OtlpSink, exporters: &Exporters) -> Option<String> {
+    otlp.describe().or_else(|| {
+        exporters
+            .sdk_disabled
+            .then(|| format!("not exporting OTLP: {SDK_DISABLED_SENTENCE}"))
+    })
+}
+
 fn reload_config(args: &AgentArgs, collection: &mut Collection, otlp: &mut otlp::OtlpSink) {
     let Some(path) = &args.config else {
         eprintln!("goroscope: agent: SIGHUP ignored: no --config file to reload");
@@ -257,8 +269,8 @@ fn reload_config(args: &AgentArgs, collection: &mut Collection, otlp: &mut otlp:
             for sentence in not_applied {
                 eprintln!("goroscope: agent: not applied until restart: {sentence}");
             }
-            if let Some(otlp) = otlp.describe() {
-                eprintln!("goroscope: agent: {otlp}");
+            if let Some(line) = export_line(otlp, &collection.config().exporters) {
+                eprintln!("goroscope: agent: {line}");
             }
         }
         Err(error) => {

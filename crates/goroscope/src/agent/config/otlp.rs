@@ -8,7 +8,9 @@
 //! the field or the variable to change. The file wins; the environment fills what it leaves
 //! out. Export is on when the file has an `exporters.otlp` mapping without `enabled: false`,
 //! or, when it has none, when `OTEL_EXPORTER_OTLP_ENDPOINT` or
-//! `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` is set.
+//! `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` is set. `OTEL_SDK_DISABLED=true`, OpenTelemetry's
+//! switch that turns telemetry off without touching the configuration, turns it off again,
+//! unless the file says `enabled: true` itself.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,7 +26,7 @@ pub(super) use super::otlp_yaml::exporters;
 use super::error::{echo, FieldPath, Problem};
 use super::otlp_env;
 use super::values::{show, show_bytes};
-use super::{Environment, OtlpExport, ProfileExport};
+use super::{Environment, Exporters, OtlpExport, ProfileExport};
 
 /// Default time between two continuous profiles of one target.
 pub(super) const DEFAULT_PROFILE_EVERY: Duration = Duration::from_secs(60);
@@ -117,30 +119,43 @@ pub(super) enum Section {
 }
 
 /// The OTLP export `section` and `env` ask for; `agent_interval` is the collection interval.
-/// A section with `enabled: false` is still checked (without the environment), so a mistake
-/// shows before it is turned on.
+/// A section turned off (`enabled: false`, or `OTEL_SDK_DISABLED=true` without
+/// `enabled: true`) is still checked (without the environment), so a mistake shows before
+/// it is turned on.
 pub(super) fn settle(
     section: Section,
     env: Environment,
     agent_interval: Duration,
-) -> Result<Option<OtlpExport>, Problem> {
+) -> Result<Exporters, Problem> {
+    let off = |sdk_disabled| Exporters {
+        otlp: None,
+        sdk_disabled,
+    };
+    let on = |export| Exporters {
+        otlp: Some(export),
+        sdk_disabled: false,
+    };
     match section {
         Section::Absent => {
             if !otlp_env::asks_for_export(env) {
-                return Ok(None);
+                return Ok(off(false));
+            }
+            if otlp_env::sdk_disabled(env)? {
+                return Ok(off(true));
             }
             let mut draft = Draft::default();
             otlp_env::fill(&mut draft, env)?;
-            build(draft, agent_interval).map(Some)
+            build(draft, agent_interval).map(on)
         }
         Section::Present(draft) => {
             let mut draft = *draft;
-            if draft.enabled == Some(false) {
+            let sdk_disabled = draft.enabled.is_none() && otlp_env::sdk_disabled(env)?;
+            if draft.enabled == Some(false) || sdk_disabled {
                 build(draft, agent_interval)?;
-                return Ok(None);
+                return Ok(off(sdk_disabled));
             }
             otlp_env::fill(&mut draft, env)?;
-            build(draft, agent_interval).map(Some)
+            build(draft, agent_interval).map(on)
         }
     }
 }

@@ -31,6 +31,8 @@ use super::Environment;
 const PREFIX: &str = "OTEL_EXPORTER_OTLP_";
 /// The metrics export interval, in milliseconds (not an exporter variable).
 const METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+/// OpenTelemetry's general switch that turns telemetry off.
+const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 
 /// True when the environment alone turns export on: `OTEL_EXPORTER_OTLP_ENDPOINT` or
 /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` is set (and not empty).
@@ -41,6 +43,28 @@ pub(super) fn asks_for_export(env: Environment) -> bool {
     ]
     .into_iter()
     .any(|name| env(name).is_some_and(|value| !value.is_empty()))
+}
+
+/// Whether `OTEL_SDK_DISABLED` is `true` (any case): OpenTelemetry's switch that turns an
+/// SDK's telemetry off. Unset, empty or `false` is off; any other value is refused, as the
+/// specification's "log a warning" would leave an operator who wrote `1` exporting.
+pub(super) fn sdk_disabled(env: Environment) -> Result<bool, Problem> {
+    let Some(set) = var(env, SDK_DISABLED)? else {
+        return Ok(false);
+    };
+    boolean(&set.value).map_err(|message| set.from.problem(message))
+}
+
+/// `true` or `false`, in any case.
+fn boolean(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!(
+            "{} is not a boolean; set true or false",
+            echo(value)
+        )),
+    }
 }
 
 /// Fills what `draft` (the file) leaves out from `env`.
@@ -95,16 +119,7 @@ pub(super) fn fill(draft: &mut Draft, env: Environment) -> Result<(), Problem> {
         draft.key_file = parsed(setting("CLIENT_KEY", false)?, path)?;
     }
     if draft.insecure.is_none() {
-        draft.insecure = parsed(setting("INSECURE", false)?, |value| {
-            match value.to_ascii_lowercase().as_str() {
-                "true" => Ok(true),
-                "false" => Ok(false),
-                _ => Err(format!(
-                    "{} is not a boolean; set true or false",
-                    echo(value)
-                )),
-            }
-        })?;
+        draft.insecure = parsed(setting("INSECURE", false)?, boolean)?;
     }
     Ok(())
 }

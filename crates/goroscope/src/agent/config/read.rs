@@ -91,7 +91,7 @@ pub(super) fn read(root: &Node, env: Environment) -> Result<AgentConfig, Problem
         }
     }
     // After the loop: the export interval is checked against the collection interval.
-    config.exporters.otlp = settle(otlp, env, config.interval)?;
+    config.exporters = settle(otlp, env, config.interval)?;
     Ok(config)
 }
 

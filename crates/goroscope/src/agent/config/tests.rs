@@ -207,6 +207,7 @@ fn a_full_file_sets_every_field() {
                     duration: Duration::from_secs(30),
                 }),
             }),
+            sdk_disabled: false,
         },
         source: ConfigSource::File("full.yaml".into()),
     };

@@ -1,6 +1,7 @@
 //! Tests of the standard `OTEL_EXPORTER_OTLP_*` variables: export configured by them alone,
-//! the file winning over them, `enabled: false` beating them, and each wrong variable named
-//! with its value and what to write.
+//! the file winning over them, `enabled: false` beating them, `OTEL_SDK_DISABLED=true` turning
+//! off what only the environment or a section without `enabled` asked for, and each wrong
+//! variable named with its value and what to write.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -238,6 +239,64 @@ fn enabled_false_beats_the_environment() {
     // An empty `otlp:` is no section: the environment decides.
     let [error, _] = refused("exporters:\n  otlp:\n", &vars);
     assert_eq!(error.variable(), Some("OTEL_EXPORTER_OTLP_PROTOCOL"));
+}
+
+#[test]
+fn sdk_disabled_turns_off_export_unless_the_file_says_enabled_true() {
+    let endpoint_only = [(ENDPOINT, "http://127.0.0.1:4318")];
+    let with = |value: &'static str| [endpoint_only[0], ("OTEL_SDK_DISABLED", value)];
+    let config = |text: &str, vars: &[(&str, &str)]| {
+        AgentConfig::parse(text, Path::new("agent.yaml"), &env(vars))
+            .unwrap_or_else(|e| panic!("refused: {e}"))
+    };
+    let section = "exporters:\n  otlp:\n    endpoint: http://127.0.0.1:4317\n";
+    let enabled = "exporters:\n  otlp:\n    enabled: true\n    endpoint: http://127.0.0.1:4317\n";
+    // Off, from the environment alone and from a section that does not say `enabled`, and
+    // said so.
+    for value in ["true", "TRUE", " True "] {
+        let alone = AgentConfig::from_environment(&env(&with(value))).unwrap();
+        assert_eq!(alone.exporters.otlp, None, "OTEL_SDK_DISABLED={value:?}");
+        assert!(alone.exporters.sdk_disabled);
+        let from_file = config(section, &with(value));
+        assert_eq!(
+            from_file.exporters.otlp, None,
+            "OTEL_SDK_DISABLED={value:?}"
+        );
+        assert!(from_file.exporters.sdk_disabled);
+    }
+    // `false`, empty or unset change nothing.
+    for vars in [&with("false")[..], &with("")[..], &endpoint_only[..]] {
+        assert!(env_only(vars).is_some(), "{vars:?}");
+        let from_file = config(section, vars);
+        assert!(from_file.exporters.otlp.is_some(), "{vars:?}");
+        assert!(!from_file.exporters.sdk_disabled);
+    }
+    // The file's own `enabled: true` wins, as the file wins over every variable.
+    let forced = config(enabled, &with("true"));
+    assert!(forced.exporters.otlp.is_some());
+    assert!(!forced.exporters.sdk_disabled);
+    // Nothing asked for export: nothing to turn off, and the variable is not even read.
+    let nothing = AgentConfig::from_environment(&env(&[("OTEL_SDK_DISABLED", "1")])).unwrap();
+    assert_eq!(nothing.exporters.otlp, None);
+    assert!(!nothing.exporters.sdk_disabled);
+    // A section turned off this way is still checked, like `enabled: false`.
+    let error = AgentConfig::parse(
+        "exporters:\n  otlp:\n    endpoint: collector:4317\n",
+        Path::new("agent.yaml"),
+        &env(&[("OTEL_SDK_DISABLED", "true")]),
+    )
+    .expect_err("a bad endpoint under OTEL_SDK_DISABLED");
+    assert!(
+        error.to_string().contains("exporters.otlp.endpoint"),
+        "{error}"
+    );
+    // Anything but true or false is refused, naming the variable: an operator who wrote `1`
+    // meant "off", and exporting anyway would be the surprise.
+    check(
+        &with("1"),
+        "OTEL_SDK_DISABLED",
+        "environment variable OTEL_SDK_DISABLED: \"1\" is not a boolean; set true or false",
+    );
 }
 
 #[test]
