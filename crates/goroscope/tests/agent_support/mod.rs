@@ -231,6 +231,11 @@ pub fn free_port() -> u16 {
         .expect("finding a free port")
 }
 
+/// How many times a server whose free port was taken is started again.
+const PORT_ATTEMPTS: u32 = 5;
+/// What Prometheus logs once its web server serves.
+const PROMETHEUS_READY: &str = "Server is ready to receive web requests.";
+
 /// A real Prometheus server on loopback, scraping one target every second.
 pub struct Prometheus {
     child: Child,
@@ -254,47 +259,45 @@ impl Prometheus {
             ),
         )
         .expect("writing prometheus.yml");
-        let address: SocketAddr = format!("127.0.0.1:{}", free_port())
-            .parse()
-            .expect("a loopback address");
-        let log = std::fs::File::create(dir.join("prometheus.log")).expect("creating the log");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={address}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start prometheus ({e}); the agent tests need Debian's `prometheus` \
-                     package (scripts/install-deps.sh installs it)"
-                )
-            });
-        let prometheus = Prometheus {
-            child,
-            address,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if TcpStream::connect(address).is_ok()
-                && http_get(address, "/-/ready", None).status == 200
-            {
-                break;
+        // A free port can be taken before Prometheus binds it (by another
+        // test's server): it then exits with "address already in use" and is
+        // started again on another port. Only its own log's ready line proves
+        // that the server answering on the port is this one.
+        for _ in 0..PORT_ATTEMPTS {
+            let address: SocketAddr = format!("127.0.0.1:{}", free_port())
+                .parse()
+                .expect("a loopback address");
+            let log = std::fs::File::create(dir.join("prometheus.log")).expect("creating the log");
+            let child = Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address={address}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start prometheus ({e}); the agent tests need Debian's \
+                         `prometheus` package (scripts/install-deps.sh installs it)"
+                    )
+                });
+            let mut child = child;
+            if prometheus_ready(&mut child, address, &dir) {
+                return Prometheus {
+                    child,
+                    address,
+                    dir,
+                };
             }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus did not become ready within 60 s; its log:\n{}",
-                prometheus.log()
-            );
-            sleep(Duration::from_millis(200));
         }
-        prometheus
+        panic!(
+            "prometheus found its port taken {PORT_ATTEMPTS} times in a row; its last log:\n{}",
+            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+        );
     }
 
     /// What Prometheus logged.
@@ -347,6 +350,40 @@ impl Prometheus {
             self.query("goroscope_events_dropped_total > 0"),
             http_get(self.address, "/api/v1/targets", None).body
         );
+    }
+}
+
+/// Waits until the Prometheus `child`, serving on `address` and logging into
+/// `dir`, logged that it is ready and answers `/-/ready` with 200: true; false
+/// when it exited because its port was taken; panics on any other exit or
+/// after 60 s (killing it).
+#[track_caller]
+fn prometheus_ready(child: &mut Child, address: SocketAddr, dir: &Path) -> bool {
+    let log = || std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = log();
+            if log.contains("address already in use") {
+                return false;
+            }
+            panic!("prometheus exited ({status}) before it was ready; its log:\n{log}");
+        }
+        if log().contains(PROMETHEUS_READY)
+            && TcpStream::connect(address).is_ok()
+            && http_get(address, "/-/ready", None).status == 200
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "prometheus did not become ready within 60 s; its log:\n{}",
+                log()
+            );
+        }
+        sleep(Duration::from_millis(200));
     }
 }
 
