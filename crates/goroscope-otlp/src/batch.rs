@@ -76,6 +76,15 @@ impl Batch {
         }
     }
 
+    /// The length of its protobuf encoding.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Batch::Metrics(request) => request.encoded_len(),
+            Batch::Logs(request) => request.encoded_len(),
+            Batch::Profiles(request) => request.encoded_len(),
+        }
+    }
+
     /// Its protobuf encoding.
     pub fn encode(&self) -> Vec<u8> {
         match self {

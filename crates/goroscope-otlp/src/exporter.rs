@@ -13,6 +13,7 @@ use crate::config::ExporterConfig;
 use crate::error::ExportError;
 use crate::log::Log;
 use crate::queue::Queue;
+use crate::split::split;
 use crate::stats::{DropReason, ExportStats};
 use crate::transport::Settings;
 use crate::worker::{self, lock, Shared, State};
@@ -82,11 +83,25 @@ impl Exporter {
                 .dropped(signal, DropReason::Disabled, items);
             return;
         }
-        let body = batch.encode();
+        // Servers refuse requests above a size (the Collector's gRPC receiver: 4 MiB) as not
+        // retryable: a large one goes as several of at most `batch_bytes`.
+        let pieces = if batch.encoded_len() > self.config.batch_bytes {
+            split(batch, self.config.batch_bytes)
+        } else {
+            vec![batch]
+        };
+        let bodies: Vec<(Vec<u8>, u64)> = pieces
+            .iter()
+            .map(|piece| (piece.encode(), piece.items()))
+            .collect();
+        drop(pieces);
+        debug_assert_eq!(bodies.iter().map(|(_, n)| n).sum::<u64>(), items);
         {
             let mut queue = lock(&self.shared.queue);
-            let dropped = queue.push(signal, body, items, self.config.queue_bytes);
-            self.shared.account(&queue, &dropped);
+            for (body, items) in bodies {
+                let dropped = queue.push(signal, body, items, self.config.queue_bytes);
+                self.shared.account(&queue, &dropped);
+            }
         }
         self.shared.wake[signal as usize].notify_one();
     }

@@ -17,6 +17,7 @@ mod exporter;
 mod log;
 mod queue;
 mod retry;
+mod split;
 mod stats;
 mod tls;
 mod transport;
