@@ -14,11 +14,19 @@
 #   every series of CHILD has the spawner's cgroup   events_dropped_total = 0 (every stage)
 #   both Go services are watched (go_goroutines)     peak RSS (VmHWM) <= MAX_RSS_MB
 #   the agent's anonymous memory (heap, stacks, maps; RssAnon sampled every second) <= MAX_ANON_MB
+# With OTLP=1 the agent also exports over gRPC every OTLP_INTERVAL to a real OpenTelemetry
+# Collector (scripts/otelcol.sh builds it) whose file exporter writes what arrives, and these
+# must hold too, summed over the per-process resources the Collector received:
+#   goroscope.process.execs{CHILD} = N   goroscope.process.exits{CHILD,status="0"} = N
+#   goroscope.syscalls{CHILD,syscall="getppid"} = 10 N
+#   goroscope_export_dropped_items_total = 0 and goroscope_export_rejected_items_total = 0
+# (a child live at an export is its own resource; the others, started and ended between two
+# exports, are folded into the host's series of their comm).
 # It prints each figure and exits 1 when one does not hold.
 #
 # Usage: bench/agent-soak.sh   (as root; a 10-minute soak by default)
 # Environment: SOAK_S (600), RATE (200), INTERVAL (5s), MAX_RSS_MB (50), MAX_ANON_MB (40),
-#   GO_SERVICES (1),
+#   GO_SERVICES (1), OTLP (0 or 1), OTLP_INTERVAL (10s),
 #   GOROSCOPE_BIN (default: cargo build --release), TESTLOAD_BIN (default: built with it).
 # crates/goroscope/tests/agent_soak.rs runs it for 2 minutes in CI.
 set -euo pipefail
@@ -30,12 +38,14 @@ INTERVAL=${INTERVAL:-5s}
 MAX_RSS_MB=${MAX_RSS_MB:-50}
 MAX_ANON_MB=${MAX_ANON_MB:-40}
 GO_SERVICES=${GO_SERVICES:-1}
+OTLP=${OTLP:-0}
+OTLP_INTERVAL=${OTLP_INTERVAL:-10s}
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "agent-soak: run as root (the agent loads BPF programs)" >&2
     exit 2
 fi
-for tool in curl awk; do
+for tool in curl awk python3; do
     command -v "$tool" >/dev/null || {
         echo "agent-soak: $tool is missing (apt-get install $tool)" >&2
         exit 2
@@ -98,6 +108,47 @@ collectors:
   go: { enabled: true, interval: 10s, discover_every: 5s }
 labels: [comm, cgroup]
 YAML
+if [ "$OTLP" = 1 ]; then
+    otelcol="$(bash "$root/scripts/otelcol.sh")"
+    otlp_port="$(free_port)"
+    cat >"$work/otelcol.yaml" <<YAML
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$otlp_port
+exporters:
+  file:
+    path: $work/otlp.jsonl
+    format: json
+    flush_interval: 1s
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    metrics: { receivers: [otlp], exporters: [file] }
+    logs: { receivers: [otlp], exporters: [file] }
+YAML
+    "$otelcol" --config "$work/otelcol.yaml" >"$work/otelcol.log" 2>&1 &
+    pids_to_kill+=("$!")
+    for _ in $(seq 300); do
+        grep -q "Everything is ready" "$work/otelcol.log" && break
+        sleep 0.1
+    done
+    grep -q "Everything is ready" "$work/otelcol.log" || {
+        echo "agent-soak: the OpenTelemetry Collector did not start:" >&2
+        cat "$work/otelcol.log" >&2
+        exit 1
+    }
+    cat >>"$work/agent.yaml" <<YAML
+exporters:
+  otlp:
+    endpoint: http://127.0.0.1:$otlp_port
+    protocol: grpc
+    interval: $OTLP_INTERVAL
+YAML
+fi
 "$GOROSCOPE_BIN" agent --config "$work/agent.yaml" 2>"$work/agent.log" &
 agent=$!
 pids_to_kill+=("$agent")
@@ -180,6 +231,70 @@ if [ "$GO_SERVICES" = 1 ]; then
         watched="$(awk -v p="pid=\"$p\"" 'index($0, "goroscope_go_goroutines{") == 1 && index($0, p) { n++ } END { print (n > 0) }' "$work/metrics.txt")"
         expect "Go service pid $p watched" "$watched" 1
     done
+fi
+if [ "$OTLP" = 1 ]; then
+    expect "export_dropped_items_total" "$(sum goroscope_export_dropped_items_total)" 0
+    expect "export_rejected_items_total" "$(sum goroscope_export_rejected_items_total)" 0
+    # What the Collector received: each child's last cumulative value, summed. The last
+    # export after the last exit can take up to OTLP_INTERVAL plus a flush to arrive.
+    otlp_sums() {
+        python3 - "$work/otlp.jsonl" "$child" <<'PY'
+import json, sys
+path, child = sys.argv[1], sys.argv[2]
+wanted = {"goroscope.process.execs": None, "goroscope.process.exits": ("status", "0"),
+          "goroscope.syscalls": ("syscall", "getppid")}
+# Cumulative series: the latest value of each (resource, metric, attributes), by time.
+last = {}
+with open(path) as lines:
+    for line in lines:
+        try:
+            batch = json.loads(line)
+        except ValueError:
+            continue  # the line the exporter is still writing
+        for resource in batch.get("resourceMetrics", []):
+            attrs = {a["key"]: next(iter(a["value"].values()))
+                     for a in resource.get("resource", {}).get("attributes", [])}
+            own = attrs.get("process.executable.name") == child
+            identity = tuple(sorted(attrs.items()))
+            for scope in resource.get("scopeMetrics", []):
+                for metric in scope.get("metrics", []):
+                    if metric["name"] not in wanted:
+                        continue
+                    only = wanted[metric["name"]]
+                    for point in metric.get("sum", {}).get("dataPoints", []):
+                        labels = {a["key"]: next(iter(a["value"].values()))
+                                  for a in point.get("attributes", [])}
+                        # A child's own resource, or the host's series of its comm (children
+                        # that started and ended between two exports, folded).
+                        if not own and labels.get("comm") != child:
+                            continue
+                        if only and labels.get(only[0]) != only[1]:
+                            continue
+                        key = (metric["name"], identity, tuple(sorted(labels.items())))
+                        at = int(point.get("timeUnixNano", 0))
+                        value = int(point.get("asInt", point.get("asDouble", 0)))
+                        if key not in last or at >= last[key][0]:
+                            last[key] = (at, value)
+totals = {name: 0 for name in wanted}
+for (name, _, _), (_, value) in last.items():
+    totals[name] += value
+print(" ".join(str(totals[name]) for name in wanted))
+PY
+    }
+    otlp_wait_s="$(awk -v i="$OTLP_INTERVAL" 'BEGIN { v = i + 0; if (i ~ /ms$/) v /= 1000; else if (i ~ /m$/) v *= 60; print int(v) + 10 }')"
+    want="$n $n $((10 * n))"
+    for _ in $(seq "$otlp_wait_s"); do
+        got="$(otlp_sums)"
+        [ "$got" = "$want" ] && break
+        sleep 1
+    done
+    read -r otlp_execs otlp_exits otlp_getppid <<<"$got"
+    expect "OTLP goroscope.process.execs{$child}" "$otlp_execs" "$n"
+    expect "OTLP goroscope.process.exits{$child,status=0}" "$otlp_exits" "$n"
+    expect "OTLP goroscope.syscalls{$child,syscall=getppid}" "$otlp_getppid" "$((10 * n))"
+    printf 'otlp: the Collector wrote %.1f MB of JSON; agent sent %s items in %s requests\n' \
+        "$(awk -v b="$(stat -c %s "$work/otlp.jsonl")" 'BEGIN { print b / 1048576 }')" \
+        "$(sum goroscope_export_sent_items_total)" "$(sum goroscope_export_sent_requests_total)"
 fi
 hwm="$(rss_kb "$agent" VmHWM)"
 rss="$(rss_kb "$agent" VmRSS)"

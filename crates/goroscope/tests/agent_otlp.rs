@@ -209,25 +209,92 @@ fn config(protocol: &str, endpoint: &str, extra: &str) -> String {
     )
 }
 
-/// Runs testload as `comm` with `args` and returns its pid once it exited successfully.
+/// How long a workload waits, running, before it works: two collections (1 s each) and a
+/// margin, so the agent has seen it running and gives it a resource of its own.
+const SEEN_RUNNING: Duration = Duration::from_millis(2500);
+
+/// Runs testload as `comm` with `args`, started [`SEEN_RUNNING`] before it works (it waits on
+/// stdin), and returns its pid once it exited successfully: a process the agent saw running,
+/// whose last counts are exported under its own resource although it ends between exports.
 #[track_caller]
 fn testload_pid(comm: &str, args: &[&str]) -> String {
+    testload_pids(&[(comm, args)]).remove(0)
+}
+
+/// [`testload_pid`] for several workloads at once (one wait for all).
+#[track_caller]
+fn testload_pids(workloads: &[(&str, &[&str])]) -> Vec<String> {
+    let mut children: Vec<(Child, String)> = workloads
+        .iter()
+        .map(|(comm, args)| {
+            let program = named_testload(comm);
+            // Without cargo's LD_LIBRARY_PATH, whose directories the loader would probe
+            // (failed opens).
+            let mut child = Command::new(&program)
+                .env_clear()
+                .arg("--wait-stdin")
+                .args(*args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("starting testload");
+            let mut line = String::new();
+            let mut stdout = child.stdout.take().expect("testload's stdout");
+            let mut byte = [0u8; 1];
+            while stdout.read(&mut byte).expect("reading testload's pid") == 1 && byte[0] != b'\n' {
+                line.push(char::from(byte[0]));
+            }
+            assert_eq!(
+                line,
+                child.id().to_string(),
+                "testload announced another pid"
+            );
+            (child, line)
+        })
+        .collect();
+    thread::sleep(SEEN_RUNNING);
+    for (child, _) in &mut children {
+        // Closing stdin (EOF) lets it work.
+        drop(child.stdin.take());
+    }
+    children
+        .into_iter()
+        .zip(workloads)
+        .map(|((child, pid), (_, args))| {
+            let output = child.wait_with_output().expect("waiting for testload");
+            assert!(
+                output.status.success(),
+                "testload {args:?}: {}",
+                output.status
+            );
+            pid
+        })
+        .collect()
+}
+
+/// Runs `copies` testloads as `comm` with `args` at once, without waiting: processes that
+/// start and end between two collections.
+#[track_caller]
+fn short_lived(comm: &str, args: &[&str], copies: usize) {
     let program = named_testload(comm);
-    // Without cargo's LD_LIBRARY_PATH, whose directories the loader would probe (failed opens).
-    let child = Command::new(&program)
-        .env_clear()
-        .args(args)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("starting testload");
-    let pid = child.id().to_string();
-    let output = child.wait_with_output().expect("waiting for testload");
-    assert!(
-        output.status.success(),
-        "testload {args:?}: {}",
-        output.status
-    );
-    pid
+    let children: Vec<Child> = (0..copies)
+        .map(|_| {
+            Command::new(&program)
+                .env_clear()
+                .args(args)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("starting testload")
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().expect("waiting for testload");
+        assert!(
+            output.status.success(),
+            "testload {args:?}: {}",
+            output.status
+        );
+    }
 }
 
 /// Everything one protocol must deliver exactly.
@@ -252,15 +319,23 @@ fn delivers_exactly(protocol: &str, extra: &str) {
     );
     let agent = Agent::start(&config(protocol, &endpoint, extra));
     let server: SocketAddr = echo_server();
-    // Short-lived processes: each exits before an export, and its last counts still arrive
-    // under its own resource.
+    // Processes the agent saw running, which work and exit between two exports: their last
+    // counts still arrive under their own resources.
     let comm = unique_comm("gso-work");
-    let connect_pid = testload_pid(&comm, &["connect", &server.to_string(), "20"]);
-    let getppid_pid = testload_pid(&comm, &["getppid", "1000"]);
-    let open_pid = testload_pid(
-        &comm,
-        &["open-missing", "/nonexistent/goroscope-otlp-test", "30"],
-    );
+    let server_address = server.to_string();
+    let pids = testload_pids(&[
+        (&comm, &["connect", &server_address, "20"]),
+        (&comm, &["getppid", "1000"]),
+        (
+            &comm,
+            &["open-missing", "/nonexistent/goroscope-otlp-test", "30"],
+        ),
+    ]);
+    let (connect_pid, getppid_pid, open_pid) = (&pids[0], &pids[1], &pids[2]);
+    // Processes that start and end between two collections fold into the host's series of
+    // their comm (one series, not a resource each), exactly.
+    let folded_comm = unique_comm("gso-fold");
+    short_lived(&folded_comm, &["getppid", "700"], 5);
 
     // A pid's rows from before its exec (the test's forked child) are another resource.
     let connect = [
@@ -351,6 +426,44 @@ fn delivers_exactly(protocol: &str, extra: &str) {
         &[("syscall", "openat"), ("errno", "ENOENT")],
         30.0,
     );
+    // The five short-lived copies: what the host's series of their comm holds and what any
+    // of them caught running by a collection (rarely: each lives for milliseconds) holds
+    // under its own resource add up to every call, and the host's series exists.
+    let deadline = Instant::now() + SEEN_WITHIN;
+    loop {
+        let all = points(&collector.received());
+        let folded = latest(
+            &all,
+            "goroscope.syscalls",
+            &[],
+            &[("comm", folded_comm.as_str()), ("syscall", "getppid")],
+        )
+        .filter(|p| !p.resource.contains_key("process.pid"))
+        .and_then(Point::number);
+        let mut own: BTreeMap<&str, f64> = BTreeMap::new();
+        for p in all.iter().filter(|p| {
+            p.metric == "goroscope.syscalls"
+                && p.resource.get("process.executable.name") == Some(&folded_comm)
+                && p.attributes.get("syscall").is_some_and(|s| s == "getppid")
+        }) {
+            let pid = p.resource.get("process.pid").map_or("", String::as_str);
+            own.insert(pid, p.number().unwrap_or(0.0));
+        }
+        let total = folded.unwrap_or(0.0) + own.values().sum::<f64>();
+        if folded.is_some() && total == 3500.0 {
+            assert!(
+                own.len() < 5,
+                "every short-lived copy got a resource: {own:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the short-lived {folded_comm} copies' 3500 getppid calls never added up: host's \
+             series {folded:?}, own resources {own:?}"
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
 
     // Go: the main module names one process, its own OTEL_SERVICE_NAME the other; the planted
     // stuck groups arrive with their exact sizes, as metrics and as leak events.

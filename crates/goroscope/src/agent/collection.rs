@@ -2,6 +2,7 @@
 //! (read every source, retire dead processes, build the exposition), and reloading the config
 //! without resetting any counter.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ pub struct Collection {
     started: Instant,
     last_prune: Instant,
     layout: BucketLayout,
+    /// The processes with a resource of their own in an OTLP export (see the ledger).
+    individual: HashSet<u32>,
 }
 
 /// The histogram bounds a config asks for (its validation already built them once).
@@ -84,6 +87,7 @@ impl Collection {
             started: Instant::now(),
             last_prune: Instant::now(),
             layout,
+            individual: HashSet::new(),
             config,
         };
         collection.start_missing();

@@ -11,13 +11,21 @@
 //! (with or without a `pid` label) until the process is retired, when it joins the ledger like
 //! any retired row. So turning a collector off and on again resets nothing.
 //!
-//! A retired row is also kept as *departed*, with its pid, until the next OTLP export has sent
-//! it (only while an OTLP export of metrics is on: `set_keep_departed`): OTLP series are per process, so without it the
-//! last counts of a process that exits between two exports would never leave the agent. At most
-//! [`MAX_DEPARTED`] rows wait per ledger (process churn over a long export interval); rows
-//! beyond are counted in [`Ledger::departed_lost`] (their values still reach the owner's total).
+//! While an OTLP export of metrics is on (`set_keep_departed`), OTLP series are per process,
+//! and a process's last counts must still leave the agent when it exits between two exports.
+//! Which way they go is decided once per process, so no count is exported twice:
+//!
+//! - A process seen running at a collection ([`individual_processes`], then
+//!   [`Ledger::mark_exported`]) has a resource of its own: its retired row is also kept as
+//!   *departed*, with its pid, until the next export has sent it under that resource. At most [`MAX_DEPARTED`] rows wait per ledger; rows beyond are
+//!   counted in [`Ledger::departed_lost`] (their values still reach the owner's total).
+//! - A process that started and ended between two collections (the churn of short-lived
+//!   commands) never had one: its retired row is *folded* into a per-owner total that only
+//!   grows, sent under the host without a pid. Hundreds of such processes a second then cost one series
+//!   per owner and key, in the agent's memory, in each request and in the user's backend,
+//!   instead of a resource each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use crate::agent::owners::{Fate, Owners};
@@ -53,12 +61,34 @@ pub struct Ledger<K, V> {
     retired: HashMap<(Owner, K), V>,
     /// Keyed by owner too: a process's rows from before an exec carry the old name.
     carried: HashMap<(u32, Owner, K), V>,
-    /// Rows retired since departed rows were last cleared, per process.
+    /// Rows retired since departed rows were last cleared, per process exported on its own.
     departed: HashMap<(u32, Owner, K), V>,
+    /// Retired rows of processes never exported on their own, per owner, since departed rows
+    /// were last turned on.
+    folded: HashMap<(Owner, K), V>,
+    /// Processes whose rows an export sent under their own resource, until their departed
+    /// rows are sent too.
+    exported: HashSet<u32>,
     /// Departed rows not kept for want of room, ever.
     departed_lost: u64,
     /// Whether departed rows are kept at all (an OTLP export of metrics is on).
     keep_departed: bool,
+}
+
+/// The processes that have a resource of their own in an OTLP export, decided at every
+/// collection from `live` (`(pid, alive)`: every process with live rows in any source, and
+/// whether it still runs) and the `previous` decision: one seen running, or that already had
+/// its own resource, keeps it while it has live rows; one found gone before it was ever seen
+/// running never gets one. Deciding for the process, not per source, keeps all of a
+/// process's series under one resource.
+pub fn individual_processes(
+    live: impl IntoIterator<Item = (u32, bool)>,
+    previous: &HashSet<u32>,
+) -> HashSet<u32> {
+    live.into_iter()
+        .filter(|(pid, alive)| *alive || previous.contains(pid))
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// Most departed rows one ledger keeps between two exports.
@@ -70,6 +100,8 @@ impl<K, V> Default for Ledger<K, V> {
             retired: HashMap::new(),
             carried: HashMap::new(),
             departed: HashMap::new(),
+            folded: HashMap::new(),
+            exported: HashSet::new(),
             departed_lost: 0,
             keep_departed: false,
         }
@@ -89,10 +121,21 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
     }
 
     /// Adds the last values of process `pid`, which has ended; they stay departed (see the
-    /// module doc) until [`Ledger::clear_departed`].
+    /// module doc) until [`Ledger::clear_departed`], or are folded when the process was never
+    /// exported on its own.
     pub fn retire_process(&mut self, pid: u32, owner: &Owner, key: &K, value: &V) {
         self.retire(owner, key, value);
         if !self.keep_departed {
+            return;
+        }
+        if !self.exported.contains(&pid) {
+            match self.folded.get_mut(&(owner.clone(), key.clone())) {
+                Some(total) => total.add(value),
+                None => {
+                    self.folded
+                        .insert((owner.clone(), key.clone()), value.clone());
+                }
+            }
             return;
         }
         let room = self.departed.len() < MAX_DEPARTED;
@@ -119,8 +162,41 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
             .map(|((pid, owner, key), value)| (*pid, owner, key, value))
     }
 
+    /// Every folded (owner, key, value): what processes never exported on their own counted.
+    pub fn folded(&self) -> impl Iterator<Item = (&Owner, &K, &V)> {
+        self.folded
+            .iter()
+            .map(|((owner, key), value)| (owner, key, value))
+    }
+
+    /// The processes in `individual` (see [`individual_processes`]) have their own resource:
+    /// their rows are exported per process and, when they end, their last values are departed
+    /// rows, not folded. Carried rows are exported per process too, and the processes whose
+    /// departed rows wait now keep theirs until those are sent; any other process marked
+    /// before has ended and been sent, and is forgotten.
+    pub fn mark_exported(&mut self, individual: &HashSet<u32>) {
+        if !self.keep_departed {
+            return;
+        }
+        let mut exported = individual.clone();
+        exported.extend(self.carried.keys().map(|(pid, _, _)| *pid));
+        exported.extend(self.departed.keys().map(|(pid, _, _)| *pid));
+        self.exported = exported;
+    }
+
+    /// Whether an export sends the rows of `pid` under its own resource: always, unless
+    /// departed rows are kept (an OTLP export is on) and the last [`Ledger::mark_exported`]
+    /// left it out (it was found gone before it was ever seen running: what it counted folds
+    /// when it is retired).
+    pub fn exports_on_its_own(&self, pid: u32) -> bool {
+        !self.keep_departed || self.exported.contains(&pid)
+    }
+
     /// Forgets departed rows (they were exported), and the room a burst of them took.
     pub fn clear_departed(&mut self) {
+        for (pid, _, _) in self.departed.keys() {
+            self.exported.remove(pid);
+        }
         if self.departed.capacity() > 1024 {
             self.departed = HashMap::new();
         } else {
@@ -129,11 +205,13 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
     }
 
     /// Whether rows of ended processes are kept as departed until [`Ledger::clear_departed`]
-    /// (only an OTLP export needs them); turning it off forgets those kept.
+    /// or folded (only an OTLP export needs them); turning it off forgets those kept.
     pub fn set_keep_departed(&mut self, keep: bool) {
         self.keep_departed = keep;
         if !keep {
             self.departed = HashMap::new();
+            self.folded = HashMap::new();
+            self.exported = HashSet::new();
         }
     }
 
@@ -157,11 +235,15 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
         self.retired.retain(|(owner, _), _| keep(owner));
         self.carried.retain(|(_, owner, _), _| keep(owner));
         self.departed.retain(|(_, owner, _), _| keep(owner));
+        self.folded.retain(|(owner, _), _| keep(owner));
     }
 
-    /// Keeps only the retired values `keep` accepts (e.g. edges idle too long are dropped).
+    /// Keeps only the retired (and folded) values `keep` accepts (e.g. edges idle too long
+    /// are dropped).
     pub fn retain(&mut self, mut keep: impl FnMut(&Owner, &K, &V) -> bool) {
         self.retired
+            .retain(|(owner, key), value| keep(owner, key, value));
+        self.folded
             .retain(|(owner, key), value| keep(owner, key, value));
     }
 
@@ -305,6 +387,7 @@ mod tests {
         ledger.retire_process(7, &web, &1, &5);
         assert_eq!(ledger.departed().count(), 0);
         ledger.set_keep_departed(true);
+        ledger.mark_exported(&HashSet::from([7]));
         ledger.retire_process(7, &web, &1, &5);
         ledger.retire_process(7, &web, &1, &2);
         let departed: Vec<(u32, u32, u64)> = ledger
@@ -315,6 +398,7 @@ mod tests {
         ledger.clear_departed();
         assert_eq!(ledger.departed().count(), 0);
         let over = MAX_DEPARTED as u32 + 3;
+        ledger.mark_exported(&(0..over).collect());
         for pid in 0..over {
             ledger.retire_process(pid, &web, &1, &1);
         }
@@ -323,6 +407,117 @@ mod tests {
         // Every value still reaches the owner's retired total.
         let total: u64 = ledger.iter().map(|(_, _, v)| *v).sum();
         assert_eq!(total, 5 + 7 + u64::from(over));
+    }
+
+    #[test]
+    fn processes_never_exported_on_their_own_fold_per_owner_and_no_count_goes_both_ways() {
+        let mut ledger: Ledger<u32, u64> = Ledger::default();
+        let web = Owner {
+            comm: "web".into(),
+            cgroup: "/a".into(),
+            ..Owner::default()
+        };
+        let sh = Owner {
+            comm: "sh".into(),
+            cgroup: "/a".into(),
+            ..Owner::default()
+        };
+        ledger.set_keep_departed(true);
+        // Pid 7 was live at an export; 8 and 9 started and ended before the next one.
+        ledger.mark_exported(&HashSet::from([7]));
+        ledger.retire_process(7, &web, &1, &5);
+        ledger.retire_process(8, &sh, &1, &3);
+        ledger.retire_process(9, &sh, &1, &4);
+        ledger.retire_process(9, &sh, &2, &1);
+        let plan = LabelPlan::every_label();
+        let series = |ledger: &Ledger<u32, u64>| {
+            let mut all: Vec<(String, String, u32, u64)> = sum_by_labels(&plan, &[], ledger)
+                .into_iter()
+                .map(|((labels, key), v)| {
+                    let get = |name| labels.get(name).unwrap_or("?").to_owned();
+                    (get("comm"), get("pid"), key, v)
+                })
+                .collect();
+            all.sort();
+            all
+        };
+        let s = |comm: &str, pid: &str, key, v| (comm.to_owned(), pid.to_owned(), key, v);
+        assert_eq!(
+            series(&ledger),
+            vec![s("sh", "", 1, 7), s("sh", "", 2, 1), s("web", "7", 1, 5)]
+        );
+        // After the export: pid 7's last values are gone (sent), the folded totals stay and
+        // only grow; a new process given pid 7 was never exported, so it folds.
+        ledger.clear_departed();
+        ledger.retire_process(7, &web, &1, &2);
+        ledger.retire_process(10, &sh, &1, &1);
+        assert_eq!(
+            series(&ledger),
+            vec![s("sh", "", 1, 8), s("sh", "", 2, 1), s("web", "", 1, 2)]
+        );
+        // A process marked at one export that is not live at the next (and has nothing
+        // departed) is forgotten: the set of exported pids does not grow with churn.
+        ledger.mark_exported(&HashSet::from([20, 21]));
+        ledger.mark_exported(&HashSet::from([21]));
+        ledger.retire_process(20, &web, &1, &1);
+        ledger.retire_process(21, &web, &1, &1);
+        assert_eq!(
+            series(&ledger),
+            vec![
+                s("sh", "", 1, 8),
+                s("sh", "", 2, 1),
+                s("web", "", 1, 3),
+                s("web", "21", 1, 1)
+            ]
+        );
+        // Every value still reaches the owner's retired total (Prometheus' series).
+        let total: u64 = ledger.iter().map(|(_, _, v)| *v).sum();
+        assert_eq!(total, 5 + 3 + 4 + 1 + 2 + 1 + 1 + 1);
+        // Live rows: those of a process marked go under its pid; those of one left out (found
+        // gone in the cycle the export reads) are not exported now, and fold when retired.
+        ledger.mark_exported(&individual_processes(
+            [(30, true), (31, false)],
+            &HashSet::new(),
+        ));
+        let live = [row(30, "web", 1, 4), row(31, "web", 1, 6)];
+        let with_live: Vec<(String, String, u32, u64)> = {
+            let mut all: Vec<_> = sum_by_labels(&plan, &live, &ledger)
+                .into_iter()
+                .filter(|((labels, _), _)| labels.get("pid").is_some_and(|p| p.starts_with('3')))
+                .map(|((labels, key), v)| {
+                    let get = |name| labels.get(name).unwrap_or("?").to_owned();
+                    (get("comm"), get("pid"), key, v)
+                })
+                .collect();
+            all.sort();
+            all
+        };
+        assert_eq!(with_live, vec![s("web", "30", 1, 4)]);
+        // Without an OTLP export every live row is shown, per pid when asked.
+        let per_pid = LabelPlan {
+            departed: false,
+            ..plan
+        };
+        let mut off: Ledger<u32, u64> = Ledger::default();
+        off.mark_exported(&HashSet::from([30]));
+        assert_eq!(sum_by_labels(&per_pid, &live, &off).len(), 2);
+        // A process exported on its own and then found gone stays exported on its own until
+        // its last values are sent: nothing of it folds, so nothing is counted twice.
+        let previous = HashSet::from([30]);
+        ledger.mark_exported(&individual_processes([(30, false)], &previous));
+        ledger.retire_process(30, &web, &1, &4);
+        let departed: Vec<(u32, u64)> = ledger.departed().map(|(pid, _, _, v)| (pid, *v)).collect();
+        assert!(departed.contains(&(30, 4)), "{departed:?}");
+        assert!(
+            !ledger
+                .folded()
+                .any(|(owner, _, v)| owner.comm == "web" && *v > 3),
+            "pid 30 folded"
+        );
+        // Turning the export off forgets what only it needed.
+        ledger.set_keep_departed(false);
+        assert_eq!(ledger.folded().count(), 0);
+        assert_eq!(ledger.departed().count(), 0);
     }
 
     #[test]

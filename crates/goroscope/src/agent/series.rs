@@ -19,7 +19,8 @@ pub struct LabelPlan {
     /// A `container_id` label.
     pub container_id: bool,
     /// With `pid`: series of processes that ended since the last export are kept (their last
-    /// values; see the ledger's departed rows).
+    /// values; see the ledger's departed rows), and processes never exported on their own are
+    /// summed per owner under an empty pid (the ledger's folded rows).
     pub departed: bool,
 }
 
@@ -89,7 +90,12 @@ pub fn sum_by_labels<K: Clone + Eq + Hash, V: Tally>(
     ledger: &Ledger<K, V>,
 ) -> HashMap<(Labels, K), V> {
     let mut out: HashMap<(Labels, K), V> = HashMap::with_capacity(live.len() + ledger.len());
+    let per_export = plan.pid && plan.departed;
     for row in live {
+        if per_export && !ledger.exports_on_its_own(row.pid) {
+            // Found gone before it was ever exported: it folds when retired, next cycle.
+            continue;
+        }
         out.entry((plan.labels(&row.owner, Some(row.pid)), row.key.clone()))
             .or_default()
             .add(&row.value);
@@ -97,6 +103,12 @@ pub fn sum_by_labels<K: Clone + Eq + Hash, V: Tally>(
     if plan.pid && plan.departed {
         for (pid, owner, key, value) in ledger.departed() {
             out.entry((plan.labels(owner, Some(pid)), key.clone()))
+                .or_default()
+                .add(value);
+        }
+        // Processes never exported on their own: one series per owner, with an empty pid.
+        for (owner, key, value) in ledger.folded() {
+            out.entry((plan.labels(owner, None), key.clone()))
                 .or_default()
                 .add(value);
         }

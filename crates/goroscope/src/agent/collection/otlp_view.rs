@@ -1,10 +1,14 @@
 //! The collection as an OTLP export sees it: one series per process (the process becomes the
-//! series' resource), latency histograms with the kernel's buckets, and the last values of
-//! processes that ended since the previous export.
+//! series' resource), latency histograms with the kernel's buckets, the last values of
+//! processes that ended since the previous export, and, per owner, what processes that
+//! started and ended between two exports counted.
+
+use std::collections::HashSet;
 
 use goroscope_export::Exposition;
 
 use super::Collection;
+use crate::agent::ledger::individual_processes;
 use crate::agent::series::LabelPlan;
 
 impl Collection {
@@ -45,6 +49,36 @@ impl Collection {
         self.syscalls.get().map_or(0, |s| s.departed_lost())
             + self.sched.get().map_or(0, |s| s.departed_lost())
             + self.tcp.get().map_or(0, |s| s.departed_lost())
+    }
+
+    /// After every collection while metrics are exported: the processes this collection saw
+    /// running get a resource of their own, keep it while they have rows and have their last
+    /// values exported under it when they end; the rest fold into per-owner series (see the
+    /// ledger). A process found gone in this collection still has live rows (its final read is
+    /// the next one's) but was never seen running, so it folds.
+    pub fn mark_exported(&mut self) {
+        let mut live: HashSet<u32> = HashSet::new();
+        if let Some(s) = self.syscalls.get() {
+            live.extend(s.live_pids());
+        }
+        if let Some(s) = self.sched.get() {
+            live.extend(s.live_pids());
+        }
+        if let Some(s) = self.tcp.get() {
+            live.extend(s.live_pids());
+        }
+        let owners = &self.owners;
+        let live = live.into_iter().map(|pid| (pid, !owners.gone_before(pid)));
+        self.individual = individual_processes(live, &self.individual);
+        if let Some(s) = self.syscalls.get_mut() {
+            s.mark_exported(&self.individual);
+        }
+        if let Some(s) = self.sched.get_mut() {
+            s.mark_exported(&self.individual);
+        }
+        if let Some(s) = self.tcp.get_mut() {
+            s.mark_exported(&self.individual);
+        }
     }
 
     /// Forgets the last values of processes that ended (they were exported).

@@ -144,6 +144,9 @@ impl OtlpSink {
         let Some(exporter) = self.exporter.as_ref() else {
             return;
         };
+        if exporter.config().endpoint(Signal::Metrics).is_some() {
+            collection.mark_exported();
+        }
         let now = Instant::now();
         if now < self.next_export {
             return;

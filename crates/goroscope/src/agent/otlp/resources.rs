@@ -3,7 +3,9 @@
 //! `goroscope_host::resource`), series of no process under the host, and goroscope's own under
 //! goroscope's process. The process labels a series carried in Prometheus (`pid`, `comm`,
 //! `cgroup`, `container_id`, and the Go families' `service` and `executable`) become the
-//! resource and are dropped from the points.
+//! resource and are dropped from the points. Processes that started and ended between two
+//! exports come folded per owner (comm, cgroup, container) with an empty `pid`: they go under
+//! the host, keeping those labels.
 //!
 //! A process's attributes are read from `/proc` once and kept while the process lives under
 //! the same name; an exec (a new `comm`) or a new process with the pid reads them again.
@@ -106,8 +108,9 @@ impl Resources {
         for family in sources.families() {
             let parts = family.partition(|labels| match owner_of(labels) {
                 owner @ Owner::Process(..) => (owner, PROCESS_LABELS),
-                // A series of no one process keeps the labels that name what it can.
-                Owner::Host => (Owner::Host, &[]),
+                // A series of no one process keeps the labels that name what it can; the
+                // empty pid of processes folded per owner (see the ledger) names nothing.
+                Owner::Host => (Owner::Host, &["pid"]),
             });
             for (owner, part) in parts {
                 by_owner.entry(owner).or_default().push(part);

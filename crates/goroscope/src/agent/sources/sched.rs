@@ -1,6 +1,8 @@
 //! Scheduler statistics per process: run-queue latency, voluntary and involuntary context
 //! switches, and off-CPU time, from the kernel's per-process rows.
 
+use std::collections::HashSet;
+
 use goroscope_bpf::sched::SchedCollector;
 use goroscope_bpf::Losses;
 use goroscope_export::{BucketLayout, Exposition, Family};
@@ -142,6 +144,17 @@ impl SchedSource {
     /// Forgets the last values of ended processes once exported (see the ledger).
     pub fn clear_departed(&mut self) {
         self.ledger.clear_departed();
+    }
+
+    /// The processes in `individual` have their own resource in an OTLP export (see the
+    /// ledger).
+    pub fn mark_exported(&mut self, individual: &HashSet<u32>) {
+        self.ledger.mark_exported(individual);
+    }
+
+    /// The processes with live rows.
+    pub fn live_pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.live.iter().map(|row| row.pid)
     }
 
     /// Adds the scheduler families.

@@ -2,6 +2,8 @@
 //! errno and latency histograms. File opens are the open, openat and openat2 rows: no extra
 //! probe, no per-open event.
 
+use std::collections::HashSet;
+
 use goroscope_bpf::{Losses, SyscallCollector};
 use goroscope_export::{BucketLayout, Exposition, Family};
 use goroscope_model::{errno_name, syscall_name, LatencyHistogram, SyscallRow};
@@ -235,6 +237,19 @@ impl SyscallSource {
     pub fn clear_departed(&mut self) {
         self.calls.clear_departed();
         self.errors.clear_departed();
+    }
+
+    /// The processes in `individual` have their own resource in an OTLP export (see the
+    /// ledger).
+    pub fn mark_exported(&mut self, individual: &HashSet<u32>) {
+        self.calls.mark_exported(individual);
+        self.errors.mark_exported(individual);
+    }
+
+    /// The processes with live rows.
+    pub fn live_pids(&self) -> impl Iterator<Item = u32> + '_ {
+        let first = self.live_calls.iter().map(|row| row.pid);
+        first.chain(self.live_errors.iter().map(|row| row.pid))
     }
 
     /// Adds the syscall families (when `syscalls`) and the file-open family (when `files`).

@@ -309,6 +309,19 @@ impl TcpSource {
         self.edges.clear_departed();
     }
 
+    /// The processes in `individual` have their own resource in an OTLP export (see the
+    /// ledger).
+    pub fn mark_exported(&mut self, individual: &HashSet<u32>) {
+        self.rows.mark_exported(individual);
+        self.edges.mark_exported(individual);
+    }
+
+    /// The processes with live rows.
+    pub fn live_pids(&self) -> impl Iterator<Item = u32> + '_ {
+        let first = self.live_rows.iter().map(|row| row.pid);
+        first.chain(self.live_edges.iter().map(|row| row.pid))
+    }
+
     /// Adds the TCP families; the edge families only when `edges`, keeping the `max_edges`
     /// edges with the most connections. Returns how many edges that cut.
     pub fn families(
