@@ -17,13 +17,14 @@
 //!
 //! - A process seen running at a collection ([`individual_processes`], then
 //!   [`Ledger::mark_exported`]) has a resource of its own: its retired row is also kept as
-//!   *departed*, with its pid, until the next export has sent it under that resource. At most [`MAX_DEPARTED`] rows wait per ledger; rows beyond are
-//!   counted in [`Ledger::departed_lost`] (their values still reach the owner's total).
+//!   *departed*, with its pid, until the next export has sent it under that resource. At most
+//!   [`MAX_DEPARTED`] rows wait per ledger; rows beyond are counted in
+//!   [`Ledger::departed_lost`] (their values still reach the owner's total).
 //! - A process that started and ended between two collections (the churn of short-lived
 //!   commands) never had one: its retired row is *folded* into a per-owner total that only
-//!   grows, sent under the host without a pid. Hundreds of such processes a second then cost one series
-//!   per owner and key, in the agent's memory, in each request and in the user's backend,
-//!   instead of a resource each.
+//!   grows, sent under the host without a pid. Hundreds of such processes a second then cost
+//!   one series per owner and key, in the agent's memory, in each request and in the user's
+//!   backend, instead of a resource each.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
@@ -66,8 +67,7 @@ pub struct Ledger<K, V> {
     /// Retired rows of processes never exported on their own, per owner, since departed rows
     /// were last turned on.
     folded: HashMap<(Owner, K), V>,
-    /// Processes whose rows an export sent under their own resource, until their departed
-    /// rows are sent too.
+    /// Processes with a resource of their own, as of the last [`Ledger::mark_exported`].
     exported: HashSet<u32>,
     /// Departed rows not kept for want of room, ever.
     departed_lost: u64,
@@ -192,11 +192,10 @@ impl<K: Clone + Eq + Hash, V: Tally> Ledger<K, V> {
         !self.keep_departed || self.exported.contains(&pid)
     }
 
-    /// Forgets departed rows (they were exported), and the room a burst of them took.
+    /// Forgets departed rows (they were exported), and the room a burst of them took. Their
+    /// processes stay marked until the next [`Ledger::mark_exported`], so a row of theirs
+    /// retired before it still goes under their resource.
     pub fn clear_departed(&mut self) {
-        for (pid, _, _) in self.departed.keys() {
-            self.exported.remove(pid);
-        }
         if self.departed.capacity() > 1024 {
             self.departed = HashMap::new();
         } else {
@@ -447,8 +446,19 @@ mod tests {
             vec![s("sh", "", 1, 7), s("sh", "", 2, 1), s("web", "7", 1, 5)]
         );
         // After the export: pid 7's last values are gone (sent), the folded totals stay and
-        // only grow; a new process given pid 7 was never exported, so it folds.
+        // only grow; the next collection no longer sees pid 7, so a new process given pid 7
+        // that ends before a collection sees it folds.
         ledger.clear_departed();
+        // Until the next collection marks again, a row of pid 7 retired late still goes under
+        // its resource.
+        ledger.retire_process(7, &web, &2, &1);
+        let late: Vec<(u32, u32, u64)> = ledger
+            .departed()
+            .map(|(pid, _, k, v)| (pid, *k, *v))
+            .collect();
+        assert_eq!(late, vec![(7, 2, 1)]);
+        ledger.clear_departed();
+        ledger.mark_exported(&HashSet::new());
         ledger.retire_process(7, &web, &1, &2);
         ledger.retire_process(10, &sh, &1, &1);
         assert_eq!(
@@ -472,7 +482,7 @@ mod tests {
         );
         // Every value still reaches the owner's retired total (Prometheus' series).
         let total: u64 = ledger.iter().map(|(_, _, v)| *v).sum();
-        assert_eq!(total, 5 + 3 + 4 + 1 + 2 + 1 + 1 + 1);
+        assert_eq!(total, 5 + 3 + 4 + 1 + 1 + 2 + 1 + 1 + 1);
         // Live rows: those of a process marked go under its pid; those of one left out (found
         // gone in the cycle the export reads) are not exported now, and fold when retired.
         ledger.mark_exported(&individual_processes(
