@@ -429,8 +429,9 @@ mod tests {
         ledger.retire_process(9, &sh, &1, &4);
         ledger.retire_process(9, &sh, &2, &1);
         let plan = LabelPlan::every_label();
-        let series = |ledger: &Ledger<u32, u64>| {
-            let mut all: Vec<(String, String, u32, u64)> = sum_by_labels(&plan, &[], ledger)
+        // (comm, pid, key, value) of every series `live` rows and the ledger make, sorted.
+        let series_with = |ledger: &Ledger<u32, u64>, live: &[LiveRow<u32, u64>]| {
+            let mut all: Vec<(String, String, u32, u64)> = sum_by_labels(&plan, live, ledger)
                 .into_iter()
                 .map(|((labels, key), v)| {
                     let get = |name| labels.get(name).unwrap_or("?").to_owned();
@@ -440,6 +441,7 @@ mod tests {
             all.sort();
             all
         };
+        let series = |ledger: &Ledger<u32, u64>| series_with(ledger, &[]);
         let s = |comm: &str, pid: &str, key, v| (comm.to_owned(), pid.to_owned(), key, v);
         assert_eq!(
             series(&ledger),
@@ -490,18 +492,10 @@ mod tests {
             &HashSet::new(),
         ));
         let live = [row(30, "web", 1, 4), row(31, "web", 1, 6)];
-        let with_live: Vec<(String, String, u32, u64)> = {
-            let mut all: Vec<_> = sum_by_labels(&plan, &live, &ledger)
-                .into_iter()
-                .filter(|((labels, _), _)| labels.get("pid").is_some_and(|p| p.starts_with('3')))
-                .map(|((labels, key), v)| {
-                    let get = |name| labels.get(name).unwrap_or("?").to_owned();
-                    (get("comm"), get("pid"), key, v)
-                })
-                .collect();
-            all.sort();
-            all
-        };
+        let with_live: Vec<_> = series_with(&ledger, &live)
+            .into_iter()
+            .filter(|(_, pid, _, _)| pid.starts_with('3'))
+            .collect();
         assert_eq!(with_live, vec![s("web", "30", 1, 4)]);
         // Without an OTLP export every live row is shown, per pid when asked.
         let per_pid = LabelPlan {
