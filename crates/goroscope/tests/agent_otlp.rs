@@ -209,21 +209,18 @@ fn config(protocol: &str, endpoint: &str, extra: &str) -> String {
     )
 }
 
-/// How long a workload waits, running, before it works: two collections (1 s each) and a
-/// margin, so the agent has seen it running and gives it a resource of its own.
-const SEEN_RUNNING: Duration = Duration::from_millis(2500);
-
-/// Runs testload as `comm` with `args`, started [`SEEN_RUNNING`] before it works (it waits on
-/// stdin), and returns its pid once it exited successfully: a process the agent saw running,
-/// whose last counts are exported under its own resource although it ends between exports.
+/// Runs testload as `comm` with `args`, waiting on stdin until `agent` has collected twice
+/// (so one whole collection saw it running), and returns its pid once it exited successfully:
+/// a process the agent saw running, whose last counts are exported under its own resource
+/// although it ends between exports.
 #[track_caller]
-fn testload_pid(comm: &str, args: &[&str]) -> String {
-    testload_pids(&[(comm, args)]).remove(0)
+fn testload_pid(agent: &Agent, comm: &str, args: &[&str]) -> String {
+    testload_pids(agent, &[(comm, args)]).remove(0)
 }
 
 /// [`testload_pid`] for several workloads at once (one wait for all).
 #[track_caller]
-fn testload_pids(workloads: &[(&str, &[&str])]) -> Vec<String> {
+fn testload_pids(agent: &Agent, workloads: &[(&str, &[&str])]) -> Vec<String> {
     let mut children: Vec<(Child, String)> = workloads
         .iter()
         .map(|(comm, args)| {
@@ -252,7 +249,19 @@ fn testload_pids(workloads: &[(&str, &[&str])]) -> Vec<String> {
             (child, line)
         })
         .collect();
-    thread::sleep(SEEN_RUNNING);
+    // The collection running when they started may have read the rows before they existed;
+    // the next one starts after, while they wait.
+    let collections =
+        || sample(&agent.scrape(), "goroscope_agent_collections_total", &[]).unwrap_or(0.0);
+    let started = collections();
+    let deadline = Instant::now() + SEEN_WITHIN;
+    while collections() < started + 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not collect twice within {SEEN_WITHIN:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
     for (child, _) in &mut children {
         // Closing stdin (EOF) lets it work.
         drop(child.stdin.take());
@@ -323,14 +332,17 @@ fn delivers_exactly(protocol: &str, extra: &str) {
     // counts still arrive under their own resources.
     let comm = unique_comm("gso-work");
     let server_address = server.to_string();
-    let pids = testload_pids(&[
-        (&comm, &["connect", &server_address, "20"]),
-        (&comm, &["getppid", "1000"]),
-        (
-            &comm,
-            &["open-missing", "/nonexistent/goroscope-otlp-test", "30"],
-        ),
-    ]);
+    let pids = testload_pids(
+        &agent,
+        &[
+            (&comm, &["connect", &server_address, "20"]),
+            (&comm, &["getppid", "1000"]),
+            (
+                &comm,
+                &["open-missing", "/nonexistent/goroscope-otlp-test", "30"],
+            ),
+        ],
+    );
     let (connect_pid, getppid_pid, open_pid) = (&pids[0], &pids[1], &pids[2]);
     // Processes that start and end between two collections fold into the host's series of
     // their comm (one series, not a resource each), exactly.
@@ -582,7 +594,7 @@ fn a_collector_down_for_20_seconds_loses_nothing_the_queue_holds() {
         "    timeout: 2s\n",
     ));
     let comm = unique_comm("gso-out");
-    let before = testload_pid(&comm, &["getppid", "300"]);
+    let before = testload_pid(&agent, &comm, &["getppid", "300"]);
     wait_number(
         &collector,
         "goroscope.syscalls",
@@ -596,7 +608,7 @@ fn a_collector_down_for_20_seconds_loses_nothing_the_queue_holds() {
     collector.stop();
     let down_since = Instant::now();
     // Work done while the Collector is down: its counts wait in the queue.
-    let during = testload_pid(&comm, &["getppid", "700"]);
+    let during = testload_pid(&agent, &comm, &["getppid", "700"]);
     while down_since.elapsed() < Duration::from_secs(20) {
         thread::sleep(Duration::from_millis(500));
     }
@@ -622,7 +634,7 @@ fn a_collector_down_for_20_seconds_loses_nothing_the_queue_holds() {
         700.0,
     );
     // New work after the outage arrives too.
-    let after = testload_pid(&comm, &["getppid", "50"]);
+    let after = testload_pid(&agent, &comm, &["getppid", "50"]);
     wait_number(
         &collector,
         "goroscope.syscalls",
@@ -758,7 +770,7 @@ fn continuous_profiles_arrive_per_process_and_a_reload_moves_the_export() {
     // A good one moves every signal to the second collector, over gRPC.
     agent.reload(&config("grpc", &second.grpc_endpoint(), ""));
     let comm = unique_comm("gso-rel");
-    let moved = testload_pid(&comm, &["getppid", "123"]);
+    let moved = testload_pid(&agent, &comm, &["getppid", "123"]);
     wait_number(
         &second,
         "goroscope.syscalls",
