@@ -93,7 +93,7 @@ pub fn sum_by_labels<K: Clone + Eq + Hash, V: Tally>(
     let per_export = plan.pid && plan.departed;
     for row in live {
         if per_export && !ledger.exports_on_its_own(row.pid) {
-            // Found gone before it was ever exported: it folds when retired, next cycle.
+            // Found gone before a collection saw it running: it folds when retired, next cycle.
             continue;
         }
         out.entry((plan.labels(&row.owner, Some(row.pid)), row.key.clone()))

@@ -1,7 +1,7 @@
 //! The collection as an OTLP export sees it: one series per process (the process becomes the
 //! series' resource), latency histograms with the kernel's buckets, the last values of
 //! processes that ended since the previous export, and, per owner, what processes that
-//! started and ended between two exports counted.
+//! started and ended between two collections counted.
 
 use std::collections::HashSet;
 
