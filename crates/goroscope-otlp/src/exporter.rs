@@ -85,11 +85,7 @@ impl Exporter {
         }
         // Servers refuse requests above a size (the Collector's gRPC receiver: 4 MiB) as not
         // retryable: a large one goes as several of at most `batch_bytes`.
-        let pieces = if batch.encoded_len() > self.config.batch_bytes {
-            split(batch, self.config.batch_bytes)
-        } else {
-            vec![batch]
-        };
+        let pieces = split(batch, self.config.batch_bytes);
         let bodies: Vec<(Vec<u8>, u64)> = pieces
             .iter()
             .map(|piece| (piece.encode(), piece.items()))
